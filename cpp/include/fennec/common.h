@@ -12,10 +12,16 @@ class CoreError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+#ifdef __FILE_NAME__
+#define FENNEC_SOURCE_FILE __FILE_NAME__
+#else
+#define FENNEC_SOURCE_FILE __FILE__
+#endif
+
 #define FENNEC_CHECK(cond, msg)                                                        \
   do {                                                                                 \
     if (!(cond))                                                                       \
-      throw ::fennec::CoreError(std::string(msg) + " [" __FILE__ ":" +                 \
+      throw ::fennec::CoreError(std::string(msg) + " [" FENNEC_SOURCE_FILE ":" +       \
                                 std::to_string(__LINE__) + "]");                       \
   } while (0)
 

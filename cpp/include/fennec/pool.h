@@ -23,6 +23,9 @@ struct PoolArgs {
   double* out_var = nullptr;
 };
 
+// Throws CoreError when the arguments break the core's invariants (labels included).
+void check_pool_args(const PoolArgs& args);
+
 // Returns the first row holding NaN or inf, or -1 when all rows are finite.
 int64_t pool_cpu(const PoolArgs& args);
 #ifdef FENNEC_WITH_CUDA

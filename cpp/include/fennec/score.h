@@ -31,6 +31,9 @@ struct TopKStatus {
   int64_t bad_row = -1;
 };
 
+// Throws CoreError when the arguments break the core's invariants.
+void check_topk_args(const TopKArgs& args);
+
 TopKStatus topk_cpu(const TopKArgs& args);
 #ifdef FENNEC_WITH_CUDA
 TopKStatus topk_cuda(const TopKArgs& args);  // pointers are host pointers

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__F16C__) || defined(__AVX512F__) || defined(__FMA__)
+#if defined(__F16C__) || defined(__AVX512F__) || defined(__FMA__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -61,11 +61,36 @@ inline float to_float(half_t h) {
 #endif
 }
 
+typedef int32_t vi __attribute__((vector_size(W * sizeof(int32_t))));
+
+// True when any lane of a comparison result is set.
+inline bool any_lane(vi m) {
+#if FENNEC_SIMD_WIDTH == 8 && defined(__AVX2__)
+  __m256i x;
+  std::memcpy(&x, &m, sizeof x);
+  return !_mm256_testz_si256(x, x);
+#else
+  vi folded = m;
+  int32_t any = 0;
+  for (int i = 0; i < W; ++i) any |= folded[i];
+  return any != 0;
+#endif
+}
+
 inline vf vzero() { return vf{} ; }
 
 inline vf vset1(float x) {
   vf v;
+#if FENNEC_SIMD_WIDTH == 16 && defined(__AVX512F__)
+  const __m512 b = _mm512_set1_ps(x);
+  std::memcpy(&v, &b, sizeof v);
+#elif (FENNEC_SIMD_WIDTH == 8 || FENNEC_SIMD_WIDTH == 16) && defined(__AVX__)
+  const __m256 b = _mm256_set1_ps(x);
+  for (int half = 0; half < W / 8; ++half)
+    std::memcpy(reinterpret_cast<char*>(&v) + half * sizeof b, &b, sizeof b);
+#else
   for (int i = 0; i < W; ++i) v[i] = x;
+#endif
   return v;
 }
 
@@ -134,14 +159,52 @@ inline vf vfma(vf a, vf b, vf c) {
 #endif
 }
 
+// Horizontal sum in a fixed order, independent of where the row sits, so equal
+// rows always get bit-identical scores.
 inline float hsum(vf v) {
-  // Pairwise halving: a fixed order, independent of where the row sits.
+#if FENNEC_SIMD_WIDTH == 8 && defined(__AVX2__)
+  __m256 x;
+  std::memcpy(&x, &v, sizeof x);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+#elif FENNEC_SIMD_WIDTH == 16 && defined(__AVX2__)
+  __m256 lo, hi;
+  std::memcpy(&lo, &v, sizeof lo);
+  std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+  __m256 x = _mm256_add_ps(lo, hi);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+#else
   float buf[W];
   std::memcpy(buf, &v, sizeof buf);
   for (int width = W / 2; width >= 1; width /= 2)
     for (int i = 0; i < width; ++i) buf[i] += buf[i + width];
   return buf[0];
+#endif
 }
+
+#if FENNEC_SIMD_WIDTH == 8 && defined(__AVX2__)
+#define FENNEC_HAS_HSUM_ROWS 1
+// Horizontal sums of W vectors at once (lane i of the result sums acc[i]).
+// Cheaper than W separate hsum calls, but a different order of additions, so
+// a kernel must use one or the other for all of its rows.
+inline vf hsum_rows(const vf* acc) {
+  __m256 a[8];
+  std::memcpy(a, acc, sizeof a);
+  const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+  const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                                   _mm256_permute2f128_ps(h0123, h4567, 0x31));
+  vf v;
+  std::memcpy(&v, &sum, sizeof v);
+  return v;
+}
+#endif
 
 }  // namespace FENNEC_ISA_NS
 }  // namespace cpu
