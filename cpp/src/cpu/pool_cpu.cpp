@@ -1,8 +1,9 @@
-// Per-class count, mean and variance of feature rows. Work is split over
-// column ranges rather than rows: every worker streams all rows but owns its
-// columns of the per-class accumulators, so nothing is duplicated or merged and
-// the result does not depend on the thread count. Welford updates in float64
-// keep the variance exact for constant columns and robust for large means.
+// Per-class count, mean and variance of feature rows. Rows are grouped by class
+// first (a counting sort of row ids), then each task owns one class and one
+// column range: its accumulators stay in L1, nothing is merged, and the result
+// does not depend on the thread count. Sums run in float64 over
+// values shifted by the first row of their class (the shifted-data algorithm):
+// constant columns get exactly zero variance and a large mean costs no digits.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -17,7 +18,8 @@ namespace cpu {
 namespace FENNEC_ISA_NS {
 namespace {
 
-constexpr int64_t kColumnBlock = 64;  // 256 bytes of float32 per row per task
+constexpr int64_t kColumnBlock = 256;  // 1 KB of float32 per row per task; 4 KB of sums
+constexpr int64_t kPrefetchRows = 4;
 
 template <typename T>
 bool row_is_finite(const T* row, int64_t d) {
@@ -50,16 +52,52 @@ int64_t pool_impl(const PoolArgs& a) {
     });
   }
 
-  std::vector<double> mean(static_cast<size_t>(n_classes * d), 0.0);
-  std::vector<double> m2(static_cast<size_t>(n_classes * d), 0.0);
-  const int64_t n_tasks = (d + kColumnBlock - 1) / kColumnBlock;
-  parallel_for(n_tasks, threads, [&](int64_t task, int) {
-    const int64_t c0 = task * kColumnBlock;
+  // The shift of each class is its first row (after normalisation).
+  std::vector<int64_t> first_row(static_cast<size_t>(n_classes), -1);
+  for (int64_t i = 0; i < n; ++i)
+    if (first_row[a.labels[i]] < 0) first_row[a.labels[i]] = i;
+
+  std::vector<double> shift(static_cast<size_t>(n_classes * d), 0.0);
+  std::vector<double> sum(static_cast<size_t>(n_classes * d), 0.0);
+  std::vector<double> sum_sq(static_cast<size_t>(n_classes * d), 0.0);
+  for (int64_t c = 0; c < n_classes; ++c) {
+    const int64_t i = first_row[c];
+    if (i < 0) continue;
+    const double scale = a.normalize ? row_scale[i] : 1.0;
+    for (int64_t j = 0; j < d; ++j)
+      shift[c * d + j] = static_cast<double>(static_cast<float>(to_float(features[i * d + j]) * scale));
+  }
+
+  // Row ids grouped by class, in row order within a class.
+  std::vector<int64_t> class_start(static_cast<size_t>(n_classes + 1), 0);
+  for (int64_t i = 0; i < n; ++i) ++class_start[a.labels[i] + 1];
+  for (int64_t c = 0; c < n_classes; ++c) class_start[c + 1] += class_start[c];
+  std::vector<int64_t> rows_by_class(static_cast<size_t>(n));
+  {
+    std::vector<int64_t> fill(class_start.begin(), class_start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) rows_by_class[fill[a.labels[i]]++] = i;
+  }
+
+  const int64_t n_column_blocks = (d + kColumnBlock - 1) / kColumnBlock;
+  parallel_for(n_classes * n_column_blocks, threads, [&](int64_t task, int) {
+    const int64_t c = task / n_column_blocks;
+    const int64_t c0 = (task % n_column_blocks) * kColumnBlock;
     const int64_t width = std::min(kColumnBlock, d - c0);
-    std::vector<int64_t> seen(static_cast<size_t>(n_classes), 0);
+    const int64_t* rows = rows_by_class.data() + class_start[c];
+    const int64_t count = class_start[c + 1] - class_start[c];
+    const double* __restrict k = shift.data() + c * d + c0;
+    double* __restrict s1 = sum.data() + c * d + c0;
+    double* __restrict s2 = sum_sq.data() + c * d + c0;
     alignas(64) float x[kColumnBlock];
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t i = rows[r];
       const T* src = features + i * d + c0;
+      // Rows of a class are scattered: fetch a few rows ahead.
+      if (r + kPrefetchRows < count) {
+        const char* ahead = reinterpret_cast<const char*>(features + rows[r + kPrefetchRows] * d + c0);
+        for (int64_t byte = 0; byte < width * static_cast<int64_t>(sizeof(T)); byte += 64)
+          __builtin_prefetch(ahead + byte);
+      }
       int64_t j = 0;
       for (; j + W <= width; j += W) {
         const vf v = vload(src + j);
@@ -67,18 +105,13 @@ int64_t pool_impl(const PoolArgs& a) {
       }
       for (; j < width; ++j) x[j] = to_float(src[j]);
       if (a.normalize) {
-        const float s = row_scale[i];
-        for (j = 0; j < width; ++j) x[j] *= s;
+        const float scale = row_scale[i];
+        for (j = 0; j < width; ++j) x[j] *= scale;
       }
-      const int64_t c = a.labels[i];
-      const double inv = 1.0 / static_cast<double>(++seen[c]);
-      double* __restrict mu = mean.data() + c * d + c0;
-      double* __restrict acc = m2.data() + c * d + c0;
       for (j = 0; j < width; ++j) {
-        const double xj = x[j];
-        const double delta = xj - mu[j];
-        mu[j] += delta * inv;
-        acc[j] += delta * (xj - mu[j]);
+        const double delta = static_cast<double>(x[j]) - k[j];
+        s1[j] += delta;
+        s2[j] += delta * delta;
       }
     }
   });
@@ -91,9 +124,12 @@ int64_t pool_impl(const PoolArgs& a) {
     const int64_t count = a.out_counts[c];
     for (int64_t j = 0; j < d; ++j) {
       const size_t at = static_cast<size_t>(c * d + j);
-      a.out_mean[at] = count > 0 ? mean[at] : nan;
-      a.out_var[at] = count > a.ddof ? m2[at] / static_cast<double>(count - a.ddof) : nan;
-      if (count > 0 && !(std::isfinite(mean[at]) && std::isfinite(m2[at]))) finite = false;
+      const double centred = sum[at] / static_cast<double>(count > 0 ? count : 1);
+      const double m2 = std::max(0.0, sum_sq[at] - sum[at] * centred);
+      a.out_mean[at] = count > 0 ? shift[at] + centred : nan;
+      a.out_var[at] = count > a.ddof ? m2 / static_cast<double>(count - a.ddof) : nan;
+      if (count > 0 && !(std::isfinite(sum[at]) && std::isfinite(sum_sq[at]) && std::isfinite(shift[at])))
+        finite = false;
     }
   }
   if (finite) return -1;

@@ -64,34 +64,58 @@ constexpr int kMinQueriesForTile = 4;  // from here on, one row load feeds many 
 
 // Scores R consecutive rows against one query. Every row goes through the same
 // sequence of operations whatever R is, so equal rows get equal scores.
-template <int R, bool L2, typename T>
+// NV > 0: d == NV * W, known at compile time, so the query stays in registers.
+// NV == 0: any d. Both run the same operations in the same order for a row.
+template <int R, bool L2, int NV, typename T>
 inline void score_rows(const T* rows, int64_t d, const float* q, float* keys) {
   vf acc[R];
-  for (int i = 0; i < R; ++i) acc[i] = vzero();
-  int64_t t = 0;
-  for (; t + W <= d; t += W) {
-    const vf qv = vload(q + t);
+  if constexpr (NV > 0) {
+    vf qv[NV];
+    for (int u = 0; u < NV; ++u) qv[u] = vload(q + u * W);
+    // Row by row, so loads stream through memory in order; out-of-order
+    // execution still overlaps the rows' independent FMA chains.
+    // Two chains per row halve the FMA latency each row waits for.
     for (int i = 0; i < R; ++i) {
-      vf v = vload(rows + i * d + t);
-      if (L2) {
-        v = v - qv;
-        acc[i] = vfma(v, v, acc[i]);
-      } else {
-        acc[i] = vfma(v, qv, acc[i]);
+      const T* row = rows + i * d;
+      vf sum[2] = {vzero(), vzero()};
+      for (int u = 0; u < NV; ++u) {
+        vf v = vload(row + u * W);
+        if (L2) {
+          v = v - qv[u];
+          sum[u & 1] = vfma(v, v, sum[u & 1]);
+        } else {
+          sum[u & 1] = vfma(v, qv[u], sum[u & 1]);
+        }
       }
+      acc[i] = sum[0] + sum[1];
     }
-  }
-  if (t < d) {
-    const int rest = static_cast<int>(d - t);
-    const vf qv = vload_partial(q + t, rest);
+  } else {
     for (int i = 0; i < R; ++i) {
-      vf v = vload_partial(rows + i * d + t, rest);
-      if (L2) {
-        v = v - qv;
-        acc[i] = vfma(v, v, acc[i]);
-      } else {
-        acc[i] = vfma(v, qv, acc[i]);
+      const T* row = rows + i * d;
+      vf sum = vzero();
+      int64_t t = 0;
+      for (; t + W <= d; t += W) {
+        vf v = vload(row + t);
+        const vf qv = vload(q + t);
+        if (L2) {
+          v = v - qv;
+          sum = vfma(v, v, sum);
+        } else {
+          sum = vfma(v, qv, sum);
+        }
       }
+      if (t < d) {
+        const int rest = static_cast<int>(d - t);
+        vf v = vload_partial(row + t, rest);
+        const vf qv = vload_partial(q + t, rest);
+        if (L2) {
+          v = v - qv;
+          sum = vfma(v, v, sum);
+        } else {
+          sum = vfma(v, qv, sum);
+        }
+      }
+      acc[i] = sum;
     }
   }
 #ifdef FENNEC_HAS_HSUM_ROWS
@@ -214,27 +238,38 @@ class TopKRunner {
     for (int64_t qi = 0; qi < a_.nq; ++qi) {
       const float* q = a_.queries + qi * d;
       for (int64_t t = 0; t < d; ++t) queries_t_[static_cast<size_t>(t * nq_padded_ + qi)] = q[t];
-      score_rows<1, false>(q, d, q, &query_norms_[static_cast<size_t>(qi)]);
+      score_rows<1, false, 0>(q, d, q, &query_norms_[static_cast<size_t>(qi)]);
     }
   }
 
   template <bool L2>
   void score_rowwise(const T* rows, int64_t count, const float* q, Scratch<T>& s) {
+    switch (a_.d == W * (a_.d / W) ? a_.d / W : 0) {
+      case 1: return score_rowwise_fixed<L2, 1>(rows, count, q, s);
+      case 2: return score_rowwise_fixed<L2, 2>(rows, count, q, s);
+      case 4: return score_rowwise_fixed<L2, 4>(rows, count, q, s);
+      case 8: return score_rowwise_fixed<L2, 8>(rows, count, q, s);
+      default: return score_rowwise_fixed<L2, 0>(rows, count, q, s);
+    }
+  }
+
+  template <bool L2, int NV>
+  void score_rowwise_fixed(const T* rows, int64_t count, const float* q, Scratch<T>& s) {
     const int64_t d = a_.d;
     float* keys = s.keys.data();
     int64_t r = 0;
     for (; r + kRowGroup <= count; r += kRowGroup)
-      score_rows<kRowGroup, L2>(rows + r * d, d, q, keys + r);
+      score_rows<kRowGroup, L2, NV>(rows + r * d, d, q, keys + r);
     if (r == count) return;
 #ifdef FENNEC_HAS_HSUM_ROWS
     // The tail goes through a zero-padded full group, for the same additions.
     s.tail.assign(static_cast<size_t>(kRowGroup * d), T{});
     std::copy(rows + r * d, rows + count * d, s.tail.begin());
     float group_keys[kRowGroup];
-    score_rows<kRowGroup, L2>(s.tail.data(), d, q, group_keys);
+    score_rows<kRowGroup, L2, NV>(s.tail.data(), d, q, group_keys);
     std::copy(group_keys, group_keys + (count - r), keys + r);
 #else
-    for (; r < count; ++r) score_rows<1, L2>(rows + r * d, d, q, keys + r);
+    for (; r < count; ++r) score_rows<1, L2, NV>(rows + r * d, d, q, keys + r);
 #endif
   }
 
@@ -330,7 +365,7 @@ class TopKRunner {
 
   float row_norm(const float* row) const {
     float norm;
-    score_rows<1, false>(row, a_.d, row, &norm);
+    score_rows<1, false, 0>(row, a_.d, row, &norm);
     return norm;
   }
 

@@ -1,0 +1,87 @@
+"""Benchmark support: shared inputs, and the table of ratios against each peer.
+
+Every fennec benchmark has its peer (numpy, faiss, networkx, a plain streaming
+read) in the same run. At the end, `TARGETS` are looked up by benchmark name and
+each ratio of median times is printed beside the target it must meet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+# (what, slower benchmark, faster benchmark, required ratio slower/faster,
+#  or a ceiling when the target is "fennec within x of the floor")
+TARGETS = [
+    ("topk fp32 1q vs faiss IndexFlatIP", "test_faiss_flat_ip_1q", "test_fennec_topk_fp32_1q", ">=", 1.5),
+    ("topk fp32 1q vs numpy matmul+argpartition", "test_numpy_topk_1q", "test_fennec_topk_fp32_1q", ">=", 1.3),
+    ("topk fp32 1q / streaming read (2 threads)", "test_fennec_topk_fp32_1q", "test_stream_read_fp32", "<=", 1.25),
+    ("topk fp16 vs fp32 storage", "test_fennec_topk_fp32_1q", "test_fennec_topk_fp16_1q", ">=", 1.7),
+    ("topk fp16 1q / streaming read fp16", "test_fennec_topk_fp16_1q", "test_stream_read_fp16", "<=", 1.25),
+    ("topk 64 queries vs faiss IndexFlatIP", "test_faiss_flat_ip_64q", "test_fennec_topk_fp32_64q", ">=", 5.0),
+    ("topk 64 queries vs numpy", "test_numpy_topk_64q", "test_fennec_topk_fp32_64q", ">=", None),
+    ("pool 100k x 768 vs fastest numpy", "fastest_numpy_pool", "test_fennec_pool", ">=", 3.0),
+    ("wl_features vs networkx (1,000 graphs, 50-1,500 nodes)", "test_networkx_wl", "test_fennec_wl", ">=", 50.0),
+]
+NUMPY_POOL = ("test_numpy_pool_sorted_reduceat", "test_numpy_pool_onehot_matmul", "test_numpy_pool_per_class")
+
+
+def pytest_configure(config):
+    config._fennec_extra = {}
+
+
+@pytest.fixture(scope="session")
+def extra_report(request):
+    """A dict printed with the ratio table (peak memory and the like)."""
+    return request.config._fennec_extra
+
+
+def _medians(config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None:
+        return {}
+    out = {}
+    for bench in session.benchmarks:
+        if bench:
+            out[bench.name] = bench.stats.median
+    pools = [out[name] for name in NUMPY_POOL if name in out]
+    if pools:
+        out["fastest_numpy_pool"] = min(pools)
+    return out
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    medians = _medians(config)
+    if not medians and not config._fennec_extra:
+        return
+    rows = []
+    terminalreporter.section("fennec: ratios of median times (same run, same machine)")
+    for what, slow, fast, sense, target in TARGETS:
+        if slow not in medians or fast not in medians:
+            continue
+        ratio = medians[slow] / medians[fast]
+        if target is None:
+            verdict = "(reported)"
+        elif sense == ">=":
+            verdict = "meets" if ratio >= target else "MISSES"
+        else:
+            verdict = "meets" if ratio <= target else "MISSES"
+        shown = "" if target is None else f"{sense} {target}"
+        terminalreporter.write_line(f"{what:58s} {ratio:7.2f}x  target {shown:8s} {verdict}")
+        rows.append({"what": what, "ratio": ratio, "target": target, "sense": sense, "verdict": verdict})
+    for key, value in config._fennec_extra.items():
+        terminalreporter.write_line(f"{key:58s} {value}")
+    path = os.environ.get("FENNEC_BENCH_REPORT")
+    if path:
+        with open(path, "w") as fh:
+            json.dump({"ratios": rows, "extra": config._fennec_extra, "medians_s": medians}, fh, indent=2)
+
+
+@pytest.fixture(scope="session")
+def zoo_matrix():
+    """1,000,000 model vectors of dimension 64, float32 (256 MB)."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((1_000_000, 64), dtype=np.float32)
