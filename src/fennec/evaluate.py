@@ -1,0 +1,254 @@
+"""Evaluation protocols for model recommendation, with the baselines in the same run.
+
+Protocols
+---------
+``lodo``        leave one task out: the task is new; each method ranks all models for it.
+``kshot``       as ``lodo``, but ``shots`` scores on the new task are known: drawn at
+                random (``probe="random"``, repeated over seeds) or the ``shots`` models
+                the method itself ranked first (``probe="top"``), reported back.
+``cold-model``  k-fold over models: the held-out models have no history and are
+                known only by their side information; each task ranks them.
+
+Metrics, per task and averaged over tasks: weighted Kendall tau exactly as the field
+computes it (``scipy.stats.weightedtau(score, truth)[0]``, defaults), Kendall tau,
+Pearson, top-1 regret (best score minus the score of the model ranked first) and
+top-3 hit (the best model is among the three ranked first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import kendalltau, pearsonr, weightedtau
+
+from .transfer import fit_transfer, normalize_scores, predict_cold_models
+
+__all__ = ["EvalData", "METRICS", "evaluate", "ranking_metrics"]
+
+METRICS = ("wtau", "kendall", "pearson", "regret", "top3")
+NMF_RANK = 5  # the original Fennec recipe
+RANDOM_DRAWS = 20
+RANDOM_PROBE_REPEATS = 5
+COLD_MODEL_FOLDS = 5
+
+
+@dataclass
+class EvalData:
+    """Everything a protocol needs: the score matrix and optional side information."""
+
+    scores: np.ndarray  # models x tasks, NaN where not measured
+    models: list[str]
+    tasks: list[str]
+    model_features: np.ndarray | None = None  # models x p, numeric
+    model_types: list[str] | None = None  # architecture family / model type per model
+    task_features: np.ndarray | None = None  # tasks x q, numeric (distances already embedded)
+    forward_scores: dict[str, np.ndarray] | None = None  # method -> models x tasks, NaN where absent
+
+
+def ranking_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Metrics of one task's predicted scores against the measured ones (NaN entries ignored)."""
+    seen = ~np.isnan(truth) & ~np.isnan(prediction)
+    p, y = prediction[seen], truth[seen]
+    if len(y) < 2:
+        return {name: float("nan") for name in METRICS}
+    constant = np.ptp(p) == 0 or np.ptp(y) == 0
+    first = int(np.argmax(p))  # ties: the first listed model, as a ranked table shows it
+    top3 = np.argsort(-p, kind="stable")[:3]
+    return {
+        "wtau": float(weightedtau(p, y)[0]) if np.ptp(y) > 0 else float("nan"),
+        "kendall": float("nan") if constant else float(kendalltau(p, y)[0]),
+        "pearson": float("nan") if constant else float(pearsonr(p, y)[0]),
+        "regret": float(y.max() - y[first]),
+        "top3": float(int(np.argmax(y)) in set(top3.tolist())),
+    }
+
+
+def _average(rows: list[dict[str, float]]) -> dict[str, float]:
+    out = {}
+    for name in METRICS:
+        values = np.array([r[name] for r in rows], dtype=float)
+        out[name] = float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+    return out
+
+
+def _reorder_observed(prediction, observed, observed_scores):
+    """The observed models keep their group's predicted values, in measured order."""
+    prediction = prediction.copy()
+    values = np.sort(prediction[observed])[::-1]
+    prediction[observed[np.argsort(-observed_scores, kind="stable")]] = values
+    return prediction
+
+
+def _nmf(matrix, rank, seed, iterations=500):
+    """Non-negative factorisation of the observed entries (multiplicative updates)."""
+    seen = ~np.isnan(matrix)
+    x = np.where(seen, matrix, 0.0)
+    x = x - min(0.0, x.min())
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(x[seen].mean() / rank) if seen.any() else 1.0
+    w = rng.uniform(0.5, 1.5, (matrix.shape[0], rank)) * scale
+    h = rng.uniform(0.5, 1.5, (rank, matrix.shape[1])) * scale
+    eps = 1e-9
+    for _ in range(iterations):
+        wh = w @ h
+        h *= (w.T @ (seen * x)) / (w.T @ (seen * wh) + eps)
+        wh = w @ h
+        w *= ((seen * x) @ h.T) / ((seen * wh) @ h.T + eps)
+    return w, h
+
+
+def _nmf_predict(train, train_features, target_features, seed):
+    """Fennec's published recipe: NMF of rank 5; the new task's vector from its side information."""
+    rank = min(NMF_RANK, min(train.shape))
+    w, h = _nmf(train, rank, seed)
+    if train_features is None or target_features is None:
+        return w @ h.mean(1)
+    # Ridge from task side information to the task's NMF coordinates.
+    mean, spread = train_features.mean(0), train_features.std(0)
+    spread[spread == 0] = 1.0
+    x = (train_features - mean) / spread
+    x1 = np.column_stack([np.ones(len(x)), x])
+    coef = np.linalg.solve(x1.T @ x1 + np.diag([0.0] + [1.0] * x.shape[1]), x1.T @ h.T)
+    target = np.concatenate([[1.0], (target_features - mean) / spread]) @ coef
+    return w @ np.maximum(target, 0.0)
+
+
+def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
+    scores = data.scores[:, train]
+    task_train = None if data.task_features is None else data.task_features[train]
+    task_target = None if data.task_features is None else data.task_features[target]
+    model = fit_transfer(scores, data.model_features, task_train, seed=seed)
+    with np.errstate(invalid="ignore"):
+        prior = np.nanmean(scores, 1)
+        prior_std = np.nanmean(normalize_scores(scores, "z"), 1)
+    out = {
+        "fennec": model.predict(task_target),
+        "prior": prior,
+        "prior_std": prior_std,
+        "fennec_nmf": _nmf_predict(scores, task_train, task_target, seed),
+    }
+    return out, model, task_target
+
+
+def _task_rows(data: EvalData, target: int, predictions: dict[str, np.ndarray], rng) -> dict:
+    truth = data.scores[:, target]
+    rows = {}
+    for name, p in predictions.items():
+        runs = p if isinstance(p, list) else [p]  # random probes: one prediction per repeat
+        rows[name] = _average([ranking_metrics(q, truth) for q in runs])
+    draws = [ranking_metrics(rng.standard_normal(len(truth)), truth) for _ in range(RANDOM_DRAWS)]
+    rows["random"] = _average(draws)
+    for method, matrix in (data.forward_scores or {}).items():
+        if np.any(~np.isnan(matrix[:, target]) & ~np.isnan(truth)):
+            rows[method] = ranking_metrics(matrix[:, target], truth)
+    return rows
+
+
+def _lodo(data: EvalData, seed: int, shots: int, probe: str):
+    rng = np.random.default_rng(seed)
+    per_task = {}
+    for target, name in enumerate(data.tasks):
+        truth = data.scores[:, target]
+        if np.sum(~np.isnan(truth)) < 2:
+            continue
+        train = np.array([j for j in range(len(data.tasks)) if j != target])
+        predictions, model, task_target = _zero_shot_predictions(data, train, target, seed)
+        if shots:
+            predictions = _with_observations(data, truth, predictions, model, task_target, shots, probe, rng)
+        per_task[name] = _task_rows(data, target, predictions, rng)
+    return per_task
+
+
+def _with_observations(data, truth, predictions, model, task_target, shots, probe, rng):
+    measured = np.flatnonzero(~np.isnan(truth))
+    shots = min(shots, len(measured))
+    out = {}
+    if probe == "top":
+        for name, p in predictions.items():
+            observed = measured[np.argsort(-p[measured], kind="stable")[:shots]]
+            if name == "fennec":
+                out[name] = model.predict_with_observations(observed, truth[observed], task_target)
+            else:
+                out[name] = _reorder_observed(p, observed, truth[observed])
+        out["fennec_0shot"] = predictions["fennec"]
+        return out
+    # Random probes: the same draws for every method, averaged over repeats.
+    draws = [rng.choice(measured, shots, replace=False) for _ in range(RANDOM_PROBE_REPEATS)]
+    out["fennec_0shot"] = predictions["fennec"]
+    for name, p in predictions.items():
+        runs = []
+        for observed in draws:
+            if name == "fennec":
+                runs.append(model.predict_with_observations(observed, truth[observed], task_target))
+            else:
+                runs.append(_reorder_observed(p, observed, truth[observed]))
+        out[name] = runs
+    return out
+
+
+def _cold_model(data: EvalData, seed: int):
+    rng = np.random.default_rng(seed)
+    n_models = len(data.models)
+    folds = np.array_split(rng.permutation(n_models), min(COLD_MODEL_FOLDS, n_models))
+    per_task: dict[str, dict[str, list]] = {name: {} for name in data.tasks}
+    normalized = normalize_scores(data.scores, "gauss")
+    for fold in folds:
+        train = np.setdiff1d(np.arange(n_models), fold)
+        predictions = {}
+        if data.model_features is not None:
+            predictions["fennec"] = predict_cold_models(
+                data.scores[train], data.model_features[train], data.model_features[fold], seed=seed)
+        if data.model_types is not None:
+            predictions["type_mean"] = _type_mean(normalized[train], data.model_types, train, fold)
+        with np.errstate(invalid="ignore"):
+            global_mean = np.nanmean(normalized[train], 0)
+        predictions["prior"] = np.tile(global_mean, (len(fold), 1))
+        for target, name in enumerate(data.tasks):
+            truth = data.scores[fold, target]
+            if np.sum(~np.isnan(truth)) < 2:
+                continue
+            rows = per_task[name]
+            for method, p in predictions.items():
+                rows.setdefault(method, []).append(ranking_metrics(p[:, target], truth))
+            draws = [ranking_metrics(rng.standard_normal(len(truth)), truth) for _ in range(RANDOM_DRAWS)]
+            rows.setdefault("random", []).append(_average(draws))
+    return {task: {m: _average(r) for m, r in rows.items()} for task, rows in per_task.items() if rows}
+
+
+def _type_mean(normalized_train, model_types, train, held_out):
+    """Mean normalised score of the training models that share each held-out model's type."""
+    types_train = np.array([model_types[i] for i in train])
+    with np.errstate(invalid="ignore"):
+        overall = np.nanmean(normalized_train, 0)
+        out = np.empty((len(held_out), normalized_train.shape[1]))
+        for row, model in enumerate(held_out):
+            same = types_train == model_types[model]
+            out[row] = np.nanmean(normalized_train[same], 0) if same.any() and model_types[model] else overall
+    return np.where(np.isnan(out), overall, out)
+
+
+def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: str = "top",
+             seed: int = 0) -> dict:
+    """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``."""
+    if protocol not in ("lodo", "kshot", "cold-model"):
+        raise ValueError(f"protocol must be 'lodo', 'kshot' or 'cold-model', got {protocol!r}")
+    if probe not in ("top", "random"):
+        raise ValueError(f"probe must be 'top' or 'random', got {probe!r}")
+    if protocol == "kshot" and shots < 1:
+        raise ValueError(f"shots must be >= 1 for the kshot protocol, got {shots}")
+    if data.scores.shape != (len(data.models), len(data.tasks)):
+        raise ValueError("scores must be models x tasks")
+    if len(data.tasks) < 3:
+        raise ValueError(f"evaluation needs at least 3 tasks with scores, got {len(data.tasks)}")
+    if protocol == "cold-model":
+        if data.model_features is None and data.model_types is None:
+            raise ValueError("the cold-model protocol needs model side information (--models)")
+        per_task = _cold_model(data, seed)
+    else:
+        per_task = _lodo(data, seed, shots if protocol == "kshot" else 0, probe)
+    methods = sorted({m for rows in per_task.values() for m in rows})
+    mean = {m: _average([rows[m] for rows in per_task.values() if m in rows]) for m in methods}
+    return {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
+            "probe": probe if protocol == "kshot" else None, "seed": seed,
+            "n_models": len(data.models), "n_tasks": len(per_task), "mean": mean, "tasks": per_task}
