@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, pearsonr, weightedtau
 
-from fennec.evaluate import METRICS, EvalData, evaluate, ranking_metrics
+from fennec.evaluate import METRICS, EvalData, evaluate, load_eval_data, ranking_metrics
 from fennec.transfer import fit_transfer, normalize_scores
 
 
@@ -140,3 +140,29 @@ def test_sfda_top_probe_beats_zero_shot_and_reordered_prior():
     mean = evaluate(load_sfda(), "kshot", shots=3, probe="top")["mean"]
     assert mean["fennec"]["wtau"] > mean["fennec_0shot"]["wtau"]
     assert mean["fennec"]["wtau"] > mean["prior_std"]["wtau"]  # re-ordering the prior's top 3: 0.857
+
+
+@needs_bench
+def test_eval_command_json_contract():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fennec", "eval", "--history",
+                          str(BENCH / "sfda_supervised_11x11.csv"), "--wide", "--protocol", "lodo", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for method in ("fennec", "prior", "prior_std", "fennec_nmf", "random"):
+        assert set(result["mean"][method]) == set(METRICS)
+    assert len(result["tasks"]) == 11
+    assert result["mean"]["fennec"]["wtau"] >= 0.826
+
+
+@needs_bench
+def test_transfergraph_cold_model_beats_type_mean():
+    tg = BENCH / "transfergraph_image"
+    data = load_eval_data(tg / "records.csv", task_col="finetuned_dataset", score_col="eval_accuracy",
+                          models_path=tg / "model_config.csv", exclude_tasks=["food101"])
+    result = evaluate(data, "cold-model")
+    assert result["mean"]["fennec"]["wtau"] > result["mean"]["type_mean"]["wtau"]

@@ -67,6 +67,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if agree else 1
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_table, load_eval_data
+
+    data = load_eval_data(
+        args.history, wide=args.wide, model_col=args.model_col, task_col=args.task_col,
+        score_col=args.score_col, models_path=args.models, model_key=args.model_key,
+        type_col=args.type_col, tasks_path=args.tasks, task_key=args.task_key,
+        task_distance_path=args.task_distance, forward_scores_path=args.forward_scores,
+        exclude_tasks=args.exclude_task or ())
+    result = evaluate(data, args.protocol, shots=args.shots, probe=args.probe, seed=args.seed)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fennec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"fennec {__version__}")
@@ -86,10 +100,36 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(run=_demo)
 
+    ev = sub.add_parser(
+        "eval", help="evaluate recommendation on a history table, with baselines in the same run",
+        description="Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's "
+                    "ranking: weighted Kendall tau, Kendall tau, Pearson, top-1 regret, top-3 hit.")
+    ev.add_argument("--history", required=True, help="past results: long CSV (model,task,score) or --wide")
+    ev.add_argument("--wide", action="store_true", help="the history is a model x task table")
+    ev.add_argument("--model-col", default="model", help="long form: model column (default model)")
+    ev.add_argument("--task-col", default="task", help="long form: task column (default task)")
+    ev.add_argument("--score-col", default="score", help="long form: score column (default score)")
+    ev.add_argument("--models", help="CSV of model side information, keyed by --model-key")
+    ev.add_argument("--model-key", default="model")
+    ev.add_argument("--type-col", help="model-type column for the type_mean baseline "
+                                       "(default: model_type, family or architecture when present)")
+    ev.add_argument("--tasks", help="CSV of task side information, keyed by --task-key")
+    ev.add_argument("--task-key", default="task")
+    ev.add_argument("--task-distance", help="square CSV of distances between tasks")
+    ev.add_argument("--forward-scores", help="long CSV of forward-pass scores (model, task, method, score)")
+    ev.add_argument("--exclude-task", action="append", help="leave this task out (repeatable)")
+    ev.add_argument("--protocol", choices=["lodo", "kshot", "cold-model"], default="lodo")
+    ev.add_argument("--shots", type=int, default=3, help="kshot: scores known on the new task")
+    ev.add_argument("--probe", choices=["top", "random"], default="top",
+                    help="kshot: which models were fine-tuned (the method's own top, or random)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(run=_eval)
+
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OSError) as error:
         print(f"fennec: error: {error}", file=sys.stderr)
         return 2
 

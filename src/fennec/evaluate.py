@@ -252,3 +252,130 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
     return {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
             "probe": probe if protocol == "kshot" else None, "seed": seed,
             "n_models": len(data.models), "n_tasks": len(per_task), "mean": mean, "tasks": per_task}
+
+
+# ---------------------------------------------------------------------------
+# Loading an evaluation from files (the `fennec eval` command line).
+
+FORWARD_METHOD_NAMES = {"log_me": "logme", "logme": "logme", "reg_h_score": "hscore_reg",
+                        "h_score": "hscore", "leep": "leep", "nleep": "nleep", "nce": "nce",
+                        "sfda": "sfda", "parc": "parc", "gbc": "gbc", "transrate": "transrate"}
+DISTANCE_EMBEDDING_DIMS = 2
+
+
+def _forward_method_name(raw: str) -> str:
+    short = raw.strip().split(".")[-1].lower()
+    return FORWARD_METHOD_NAMES.get(short, short)
+
+
+def read_forward_scores(path, models: list[str], tasks: list[str]) -> dict[str, np.ndarray]:
+    """Forward-pass transferability scores from a long CSV: model, task, method, score.
+
+    Column names may also be TransferGraph's (``target_dataset`` for the task,
+    ``metric`` for the method). Repeated (model, task, method) rows are averaged.
+    """
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+
+        def column(*names):
+            for name in names:
+                if name in header:
+                    return name
+            raise ValueError(f"{path}: line 1: none of the columns {names} is present")
+
+        model_col, task_col = column("model", "model_name"), column("task", "target_dataset")
+        method_col, score_col = column("method", "metric"), column("score")
+        model_at = {m: i for i, m in enumerate(models)}
+        task_at = {t: j for j, t in enumerate(tasks)}
+        sums: dict[str, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
+        for line, row in enumerate(reader, start=2):
+            i, j = model_at.get(row[model_col]), task_at.get(row[task_col])
+            if i is None or j is None:
+                continue
+            try:
+                value = float(row[score_col])
+            except ValueError:
+                raise ValueError(f"{path}: line {line}: score {row[score_col]!r} is not a number") from None
+            if not np.isfinite(value):
+                continue
+            method = _forward_method_name(row[method_col])
+            sums.setdefault(method, np.zeros((len(models), len(tasks))))[i, j] += value
+            counts.setdefault(method, np.zeros((len(models), len(tasks))))[i, j] += 1
+    with np.errstate(invalid="ignore"):
+        return {m: np.where(counts[m] > 0, sums[m] / counts[m], np.nan) for m in sums}
+
+
+def embed_distances(distance: np.ndarray, dims: int = DISTANCE_EMBEDDING_DIMS) -> np.ndarray:
+    """Classical multidimensional scaling: coordinates whose distances follow ``distance``."""
+    d = (distance + distance.T) / 2.0
+    n = len(d)
+    centering = np.eye(n) - 1.0 / n
+    gram = -0.5 * centering @ (d**2) @ centering
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:dims]
+    return vectors[:, order] * np.sqrt(np.maximum(values[order], 0.0))
+
+
+def _identifier_like(values: tuple[str, ...]) -> bool:
+    """A column whose values are mostly unique names identifies rows; it is not a category."""
+    present = [v for v in values if v]
+    return len(set(present)) > max(2, 0.2 * len(values))
+
+
+def load_eval_data(history_path, *, wide=False, model_col="model", task_col="task", score_col="score",
+                   models_path=None, model_key="model", type_col=None, tasks_path=None, task_key="task",
+                   task_distance_path=None, forward_scores_path=None, exclude_tasks=()) -> EvalData:
+    """Reads a history and its optional side information into an :class:`EvalData`."""
+    from .history import read_distance_matrix, read_history, read_model_table, read_task_table
+
+    history = read_history(history_path, wide=wide, model_col=model_col, task_col=task_col,
+                           score_col=score_col)
+    if exclude_tasks:
+        history = history.drop_tasks(exclude_tasks)
+    models, tasks = list(history.models), list(history.tasks)
+    data = EvalData(history.matrix(), models, tasks)
+    if models_path is not None:
+        table = read_model_table(models_path, key=model_key)
+        kept = {name: values for name, values in table.categorical.items() if not _identifier_like(values)}
+        table = type(table)(table.keys, table.numeric, kept, key_name=table.key_name)
+        data.model_features, _ = table.design_matrix(models)
+        aligned = table.align(models)
+        type_col = type_col or next((c for c in ("model_type", "family", "architecture", "architectures")
+                                     if c in aligned.categorical), None)
+        if type_col is not None:
+            if type_col not in aligned.categorical:
+                raise ValueError(f"{models_path}: no categorical column {type_col!r} for the model type")
+            data.model_types = list(aligned.categorical[type_col])
+    blocks = []
+    if tasks_path is not None:
+        features, _ = read_task_table(tasks_path, key=task_key).design_matrix(tasks)
+        blocks.append(features)
+    if task_distance_path is not None:
+        names, distance = read_distance_matrix(task_distance_path)
+        at = {n: i for i, n in enumerate(names)}
+        absent = [t for t in tasks if t not in at]
+        if absent:
+            raise ValueError(f"{task_distance_path}: no distances for task(s) {absent}")
+        index = [at[t] for t in tasks]
+        blocks.append(embed_distances(distance[np.ix_(index, index)]))
+    if blocks:
+        data.task_features = np.column_stack(blocks)
+    if forward_scores_path is not None:
+        data.forward_scores = read_forward_scores(forward_scores_path, models, tasks)
+    return data
+
+
+def format_table(result: dict) -> str:
+    """A readable table of the mean metrics, best weighted tau first."""
+    mean = result["mean"]
+    lines = [f"protocol {result['protocol']}"
+             + (f", {result['shots']} shots, probe {result['probe']}" if result["protocol"] == "kshot" else "")
+             + f": {result['n_tasks']} tasks, {result['n_models']} models",
+             f"{'method':<14}" + "".join(f"{m:>9}" for m in METRICS)]
+    for method in sorted(mean, key=lambda m: -np.nan_to_num(mean[m]["wtau"], nan=-9)):
+        lines.append(f"{method:<14}" + "".join(f"{mean[method][m]:>9.4f}" for m in METRICS))
+    return "\n".join(lines)
