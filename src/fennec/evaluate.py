@@ -292,7 +292,11 @@ def read_forward_scores(path, models: list[str], tasks: list[str]) -> dict[str, 
         task_at = {t: j for j, t in enumerate(tasks)}
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
+        malformed: list[int] = []
         for line, row in enumerate(reader, start=2):
+            if None in row or None in row.values():
+                malformed.append(line)  # a row with too many or too few fields
+                continue
             i, j = model_at.get(row[model_col]), task_at.get(row[task_col])
             if i is None or j is None:
                 continue
@@ -305,6 +309,11 @@ def read_forward_scores(path, models: list[str], tasks: list[str]) -> dict[str, 
             method = _forward_method_name(row[method_col])
             sums.setdefault(method, np.zeros((len(models), len(tasks))))[i, j] += value
             counts.setdefault(method, np.zeros((len(models), len(tasks))))[i, j] += 1
+    if malformed:
+        import warnings
+
+        warnings.warn(f"{path}: skipped {len(malformed)} row(s) whose number of fields does not match "
+                      f"the header (first on line {malformed[0]})", stacklevel=2)
     with np.errstate(invalid="ignore"):
         return {m: np.where(counts[m] > 0, sums[m] / counts[m], np.nan) for m in sums}
 

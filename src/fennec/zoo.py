@@ -1,0 +1,712 @@
+"""The zoo store: a folder holding ``zoo.sqlite`` and the fitted arrays.
+
+Layout::
+
+    <zoo>/zoo.sqlite        models, tasks, history, task descriptors (WAL mode)
+    <zoo>/fitted.json       pointer: {"version": n, "dir": "fitted-<n>", "arrays": [names]}
+    <zoo>/fitted-<n>/       one <name>.npy per array (no pickle) and meta.json
+
+Atomicity. Every SQLite write runs in one ``BEGIN IMMEDIATE`` transaction
+committed by ``with con:``, and all checks that can fail run inside it before
+the commit; any exception, KeyboardInterrupt or process death before the commit
+leaves the previous contents. Fitted state is never overwritten in place:
+:meth:`Zoo.write_fitted` writes a fresh hidden folder, fsyncs every file and
+the folder, renames it to ``fitted-<n>``, then replaces ``fitted.json`` by a
+rename (the commit point). A reader reads the pointer once and loads only from
+the folder it names, so it sees the old state or the new one, never a mix.
+The folder before the current one is kept so a reader that read the pointer a
+moment ago still finds its files; older ones are removed (arrays already
+memory-mapped survive removal on POSIX).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .history import DEFAULT_KIND, History, SideTable, _write_atomically, read_history
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers are not serialised across processes there
+    fcntl = None
+
+__all__ = ["SCHEMA_VERSION", "Zoo", "ZooError"]
+
+SCHEMA_VERSION = 1
+DB_NAME = "zoo.sqlite"
+POINTER_NAME = "fitted.json"
+LOCK_NAME = "fitted.lock"
+FITTED_PREFIX = "fitted-"
+ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    architecture TEXT,
+    family TEXT,
+    n_params REAL,
+    source_dataset TEXT,
+    input_size INTEGER,
+    license TEXT,
+    extra TEXT  -- JSON object
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    n_classes INTEGER,
+    n_train INTEGER,
+    extra TEXT  -- JSON object
+);
+CREATE TABLE history (
+    model TEXT NOT NULL,
+    task TEXT NOT NULL,
+    score REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'finetune',
+    source TEXT,
+    PRIMARY KEY (model, task, kind),
+    FOREIGN KEY (model) REFERENCES models(id),
+    FOREIGN KEY (task) REFERENCES tasks(id)
+);
+CREATE TABLE task_descriptors (
+    task TEXT PRIMARY KEY,
+    vector BLOB NOT NULL,  -- float32 little-endian
+    dim INTEGER NOT NULL,
+    FOREIGN KEY (task) REFERENCES tasks(id)
+);
+"""
+
+MODEL_COLUMNS = {
+    "architecture": str,
+    "family": str,
+    "n_params": float,
+    "source_dataset": str,
+    "input_size": int,
+    "license": str,
+}
+TASK_COLUMNS = {"n_classes": int, "n_train": int}
+
+
+class ZooError(ValueError):
+    """A zoo that cannot be opened or an operation refused; nothing stored was changed."""
+
+
+def _connect(db: Path) -> sqlite3.Connection:
+    # Autocommit at the driver level: transactions are opened explicitly in _write().
+    con = sqlite3.connect(db, isolation_level=None, timeout=30.0)
+    con.execute("PRAGMA foreign_keys = ON")
+    return con
+
+
+class Zoo:
+    """A zoo folder; open one with :meth:`create` or :meth:`open`, close it with :meth:`close`.
+
+    One object per thread (it holds one SQLite connection); any number of
+    processes may open the same zoo: SQLite serialises writers, a lock file
+    serialises :meth:`write_fitted`.
+    """
+
+    def __init__(self, path: Path, con: sqlite3.Connection):
+        self.path = path
+        self._con = con
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike) -> Zoo:
+        """A new, empty zoo at ``path`` (a new or existing folder without a zoo in it)."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ZooError(f"{path}: exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        db = path / DB_NAME
+        if db.exists():
+            raise ZooError(f"{path}: a zoo already exists there")
+        # Built under a temporary name and linked into place, so a half-made zoo is
+        # never seen and two creators cannot both win.
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{DB_NAME}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            con = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode = WAL")
+                con.execute("BEGIN IMMEDIATE")
+                with con:
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            finally:
+                con.close()
+            try:
+                os.link(tmp, db)
+            except FileExistsError:
+                raise ZooError(f"{path}: a zoo already exists there") from None
+            except OSError:
+                # A file system without hard links: a rename, after one more look.
+                if db.exists():
+                    raise ZooError(f"{path}: a zoo already exists there") from None
+                os.replace(tmp, db)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        _fsync_dir(path)
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Zoo:
+        """An existing zoo; an error names the path when it is none, or is newer than this code."""
+        path = Path(path)
+        db = path / DB_NAME
+        if not path.is_dir():
+            raise ZooError(f"{path}: no such folder, so not a zoo")
+        if not db.is_file():
+            raise ZooError(f"{path}: not a zoo (no {DB_NAME} in it)")
+        con = _connect(db)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as err:
+            con.close()
+            raise ZooError(f"{path}: not a zoo ({DB_NAME}: {err})") from None
+        if row is None:
+            con.close()
+            raise ZooError(f"{path}: not a zoo (no schema version in {DB_NAME})")
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            con.close()
+            raise ZooError(
+                f"{path}: zoo schema version {version} is newer than this fennec "
+                f"understands ({SCHEMA_VERSION}); upgrade fennec"
+            )
+        return cls(path, con)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Zoo:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Zoo({str(self.path)!r})"
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed when the block ends, rolled back on any exception."""
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")  # take the write lock now: checks and writes see one state
+        with con:
+            yield con
+
+    # -- models and tasks ----------------------------------------------------
+
+    def add_models(self, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> None:
+        """Adds models: each row needs ``id``; known columns are architecture, family,
+        n_params, source_dataset, input_size, license; every other key (and an
+        ``extra`` dict) is kept as JSON. An id already stored is an error unless
+        ``replace=True``, which overwrites that model's side information."""
+        self._add_rows("models", "add_models", rows, MODEL_COLUMNS, replace)
+
+    def add_tasks(self, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> None:
+        """Adds tasks: each row needs ``id``; known columns n_classes, n_train; others as JSON."""
+        self._add_rows("tasks", "add_tasks", rows, TASK_COLUMNS, replace)
+
+    def _add_rows(self, table: str, argument: str, rows, columns: dict, replace: bool) -> None:
+        if isinstance(rows, Mapping):
+            raise TypeError(f"{argument}: expected a list of dicts, got a single dict")
+        records = [_normalise_row(argument, i, row, columns) for i, row in enumerate(rows)]
+        seen: set[str] = set()
+        for record in records:
+            if record[0] in seen:
+                raise ZooError(f"{argument}: id {record[0]!r} appears twice")
+            seen.add(record[0])
+        names = ["id", *columns, "extra"]
+        insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        if replace:
+            updates = ", ".join(f"{c} = excluded.{c}" for c in names[1:])
+            insert += f" ON CONFLICT(id) DO UPDATE SET {updates}"
+        with self._write() as con:
+            if not replace:
+                for record in records:
+                    if con.execute(f"SELECT 1 FROM {table} WHERE id = ?", (record[0],)).fetchone():
+                        raise ZooError(
+                            f"{argument}: id {record[0]!r} is already in the zoo "
+                            "(pass replace=True to update it)"
+                        )
+            con.executemany(insert, records)
+
+    def models(self) -> list[dict]:
+        """Every model with its side information, in the order they were added."""
+        return self._rows("models", MODEL_COLUMNS)
+
+    def tasks(self) -> list[dict]:
+        """Every task with its side information, in the order they were added."""
+        return self._rows("tasks", TASK_COLUMNS)
+
+    def _rows(self, table: str, columns: dict) -> list[dict]:
+        names = ["id", *columns, "extra"]
+        out = []
+        for values in self._con.execute(f"SELECT {', '.join(names)} FROM {table} ORDER BY rowid"):
+            row = dict(zip(names, values))
+            row["extra"] = json.loads(row["extra"]) if row["extra"] else {}
+            out.append(row)
+        return out
+
+    def model_table(self) -> SideTable:
+        """Model side information as a :class:`SideTable` (known columns, then JSON extras)."""
+        return _side_table(self.models(), MODEL_COLUMNS, "model")
+
+    def task_table(self) -> SideTable:
+        """Task side information as a :class:`SideTable`."""
+        return _side_table(self.tasks(), TASK_COLUMNS, "task")
+
+    # -- history -------------------------------------------------------------
+
+    def add_history(
+        self,
+        history: History,
+        *,
+        kind: str | None = None,
+        source: str | None = None,
+        replace: bool = False,
+        strict: bool = False,
+    ) -> int:
+        """Stores every result of ``history`` in one transaction; returns the row count.
+
+        ``kind`` labels rows the history leaves as ``finetune`` (``None``: keep the
+        history's own kinds); a history with other kinds must not be relabelled.
+        ``source`` fills rows without one. A result already stored for the same
+        (model, task, kind) is an error unless ``replace=True``. Unknown model or
+        task ids are added as bare rows, or refused with ``strict=True``.
+        """
+        if not isinstance(history, History):
+            raise TypeError(f"history: expected a History, got {type(history).__name__}")
+        if len(history) == 0:
+            raise ZooError("history: is empty; nothing to add")
+        if kind is not None and (not isinstance(kind, str) or not kind):
+            raise ValueError(f"kind: expected a non-empty string or None, got {kind!r}")
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"source: expected a string or None, got {type(source).__name__}")
+        if kind is not None and history.kind is not None and set(history.kinds) != {kind}:
+            raise ZooError(
+                f"kind: {kind!r} would relabel rows of kinds {list(history.kinds)}; "
+                "leave kind=None to keep the history's own"
+            )
+        kinds = history.row_kinds() if kind is None else (kind,) * len(history)
+        sources = history.source or ("",) * len(history)
+
+        def rows():
+            for i in range(len(history)):
+                row = (
+                    history.models[history.model_index[i]],
+                    history.tasks[history.task_index[i]],
+                    float(history.scores[i]),
+                    kinds[i],
+                    sources[i] or source,
+                )
+                _check_history_row(i, row)
+                yield row
+
+        upsert = "INSERT INTO history (model, task, score, kind, source) VALUES (?, ?, ?, ?, ?)"
+        if replace:
+            # An upsert keeps the row's place, so export order stays the import order.
+            upsert += (
+                " ON CONFLICT(model, task, kind)"
+                " DO UPDATE SET score = excluded.score, source = excluded.source"
+            )
+        with self._write() as con:
+            # Models without any row are added too: side information may still rank them.
+            for table, names, what in (("models", history.models, "model"), ("tasks", history.tasks, "task")):
+                known = {r[0] for r in con.execute(f"SELECT id FROM {table}")}
+                unknown = [n for n in names if n not in known]
+                if unknown and strict:
+                    shown = ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+                    raise ZooError(
+                        f"history: {len(unknown)} unknown {what} id(s): {shown} "
+                        f"(add them with add_{what}s first, or pass strict=False)"
+                    )
+                con.executemany(f"INSERT INTO {table} (id) VALUES (?)", [(n,) for n in unknown])
+            if not replace:
+                stored = {
+                    (m, t, k) for m, t, k in con.execute("SELECT model, task, kind FROM history")
+                }
+                for i in range(len(history)):
+                    model = history.models[history.model_index[i]]
+                    key = (model, history.tasks[history.task_index[i]], kinds[i])
+                    if key in stored:
+                        raise ZooError(
+                            f"history: a {key[2]} result for model {key[0]!r} on task {key[1]!r} "
+                            "is already stored (pass replace=True to overwrite)"
+                        )
+            con.executemany(upsert, rows())
+        return len(history)
+
+    def import_history_csv(
+        self,
+        path: str | os.PathLike,
+        *,
+        wide: bool = False,
+        kind: str | None = None,
+        source: str | None = None,
+        replace: bool = False,
+        strict: bool = False,
+        **read_options,
+    ) -> History:
+        """Reads ``path`` with :func:`~fennec.history.read_history` (``wide``, ``strict``
+        and ``read_options`` such as ``score_range`` or ``task_col``) and stores it
+        with :meth:`add_history`: the whole file or nothing. Returns what was read."""
+        history = read_history(path, wide=wide, strict=strict, **read_options)
+        self.add_history(history, kind=kind, source=source, replace=replace, strict=strict)
+        return history
+
+    def history(self, kind: str = DEFAULT_KIND) -> History:
+        """The stored results of one kind. Every model is listed (a model with no
+        results can still be ranked from side information); tasks are those with
+        at least one result of this kind."""
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind: expected a non-empty string, got {kind!r}")
+        con = self._con
+        # One read transaction, so the three queries see the same snapshot.
+        con.execute("BEGIN")
+        try:
+            models = [r[0] for r in con.execute("SELECT id FROM models ORDER BY rowid")]
+            tasks = [
+                r[0]
+                for r in con.execute(
+                    "SELECT id FROM tasks WHERE id IN (SELECT task FROM history WHERE kind = ?)"
+                    " ORDER BY rowid",
+                    (kind,),
+                )
+            ]
+            rows = con.execute(
+                "SELECT model, task, score, source FROM history WHERE kind = ? ORDER BY rowid", (kind,)
+            ).fetchall()
+        finally:
+            con.execute("COMMIT")
+        model_pos = {m: i for i, m in enumerate(models)}
+        task_pos = {t: i for i, t in enumerate(tasks)}
+        return History(
+            models=tuple(models),
+            tasks=tuple(tasks),
+            model_index=np.array([model_pos[r[0]] for r in rows], dtype=np.int64),
+            task_index=np.array([task_pos[r[1]] for r in rows], dtype=np.int64),
+            scores=np.array([r[2] for r in rows], dtype=np.float64),
+            kind=(kind,) * len(rows),
+            source=tuple(r[3] or "" for r in rows),
+        )
+
+    def history_kinds(self) -> list[str]:
+        """The kinds of result stored, in order of first appearance."""
+        return [r[0] for r in self._con.execute("SELECT kind FROM history GROUP BY kind ORDER BY MIN(rowid)")]
+
+    def export_history_csv(
+        self, path: str | os.PathLike, *, wide: bool = False, kind: str = DEFAULT_KIND
+    ) -> None:
+        """Writes the results of one kind as a long (or wide) CSV, atomically."""
+        history = self.history(kind)
+        if wide:
+            history.to_wide_csv(path)
+        else:
+            history.to_long_csv(path)
+
+    # -- task descriptors ----------------------------------------------------
+
+    def set_task_descriptor(self, task: str, vector) -> None:
+        """Stores (or replaces) a task's descriptor: a 1-D finite float vector, kept as float32."""
+        vector = _check_descriptor(vector)
+        with self._write() as con:
+            if not con.execute("SELECT 1 FROM tasks WHERE id = ?", (task,)).fetchone():
+                raise ZooError(f"task: unknown task {task!r} (add it with add_tasks first)")
+            con.execute(
+                "INSERT INTO task_descriptors (task, vector, dim) VALUES (?, ?, ?) "
+                "ON CONFLICT(task) DO UPDATE SET vector = excluded.vector, dim = excluded.dim",
+                (task, vector.astype("<f4").tobytes(), len(vector)),
+            )
+
+    def task_descriptor(self, task: str) -> np.ndarray:
+        """A task's descriptor as float32; an error when the task has none."""
+        row = self._con.execute("SELECT vector, dim FROM task_descriptors WHERE task = ?", (task,)).fetchone()
+        if row is None:
+            known = self._con.execute("SELECT 1 FROM tasks WHERE id = ?", (task,)).fetchone()
+            why = "has no descriptor" if known else "is not in the zoo"
+            raise ZooError(f"task: {task!r} {why}")
+        return _decode_descriptor(task, row[0], row[1])
+
+    def task_descriptors(self) -> dict[str, np.ndarray]:
+        """Every stored descriptor, by task, in the order the tasks were added."""
+        rows = self._con.execute(
+            "SELECT d.task, d.vector, d.dim FROM task_descriptors d"
+            " JOIN tasks t ON t.id = d.task ORDER BY t.rowid"
+        )
+        return {task: _decode_descriptor(task, blob, dim) for task, blob, dim in rows}
+
+    # -- fitted state --------------------------------------------------------
+
+    def write_fitted(self, state: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> int:
+        """Stores a new fitted state and makes it current in one step; returns its version.
+
+        ``state`` maps names (letters, digits, ``_.-``) to numeric arrays; ``meta`` is a
+        JSON-serialisable dict. Readers see the previous state until the switch.
+        """
+        arrays = _check_state(state)
+        meta_text = _check_meta(meta)
+        with self._fitted_lock():
+            previous = self.fitted_version()
+            version = max([*self._fitted_versions(), previous or 0]) + 1
+            final = self.path / f"{FITTED_PREFIX}{version}"
+            staging = Path(
+                tempfile.mkdtemp(dir=self.path, prefix=f".{FITTED_PREFIX}{version}.", suffix=".tmp")
+            )
+            try:
+                for name, array in arrays.items():
+                    with open(staging / f"{name}.npy", "wb") as fh:
+                        np.save(fh, array, allow_pickle=False)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                with open(staging / "meta.json", "w", encoding="utf-8") as fh:
+                    fh.write(meta_text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                _fsync_dir(staging)
+                os.rename(staging, final)
+                _fsync_dir(self.path)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            _switch_pointer(self.path, version, final.name, sorted(arrays))
+            self._remove_old_fitted(keep={version, previous})
+        return version
+
+    def read_fitted(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The current fitted arrays (memory-mapped, read-only) and their meta."""
+        for _ in range(5):
+            pointer = self._read_pointer()
+            if pointer is None:
+                raise ZooError(f"{self.path}: no fitted state yet (write_fitted has not run)")
+            folder = self.path / pointer["dir"]
+            try:
+                meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+                # Exactly the arrays the pointer lists: a folder being removed may show a subset.
+                arrays = {name: _load_array(folder / f"{name}.npy") for name in pointer["arrays"]}
+            except FileNotFoundError as err:
+                if self._read_pointer() == pointer:
+                    raise ZooError(
+                        f"{folder}: named by {POINTER_NAME} but {err.filename} is missing"
+                    ) from None
+                # Newer states were written since the pointer was read and this one was
+                # removed: read the pointer again rather than mix folders.
+                continue
+            return arrays, meta
+        raise ZooError(f"{self.path}: fitted state kept changing while being read; try again")
+
+    def fitted_version(self) -> int | None:
+        """The current fitted version (one small file read), or None before the first fit."""
+        pointer = self._read_pointer()
+        return None if pointer is None else int(pointer["version"])
+
+    def _read_pointer(self) -> dict | None:
+        try:
+            text = (self.path / POINTER_NAME).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            pointer = json.loads(text)
+            int(pointer["version"])
+            if not all(isinstance(a, str) and ARRAY_NAME.match(a) for a in pointer["arrays"]):
+                raise ValueError(pointer["arrays"])
+            folder = str(pointer["dir"])
+            if not folder.startswith(FITTED_PREFIX) or "/" in folder or "\\" in folder:
+                raise ValueError(folder)
+        except (ValueError, KeyError, TypeError):
+            raise ZooError(f"{self.path / POINTER_NAME}: damaged pointer file: {text[:200]!r}") from None
+        return pointer
+
+    def _fitted_versions(self) -> list[int]:
+        out = []
+        for entry in self.path.iterdir():
+            name = entry.name
+            if name.startswith(FITTED_PREFIX) and name[len(FITTED_PREFIX):].isdigit() and entry.is_dir():
+                out.append(int(name[len(FITTED_PREFIX):]))
+        return out
+
+    def _remove_old_fitted(self, keep: set) -> None:
+        """Removes fitted folders but the current and the previous one, and any debris."""
+        for version in self._fitted_versions():
+            if version not in keep:
+                shutil.rmtree(self.path / f"{FITTED_PREFIX}{version}", ignore_errors=True)
+        # Staging folders left by a writer that died; writers hold the lock, so none is live.
+        for entry in self.path.iterdir():
+            if entry.name.startswith(f".{FITTED_PREFIX}") and entry.name.endswith(".tmp"):
+                shutil.rmtree(entry, ignore_errors=True)
+        for entry in self.path.iterdir():
+            if entry.name.startswith(f".{POINTER_NAME}.") and entry.name.endswith(".tmp"):
+                entry.unlink(missing_ok=True)
+
+    @contextmanager
+    def _fitted_lock(self):
+        with open(self.path / LOCK_NAME, "a+b") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _check_history_row(i: int, row: tuple) -> None:
+    """Last check of one row as it is written (a hook the crash-safety tests replace)."""
+    if not math.isfinite(row[2]):
+        raise ZooError(f"history: row {i} ({row[0]!r}, {row[1]!r}) has score {row[2]}; scores must be finite")
+
+
+def _switch_pointer(folder: Path, version: int, name: str, arrays: list[str]) -> None:
+    """Makes fitted-<version> current: the single rename that commits a fitted state."""
+    text = json.dumps({"version": version, "dir": name, "arrays": arrays})
+    _write_atomically(folder / POINTER_NAME, lambda fh: fh.write(text))
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Makes a rename inside ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:
+        # Older numpy cannot map an empty array; it costs nothing to read it.
+        array = np.load(path, allow_pickle=False)
+        array.flags.writeable = False
+        return array
+
+
+def _check_state(state) -> dict[str, np.ndarray]:
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state: expected a dict of name -> array, got {type(state).__name__}")
+    if not state:
+        raise ValueError("state: is empty; nothing to store")
+    arrays = {}
+    for name, value in state.items():
+        if not isinstance(name, str) or not ARRAY_NAME.match(name):
+            raise ValueError(
+                f"state: array name {name!r} must be letters, digits, '_', '.', '-' "
+                "(not starting with '.' or '-')"
+            )
+        array = np.asarray(value)
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"state[{name!r}]: expected a numeric array, got dtype {array.dtype}")
+        arrays[name] = np.ascontiguousarray(array)
+    return arrays
+
+
+def _check_meta(meta) -> str:
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"meta: expected a dict, got {type(meta).__name__}")
+    try:
+        return json.dumps(dict(meta), sort_keys=True, allow_nan=False, indent=1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"meta: must be JSON-serialisable without NaN/inf: {err}") from None
+
+
+def _check_descriptor(vector) -> np.ndarray:
+    array = np.asarray(vector)
+    if array.dtype.kind != "f":
+        raise TypeError(f"vector: expected a float array, got dtype {array.dtype}")
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"vector: expected a non-empty 1-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("vector: contains NaN or inf")
+    if np.any(np.abs(array) > np.finfo(np.float32).max):
+        raise ValueError("vector: values beyond float32 range")
+    return array
+
+
+def _decode_descriptor(task: str, blob: bytes, dim: int) -> np.ndarray:
+    if len(blob) != 4 * dim:
+        raise ZooError(f"task descriptor of {task!r}: {len(blob)} bytes stored for dim {dim}")
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def _normalise_row(argument: str, i: int, row, columns: dict) -> tuple:
+    if not isinstance(row, Mapping):
+        raise TypeError(f"{argument}: row {i} is a {type(row).__name__}, expected a dict")
+    ident = row.get("id")
+    if not isinstance(ident, str) or not ident.strip() or ident != ident.strip():
+        raise ZooError(
+            f"{argument}: row {i} needs an 'id': a non-empty name without surrounding spaces, "
+            f"got {ident!r}"
+        )
+    values = []
+    for column, kind in columns.items():
+        value = row.get(column)
+        if value is None:
+            values.append(None)
+        elif kind is str:
+            if not isinstance(value, str):
+                raise ZooError(f"{argument}: {ident!r}: {column} must be text, got {value!r}")
+            values.append(value)
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ZooError(
+                    f"{argument}: {ident!r}: {column} must be a non-negative integer, got {value!r}"
+                )
+            values.append(int(value))
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ZooError(f"{argument}: {ident!r}: {column} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ZooError(
+                    f"{argument}: {ident!r}: {column} must be finite and non-negative, got {value!r}"
+                )
+            values.append(float(value))
+    extra = dict(row.get("extra") or {})
+    extra.update({k: v for k, v in row.items() if k not in columns and k not in ("id", "extra")})
+    try:
+        extra_text = json.dumps(extra, sort_keys=True, allow_nan=False) if extra else None
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"{argument}: {ident!r}: extra fields must be JSON-serialisable: {err}") from None
+    return (ident, *values, extra_text)
+
+
+def _side_table(rows: list[dict], columns: dict, key_name: str) -> SideTable:
+    extras = list(dict.fromkeys(k for row in rows for k in row["extra"]))
+    cells: dict[str, list] = {c: [row[c] for row in rows] for c in columns}
+    for name in extras:
+        if name in cells:
+            continue
+        values = [row["extra"].get(name) for row in rows]
+        # Nested values (lists, dicts) are categorical as their JSON text.
+        cells[name] = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in values]
+    cells = {c: v for c, v in cells.items() if any(x is not None for x in v)}
+    return SideTable.from_cells([row["id"] for row in rows], cells, key_name=key_name)
