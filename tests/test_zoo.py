@@ -447,7 +447,7 @@ def test_bad_fitted_input(zoo):
     zoo.write_fitted({"v": np.ones(2)}, {})
     with pytest.raises(ValueError, match=r"state: array name '\.\./x'"):
         zoo.write_fitted({"../x": np.ones(2)}, {})
-    with pytest.raises(TypeError, match=r"state\['o'\]: expected a numeric array, got dtype object"):
+    with pytest.raises(TypeError, match=r"state\['o'\]: expected a numeric or text array, got dtype object"):
         zoo.write_fitted({"o": np.array([{}, 1], dtype=object)}, {})
     with pytest.raises(ValueError, match="meta: must be JSON-serialisable"):
         zoo.write_fitted({"v": np.ones(2)}, {"x": float("nan")})

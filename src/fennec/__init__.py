@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from . import kernels
 from .kernels import build_info, pool, topk, wl_features
+from .recommend import Ranker, Ranking, fit, rank
+from .zoo import Zoo, ZooError
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_info", "kernels", "pool", "topk", "wl_features"]
+__all__ = [
+    "Ranker",
+    "Ranking",
+    "Zoo",
+    "ZooError",
+    "__version__",
+    "build_info",
+    "fit",
+    "kernels",
+    "pool",
+    "rank",
+    "topk",
+    "wl_features",
+]

@@ -260,10 +260,22 @@ class Zoo:
         """Every task with its side information, in the order they were added."""
         return self._rows("tasks", TASK_COLUMNS)
 
-    def _rows(self, table: str, columns: dict) -> list[dict]:
+    def models_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
+        """The rows of the models named (unknown ids are left out), keyed by id."""
+        ids = list(ids)
+        found: dict[str, dict] = {}
+        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in self._rows("models", MODEL_COLUMNS, f"WHERE id IN ({marks})", chunk):
+                found[row["id"]] = row
+        return found
+
+    def _rows(self, table: str, columns: dict, condition: str = "", parameters=()) -> list[dict]:
         names = ["id", *columns, "extra"]
         out = []
-        for values in self._con.execute(f"SELECT {', '.join(names)} FROM {table} ORDER BY rowid"):
+        query = f"SELECT {', '.join(names)} FROM {table} {condition} ORDER BY rowid"
+        for values in self._con.execute(query, parameters):
             row = dict(zip(names, values))
             row["extra"] = json.loads(row["extra"]) if row["extra"] else {}
             out.append(row)
@@ -624,8 +636,9 @@ def _check_state(state) -> dict[str, np.ndarray]:
                 "(not starting with '.' or '-')"
             )
         array = np.asarray(value)
-        if array.dtype.kind not in "biufc":
-            raise TypeError(f"state[{name!r}]: expected a numeric array, got dtype {array.dtype}")
+        # Fixed-width text (model ids) saves without pickle, like numbers.
+        if array.dtype.kind not in "biufcU":
+            raise TypeError(f"state[{name!r}]: expected a numeric or text array, got dtype {array.dtype}")
         arrays[name] = np.ascontiguousarray(array)
     return arrays
 

@@ -1,0 +1,89 @@
+"""fennec.fit and fennec.rank on a zoo built from a history table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fennec
+from fennec.history import History
+
+
+def build_zoo(path, seed=0, n_models=30, n_tasks=8):
+    rng = np.random.default_rng(seed)
+    quality = rng.normal(0, 1, n_models)
+    size = rng.uniform(1e6, 1e8, n_models)
+    task_size = 10 ** rng.uniform(3, 5, n_tasks)
+    effect = np.log10(size)[:, None] - 7.0
+    scores = 70 + 5 * quality[:, None] + 4 * effect * (np.log10(task_size)[None, :] - 4) + rng.normal(0, 0.5, (n_models, n_tasks))
+    models = [f"model{i:02d}" for i in range(n_models)]
+    tasks = [f"task{j}" for j in range(n_tasks)]
+    zoo = fennec.Zoo.create(path)
+    zoo.add_models([{"id": m, "family": "cnn" if i % 2 else "vit", "n_params": float(size[i])}
+                    for i, m in enumerate(models)])
+    zoo.add_tasks([{"id": t, "n_classes": 10, "n_train": int(task_size[j])} for j, t in enumerate(tasks)])
+    zoo.add_history(History.from_matrix(models, tasks, scores))
+    return zoo, scores, models
+
+
+def test_rank_without_task_information_uses_the_prior(tmp_path):
+    zoo, scores, models = build_zoo(tmp_path / "zoo")
+    fennec.fit(zoo)
+    ranking = fennec.rank(zoo, k=5)
+    assert "prior" in ranking.basis
+    assert [r["rank"] for r in ranking.rows] == [1, 2, 3, 4, 5]
+    assert ranking.rows[0]["model"] == models[int(np.argmax(scores.mean(1)))]
+    assert {"family", "n_params", "score", "uncertainty"} <= set(ranking.rows[0])
+    assert 50 < ranking.rows[0]["score"] < 100  # on the history's scale
+
+
+def test_rank_with_task_features_follows_the_interaction(tmp_path):
+    zoo, scores, models = build_zoo(tmp_path / "zoo")
+    summary = fennec.fit(zoo)
+    assert summary["task_columns"] == ["n_classes", "n_train"] or summary["task_columns"] == ["n_train"]
+    big = fennec.rank(zoo, {"n_classes": 10, "n_train": 1e6}, k=30)
+    small = fennec.rank(zoo, {"n_classes": 10, "n_train": 100}, k=30)
+    assert big.basis == "task features"
+    big_order = [r["model"] for r in big.rows]
+    small_order = [r["model"] for r in small.rows]
+    assert big_order != small_order
+
+
+def test_where_filters_and_observed_scores(tmp_path):
+    zoo, scores, models = build_zoo(tmp_path / "zoo")
+    fennec.fit(zoo)
+    only_cnn = fennec.rank(zoo, k=50, where={"family": "cnn"})
+    assert len(only_cnn) == 15 and all(r["family"] == "cnn" for r in only_cnn.rows)
+    small = fennec.rank(zoo, k=50, where={"n_params": ("<=", 3e7)})
+    assert all(r["n_params"] <= 3e7 for r in small.rows)
+    prior = fennec.rank(zoo, k=3)
+    worst_first = {prior.rows[0]["model"]: 10.0, prior.rows[1]["model"]: 20.0}
+    updated = fennec.rank(zoo, k=3, observed=worst_first)
+    assert "observed" in updated.basis
+    names = [r["model"] for r in updated.rows]
+    assert names.index(prior.rows[1]["model"]) < names.index(prior.rows[0]["model"])
+
+
+def test_refit_is_picked_up_and_errors_are_clear(tmp_path):
+    zoo, _, _ = build_zoo(tmp_path / "zoo")
+    with pytest.raises(fennec.ZooError, match="not fitted"):
+        fennec.rank(zoo)
+    first = fennec.fit(zoo)["version"]
+    fennec.rank(zoo)
+    second = fennec.fit(zoo, seed=1)["version"]
+    assert second > first
+    assert zoo.fitted_version() == second
+    with pytest.raises(ValueError, match="unknown metadata field 'colour'"):
+        fennec.rank(zoo, where={"colour": "red"})
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        fennec.rank(zoo, observed={"nope": 1.0})
+    with pytest.raises(ValueError, match="missing feature"):
+        fennec.rank(zoo, {"n_classes": 10})
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        fennec.rank(zoo, k=0)
+
+
+def test_fit_needs_history(tmp_path):
+    zoo = fennec.Zoo.create(tmp_path / "empty")
+    with pytest.raises(fennec.ZooError, match="no 'finetune' history"):
+        fennec.fit(zoo)
