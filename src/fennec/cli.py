@@ -81,6 +81,65 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_values(items, what, number=True):
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
+        if number:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise ValueError(f"{what}: {key} must be a number, got {value!r}") from None
+        else:
+            out[key] = value
+    return out
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from .recommend import fit
+    from .zoo import Zoo
+
+    if args.zoo_command == "create":
+        Zoo.create(args.path).close()
+        print(f"created an empty zoo at {args.path}")
+        return 0
+    with Zoo.open(args.path) as zoo:
+        if args.zoo_command == "import":
+            history = zoo.import_history_csv(args.history, wide=args.wide, strict=args.strict,
+                                             model_col=args.model_col, task_col=args.task_col,
+                                             score_col=args.score_col)
+            print(f"imported {len(history)} results: {history.n_models} models x {history.n_tasks} tasks")
+        elif args.zoo_command == "fit":
+            summary = fit(zoo, seed=args.seed)
+            print(json.dumps(summary, indent=1) if args.json else
+                  f"fitted version {summary['version']}: {summary['n_models']} models, "
+                  f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None}")
+        elif args.zoo_command == "export":
+            zoo.export_history_csv(args.out, wide=args.wide)
+            print(f"wrote {args.out}")
+        elif args.zoo_command == "info":
+            history = zoo.history()
+            info = {"path": str(zoo.path), "models": len(zoo.models()), "tasks": len(zoo.tasks()),
+                    "results": len(history), "fitted_version": zoo.fitted_version()}
+            print(json.dumps(info, indent=1) if args.json else
+                  "\n".join(f"{k:15s} {v}" for k, v in info.items()))
+    return 0
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from .recommend import rank
+    from .zoo import Zoo
+
+    with Zoo.open(args.zoo) as zoo:
+        where = _key_values(args.where, "--where", number=False)
+        ranking = rank(zoo, _key_values(args.task, "--task") or None, k=args.k, where=where or None,
+                       observed=_key_values(args.observed, "--observed") or None)
+    print(json.dumps(ranking.to_dict(), indent=1) if args.json else ranking)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fennec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"fennec {__version__}")
@@ -125,6 +184,40 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(run=_eval)
+
+    zoo = sub.add_parser("zoo", help="create, fill, fit and inspect a zoo")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    for name, text in (("create", "a new empty zoo"), ("info", "what the zoo holds"),
+                       ("import", "import past results from a CSV"), ("fit", "fit the transfer space"),
+                       ("export", "export the history to a CSV")):
+        command = zoo_sub.add_parser(name, help=text)
+        command.add_argument("path", help="the zoo folder")
+        command.set_defaults(run=_zoo)
+        if name == "import":
+            command.add_argument("--history", required=True)
+            command.add_argument("--wide", action="store_true")
+            command.add_argument("--strict", action="store_true", help="duplicates are errors")
+            command.add_argument("--model-col", default="model")
+            command.add_argument("--task-col", default="task")
+            command.add_argument("--score-col", default="score")
+        if name == "fit":
+            command.add_argument("--seed", type=int, default=0)
+        if name == "export":
+            command.add_argument("--out", required=True)
+            command.add_argument("--wide", action="store_true")
+        if name in ("fit", "info"):
+            command.add_argument("--json", action="store_true")
+
+    rk = sub.add_parser("rank", help="rank a fitted zoo's models for a new task")
+    rk.add_argument("--zoo", required=True)
+    rk.add_argument("--k", type=int, default=10)
+    rk.add_argument("--task", action="append", metavar="NAME=VALUE",
+                    help="task feature, e.g. n_train=5000 (repeatable); none: rank by the prior")
+    rk.add_argument("--observed", action="append", metavar="MODEL=SCORE",
+                    help="a score already measured on the new task (repeatable)")
+    rk.add_argument("--where", action="append", metavar="FIELD=VALUE", help="keep models whose metadata match")
+    rk.add_argument("--json", action="store_true")
+    rk.set_defaults(run=_rank)
 
     args = parser.parse_args(argv)
     try:

@@ -142,8 +142,8 @@ class Ranker:
         notes = []
         task_vector, basis = self._task_vector(state, meta, task, notes)
         mask = self._mask(where, ids, index) if where is not None else None
+        known = []
         if observed:
-            known = []
             for model, score in observed.items():
                 if model not in index:
                     raise ValueError(f"observed: unknown model {model!r}")
@@ -158,6 +158,7 @@ class Ranker:
             basis += f" and {len(known)} observed score(s)"
         else:
             scores, order = kernels.topk(vectors, task_vector, k, mask=mask)
+        measured = {ids[i]: score for i, score in known} if observed else {}
         metadata = self.zoo.models_by_id([ids[i] for i in order])
         rows = []
         for rank_, (i, score) in enumerate(zip(order.tolist(), scores.tolist()), start=1):
@@ -168,6 +169,8 @@ class Ranker:
                          **{key: value for key, value in info.items()
                             if key not in ("id", "extra") and value is not None},
                          **info.get("extra", {})})
+            if ids[i] in measured:
+                rows[-1]["observed"] = measured[ids[i]]
         return Ranking(rows, basis, notes)
 
     def _task_vector(self, state, meta, task, notes):
