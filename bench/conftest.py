@@ -25,6 +25,7 @@ TARGETS = [
     ("topk 64 queries vs numpy", "test_numpy_topk_64q", "test_fennec_topk_fp32_64q", ">=", None),
     ("pool 100k x 768 vs fastest numpy", "fastest_numpy_pool", "test_fennec_pool", ">=", 3.0),
     ("wl_features vs networkx (1,000 graphs, 50-1,500 nodes)", "test_networkx_wl", "test_fennec_wl", ">=", 50.0),
+    ("wl_features vs networkx (1,000 graphs of 300 nodes)", "test_networkx_wl_300", "test_fennec_wl_300", ">=", None),
 ]
 NUMPY_POOL = ("test_numpy_pool_sorted_reduceat", "test_numpy_pool_onehot_matmul", "test_numpy_pool_per_class")
 
