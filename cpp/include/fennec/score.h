@@ -37,6 +37,9 @@ void check_topk_args(const TopKArgs& args);
 TopKStatus topk_cpu(const TopKArgs& args);
 #ifdef FENNEC_WITH_CUDA
 TopKStatus topk_cuda(const TopKArgs& args);  // pointers are host pointers
+// Same, with every pointer in CUDA device (or managed) memory on one device, e.g.
+// a matrix kept resident with cuda_buffer.h; runs on that device and waits for it.
+TopKStatus topk_cuda_device(const TopKArgs& args);
 #endif
 
 // The widest k the CUDA kernel handles; larger k runs on the CPU.
