@@ -24,6 +24,7 @@ TARGETS = [
     ("topk 64 queries vs faiss IndexFlatIP", "test_faiss_flat_ip_64q", "test_fennec_topk_fp32_64q", ">=", 5.0),
     ("topk 64 queries vs numpy", "test_numpy_topk_64q", "test_fennec_topk_fp32_64q", ">=", None),
     ("pool 100k x 768 vs fastest numpy", "fastest_numpy_pool", "test_fennec_pool", ">=", 3.0),
+    ("GPU topk 10M x 64 fp16 1q / GPU streaming read", "test_gpu_topk_fp16_1q", "test_gpu_stream_read_fp16", "<=", 1.5),
     ("wl_features vs networkx (1,000 graphs, 50-1,500 nodes)", "test_networkx_wl", "test_fennec_wl", ">=", 50.0),
     ("wl_features vs networkx (1,000 graphs of 300 nodes)", "test_networkx_wl_300", "test_fennec_wl_300", ">=", None),
 ]

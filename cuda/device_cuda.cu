@@ -75,6 +75,10 @@ void cuda_copy_to_host(void* host, const void* dev, size_t bytes) {
   if (bytes > 0) FENNEC_CUDA_CHECK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
 }
 
+void cuda_copy_to_device(void* dev, const void* host, size_t bytes) {
+  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+}
+
 void cuda_synchronize() { FENNEC_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 }  // namespace fennec

@@ -253,3 +253,26 @@ def test_cuda_request_without_cuda_is_a_clear_error():
 def test_auto_device_falls_back_quietly():
     v = np.ones((5, 3), dtype=np.float32)
     np.testing.assert_array_equal(topk(v, np.ones(3), 2, device="auto")[1], [0, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_gpu_resident_matrix_matches_the_cpu(device, dtype, metric):
+    if device != "cuda":
+        pytest.skip("needs a GPU-resident matrix")
+    rng = np.random.default_rng(12)
+    v = small_ints(rng, (50_000, 40), dtype)
+    q = small_ints(rng, (9, 40))
+    mask = rng.random(50_000) < 0.2
+    resident = kernels.to_device(v)
+    got = topk(resident, q, 17, metric=metric, mask=mask)
+    want = topk(v, q, 17, metric=metric, mask=mask, device="cpu")
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_to_device_without_a_gpu_is_a_clear_error():
+    if kernels.cuda_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ValueError, match="without CUDA|no CUDA GPU"):
+        kernels.to_device(np.ones((4, 3), dtype=np.float32))

@@ -19,6 +19,7 @@ from ._wl import GraphBatch, hash_labels, wl_features
 
 __all__ = [
     "CUDA_COMPILED",
+    "to_device",
     "GraphBatch",
     "PoolResult",
     "build_info",
@@ -93,13 +94,27 @@ def _device(device: str, cuda_refusal: str | None = None) -> str:
     return device
 
 
+def to_device(model_vectors):
+    """Copies a model matrix to GPU memory once; pass the result to :func:`topk` as model_vectors.
+
+    Raises ValueError when CUDA is not compiled in or no GPU is visible.
+    """
+    _device("cuda")
+    return _core.DeviceMatrix(_float_matrix(model_vectors, "model_vectors"))
+
+
+def _is_device_matrix(value) -> bool:
+    return CUDA_COMPILED and isinstance(value, _core.DeviceMatrix)
+
+
 def topk(model_vectors, queries, k, metric="ip", mask=None, device="auto", threads=None):
     """Best ``k`` models for each query, scored by inner product or L2 distance.
 
     Parameters
     ----------
     model_vectors : np.ndarray, shape (N, d), float32 or float16, C-contiguous
-        One row per model. Memory-mapped arrays are read in place.
+        One row per model. Memory-mapped arrays are read in place. A matrix
+        already on the GPU (:func:`to_device`) is scored there.
     queries : array-like, shape (d,) or (q, d)
         Task vectors; converted to float32 (they are small).
     k : int >= 1
@@ -122,8 +137,14 @@ def topk(model_vectors, queries, k, metric="ip", mask=None, device="auto", threa
     or (q, k') for several, k' = min(k, number of kept models). Ties go to the
     lower index.
     """
-    model_vectors = _float_matrix(model_vectors, "model_vectors")
-    n, d = model_vectors.shape
+    resident = _is_device_matrix(model_vectors)
+    if resident:
+        if device == "cpu":
+            raise ValueError("device='cpu' was asked for, but model_vectors live on the GPU (to_device)")
+        n, d = model_vectors.n, model_vectors.d
+    else:
+        model_vectors = _float_matrix(model_vectors, "model_vectors")
+        n, d = model_vectors.shape
     k = _positive_int(k, "k")
     if metric not in _METRICS:
         raise ValueError(f"metric must be 'ip' or 'l2', got {metric!r}")
@@ -166,10 +187,16 @@ def topk(model_vectors, queries, k, metric="ip", mask=None, device="auto", threa
         scores = np.empty((nq, 0), dtype=np.float32)
         indices = np.empty((nq, 0), dtype=np.int64)
     else:
-        run_on = "cuda" if dev == "cuda" else "cpu"
-        scores, indices, bad_row = _core.topk(
-            model_vectors, query_array, k_eff, _METRICS[metric], skip, _threads(threads), run_on
-        )
+        if resident:
+            if too_wide:
+                raise ValueError(f"a GPU-resident matrix is scored on the GPU, which handles k <= "
+                                 f"{_core.CUDA_MAX_K}; got {k_eff}")
+            scores, indices, bad_row = model_vectors.topk(query_array, k_eff, _METRICS[metric], skip)
+        else:
+            run_on = "cuda" if dev == "cuda" else "cpu"
+            scores, indices, bad_row = _core.topk(
+                model_vectors, query_array, k_eff, _METRICS[metric], skip, _threads(threads), run_on
+            )
         if bad_row >= 0:
             raise ValueError(
                 f"model_vectors row {bad_row} gives a non-finite score: the row holds NaN or inf, "

@@ -19,7 +19,10 @@ DeviceBuffer cuda_alloc(size_t bytes);                         // uninitialised
 DeviceBuffer cuda_alloc_copy(const void* host, size_t bytes);  // copies `bytes` from host
 void cuda_free(DeviceBuffer& buffer);                          // then ptr = nullptr, bytes = 0
 void cuda_copy_to_host(void* host, const void* dev, size_t bytes);
+void cuda_copy_to_device(void* dev, const void* host, size_t bytes);
 void cuda_synchronize();
+// Reads every byte of `buffer` once on its device (a bandwidth probe for benchmarks).
+unsigned int cuda_stream_read(const DeviceBuffer& buffer);
 #endif
 
 }  // namespace fennec
