@@ -26,6 +26,8 @@ TARGETS = [
     ("pool 100k x 768 vs fastest numpy", "fastest_numpy_pool", "test_fennec_pool", ">=", 3.0),
     ("GPU topk 10M x 64 fp16 1q / GPU streaming read", "test_gpu_topk_fp16_1q", "test_gpu_stream_read_fp16", "<=", 1.5),
     ("wl_features vs networkx (1,000 graphs, 50-1,500 nodes)", "test_networkx_wl", "test_fennec_wl", ">=", 50.0),
+    ("wl_features 1 thread vs networkx (same graphs)", "test_networkx_wl", "test_fennec_wl_1thread", ">=", 50.0),
+    ("wl_features incl. packing vs networkx (same graphs)", "test_networkx_wl", "test_fennec_wl_unpacked", ">=", None),
     ("wl_features vs networkx (1,000 graphs of 300 nodes)", "test_networkx_wl_300", "test_fennec_wl_300", ">=", None),
 ]
 NUMPY_POOL = ("test_numpy_pool_sorted_reduceat", "test_numpy_pool_onehot_matmul", "test_numpy_pool_per_class")

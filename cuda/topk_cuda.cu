@@ -296,7 +296,10 @@ int device_of(const void* p, const char* what, int device) {
   FENNEC_CHECK(on_gpu, std::string(what) + " must be CUDA device memory");
   FENNEC_CHECK(device < 0 || attr.type == cudaMemoryTypeManaged || attr.device == device,
                std::string(what) + " is on another CUDA device than model_vectors");
-  return attr.device;
+  if (attr.device >= 0) return attr.device;
+  int current = 0;  // managed memory may name no device: run on the current one
+  FENNEC_CUDA_CHECK(cudaGetDevice(&current));
+  return current;
 }
 
 size_t round_up(size_t bytes) { return (bytes + 255) / 256 * 256; }

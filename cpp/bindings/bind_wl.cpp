@@ -1,6 +1,7 @@
 // Bindings for Weisfeiler-Lehman graph features.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@ using namespace fennec_bind;
 
 namespace {
 
+// The Python layer has already normalised the arrays; here they are taken as they
+// are (int64 / uint64, C order, never copied) and the core checks the offsets.
 py::array_t<float> wl_features(const py::array& graph_offsets, const py::array& node_labels,
                                const py::array& edge_offsets, const py::array& edges_src,
                                const py::array& edges_dst, int iterations, int64_t dim, int direction,
@@ -22,20 +25,23 @@ py::array_t<float> wl_features(const py::array& graph_offsets, const py::array& 
   args.edge_offsets = checked_data<int64_t>(edge_offsets, "edge_offsets", 1);
   args.edges_src = checked_data<int64_t>(edges_src, "edges_src", 1);
   args.edges_dst = checked_data<int64_t>(edges_dst, "edges_dst", 1);
-  if (graph_offsets.shape(0) < 1 || edge_offsets.shape(0) != graph_offsets.shape(0))
-    throw py::value_error("graph_offsets and edge_offsets must both have n_graphs + 1 entries");
+  if (graph_offsets.shape(0) < 1) throw py::value_error("graph_offsets must have n_graphs + 1 >= 1 entries");
+  if (edge_offsets.shape(0) != graph_offsets.shape(0))
+    throw py::value_error("edge_offsets must have as many entries as graph_offsets (n_graphs + 1), got " +
+                          std::to_string(edge_offsets.shape(0)) + " and " + std::to_string(graph_offsets.shape(0)));
+  if (edges_src.shape(0) != edges_dst.shape(0))
+    throw py::value_error("edges_src and edges_dst must have the same length");
+  if (direction < 0 || direction > 2)
+    throw py::value_error("direction must be 0 (undirected), 1 (out) or 2 (both), got " + std::to_string(direction));
+  if (iterations < 0) throw py::value_error("iterations must be >= 0");
+  if (dim < 1) throw py::value_error("dim must be >= 1");
   args.n_graphs = graph_offsets.shape(0) - 1;
-  const int64_t n_nodes = args.graph_offsets[args.n_graphs];
-  const int64_t n_edges = args.edge_offsets[args.n_graphs];
-  if (n_nodes != node_labels.shape(0)) throw py::value_error("graph_offsets[-1] must equal len(node_labels)");
-  if (n_edges != edges_src.shape(0) || n_edges != edges_dst.shape(0))
-    throw py::value_error("edge_offsets[-1] must equal the number of edges");
-  if (direction < 0 || direction > 2) throw py::value_error("direction must be 0, 1 or 2");
+  args.n_nodes = node_labels.shape(0);
+  args.n_edges = edges_src.shape(0);
   args.direction = static_cast<fennec::WLDirection>(direction);
   args.iterations = iterations;
   args.dim = dim;
   args.threads = threads;
-  if (dim < 1) throw py::value_error("dim must be >= 1");
   py::array_t<float> out({args.n_graphs, dim});
   args.out = out.mutable_data();
   {
@@ -49,7 +55,10 @@ py::array_t<float> wl_features(const py::array& graph_offsets, const py::array& 
 py::array_t<uint64_t> wl_hash_labels(const std::vector<std::string>& labels) {
   py::array_t<uint64_t> out(static_cast<py::ssize_t>(labels.size()));
   uint64_t* data = out.mutable_data();
-  for (size_t i = 0; i < labels.size(); ++i) data[i] = fennec::wl_label_hash(labels[i]);
+  {
+    py::gil_scoped_release release;
+    for (size_t i = 0; i < labels.size(); ++i) data[i] = fennec::wl_label_hash(labels[i]);
+  }
   return out;
 }
 
