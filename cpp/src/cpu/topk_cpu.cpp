@@ -157,8 +157,8 @@ class TopKRunner {
     tile_ = a_.nq >= kMinQueriesForTile;
     const int64_t block = kRowBlock;
     // Chunks big enough to amortise scheduling, small enough to balance the workers.
-    int64_t chunk = (n / (threads * 8) + block - 1) / block * block;
-    chunk = std::min<int64_t>(std::max<int64_t>(chunk, block), 1 << 16);
+    int64_t chunk = (n / (threads * 64) + block - 1) / block * block;
+    chunk = std::min<int64_t>(std::max<int64_t>(chunk, block), 1 << 14);
     const int64_t n_chunks = (n + chunk - 1) / chunk;
     const int workers = static_cast<int>(std::min<int64_t>(threads, n_chunks));
 
