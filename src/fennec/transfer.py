@@ -205,14 +205,11 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         task_x = (task_features - task_mean) / task_scale
     use_side = model_x is not None and task_x is not None and n_tasks >= 3
 
-    configs = [(NORMALIZATION, None)]
-    if use_side:
-        configs += [(NORMALIZATION, ridge) for ridge in RIDGE_STRENGTHS]
+    ridges = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
-    normalized_by = {NORMALIZATION: normalize_scores(history, NORMALIZATION)}
+    normalized = normalize_scores(history, NORMALIZATION)
 
-    def inner_taus(norm, ridge, sharpness=None):
-        normalized = normalized_by[norm]
+    def inner_taus(ridge, sharpness=None):
         taus = []
         for t in held_out:
             train = np.array([j for j in range(n_tasks) if j != t])
@@ -240,21 +237,19 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                 best = c
         return best, {str(c): float(v) for c, v in means.items()}
 
-    norm, ridge, sharpness = NORMALIZATION, None, 0.0
+    ridge, sharpness = None, 0.0
     inner_side, inner_sharpness = {}, {}
     if len(held_out) >= 2:
-        (norm, ridge), inner_side = choose(configs, lambda c: inner_taus(*c))
-        sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS),
-                                            lambda b: inner_taus(norm, ridge, b))
+        ridge, inner_side = choose(ridges, inner_taus)
+        sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS), lambda b: inner_taus(ridge, b))
 
-    normalized = normalized_by[norm]
     prior, _, _ = _prior(normalized)
     interaction = None
     if ridge is not None:
         interaction = _ridge_interaction(normalized, model_x, task_x, np.arange(n_tasks), ridge)
     vectors = prior[:, None] if interaction is None else np.column_stack([prior, model_x])
     return TransferModel(
-        normalization=norm,
+        normalization=NORMALIZATION,
         ridge=ridge,
         model_vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         interaction=interaction,
