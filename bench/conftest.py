@@ -29,6 +29,15 @@ TARGETS = [
     ("wl_features 1 thread vs networkx (same graphs)", "test_networkx_wl", "test_fennec_wl_1thread", ">=", 50.0),
     ("wl_features incl. packing vs networkx (same graphs)", "test_networkx_wl", "test_fennec_wl_unpacked", ">=", None),
     ("wl_features vs networkx (1,000 graphs of 300 nodes)", "test_networkx_wl_300", "test_fennec_wl_300", ">=", None),
+    ("rank 1M models: numpy scoring vs Ranker.rank end to end", "test_numpy_rank_1m", "test_fennec_rank_1m", ">=", None),
+    ("rank 1M models: numpy scoring vs core topk", "test_numpy_rank_1m", "test_fennec_topk_1m", ">=", None),
+    ("fit 10k x 1k: rank-5 NMF (original recipe) vs fennec.fit", "test_nmf_rank5_10k_x_1k", "test_fennec_fit_10k_x_1k",
+     ">=", None),
+]
+# (what, benchmark, ceiling on its median in seconds)
+ABSOLUTE_TARGETS = [
+    ("fennec.fit, 10k models x 1k tasks at 5% density", "test_fennec_fit_10k_x_1k", 60.0),
+    ("Ranker.rank over 1M models, task vector known", "test_fennec_rank_1m", 0.020),
 ]
 NUMPY_POOL = ("test_numpy_pool_sorted_reduceat", "test_numpy_pool_onehot_matmul", "test_numpy_pool_per_class")
 
@@ -76,6 +85,11 @@ def pytest_terminal_summary(terminalreporter, config):
         shown = "" if target is None else f"{sense} {target}"
         terminalreporter.write_line(f"{what:58s} {ratio:7.2f}x  target {shown:8s} {verdict}")
         rows.append({"what": what, "ratio": ratio, "target": target, "sense": sense, "verdict": verdict})
+    for what, name, ceiling in ABSOLUTE_TARGETS:
+        if name in medians:
+            verdict = "meets" if medians[name] <= ceiling else "MISSES"
+            terminalreporter.write_line(f"{what:58s} {medians[name]:7.3f}s  target <= {ceiling:g}s {verdict}")
+            rows.append({"what": what, "seconds": medians[name], "target": ceiling, "sense": "<=", "verdict": verdict})
     for key, value in config._fennec_extra.items():
         terminalreporter.write_line(f"{key:58s} {value}")
     path = os.environ.get("FENNEC_BENCH_REPORT")

@@ -87,3 +87,50 @@ def test_fit_needs_history(tmp_path):
     zoo = fennec.Zoo.create(tmp_path / "empty")
     with pytest.raises(fennec.ZooError, match="no 'finetune' history"):
         fennec.fit(zoo)
+
+
+def test_fold_in_keeps_the_choices_and_skips_cross_validation(tmp_path, monkeypatch):
+    from fennec import transfer
+
+    zoo, scores, models = build_zoo(tmp_path / "zoo", n_models=30, n_tasks=8)
+    first = fennec.fit(zoo)
+    assert first["refit"] == "full"
+    _, meta = zoo.read_fitted()
+    # A new task's results, and a new model known only by its metadata.
+    rng = np.random.default_rng(5)
+    new_scores = scores.mean(1) + rng.normal(0, 0.5, len(models))
+    zoo.add_tasks([{"id": "task_new", "n_classes": 10, "n_train": 3000}])
+    zoo.add_history(History.from_matrix(models, ["task_new"], new_scores[:, None]))
+    zoo.add_models([{"id": "model_new", "family": "vit", "n_params": 5e7}])
+
+    def no_cross_validation(*args, **kwargs):
+        raise AssertionError("fold-in ran an inner cross-validation")
+
+    monkeypatch.setattr(transfer, "_weighted_tau", no_cross_validation)
+    summary = fennec.fit(zoo, fold_in=True)
+    assert summary["refit"] == "fold-in"
+    assert summary["n_tasks"] == 9 and summary["n_models"] == 31
+    state, folded = zoo.read_fitted()
+    assert (folded["ridge"], folded["sharpness"], folded["cold_ridge"]) == \
+        (meta["ridge"], meta["sharpness"], meta["cold_ridge"])
+    monkeypatch.undo()
+    # Same vectors as a fit of the whole history with those choices fixed.
+    history = zoo.history()
+    design, _ = zoo.model_table().design_matrix(history.models)
+    task_rows = {t["id"]: t for t in zoo.tasks()}
+    task_x = np.log10([[task_rows[t]["n_classes"], task_rows[t]["n_train"]] for t in history.tasks])
+    direct = transfer.fit_transfer(history.matrix(), design, task_x,
+                                   choices={"ridge": meta["ridge"], "sharpness": meta["sharpness"]})
+    ids = [str(m) for m in state["model_ids"]]
+    known = [ids.index(m) for m in models]
+    np.testing.assert_allclose(np.asarray(state["model_vectors"])[known], direct.model_vectors[known], rtol=1e-5,
+                               atol=1e-6)
+    # The new model is ranked from its side information.
+    assert "model_new" in [r["model"] for r in fennec.rank(zoo, k=31).rows]
+
+
+def test_fold_in_without_an_earlier_fit_is_a_full_fit(tmp_path):
+    zoo, _, _ = build_zoo(tmp_path / "zoo")
+    assert fennec.fit(zoo, fold_in=True)["refit"].startswith("full (no earlier fit")
+    zoo.add_models([{"id": "model_new", "family": "mlp", "n_params": 5e7}])  # a new family: a new column
+    assert "columns changed" in fennec.fit(zoo, fold_in=True)["refit"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import kendalltau, pearsonr, weightedtau
 
+from .taskspace import DistanceEmbedding
 from .transfer import fit_transfer, normalize_scores, predict_cold_models
 
 __all__ = ["EvalData", "METRICS", "evaluate", "ranking_metrics"]
@@ -320,13 +321,7 @@ def read_forward_scores(path, models: list[str], tasks: list[str]) -> dict[str, 
 
 def embed_distances(distance: np.ndarray, dims: int = DISTANCE_EMBEDDING_DIMS) -> np.ndarray:
     """Classical multidimensional scaling: coordinates whose distances follow ``distance``."""
-    d = (distance + distance.T) / 2.0
-    n = len(d)
-    centering = np.eye(n) - 1.0 / n
-    gram = -0.5 * centering @ (d**2) @ centering
-    values, vectors = np.linalg.eigh(gram)
-    order = np.argsort(values)[::-1][:dims]
-    return vectors[:, order] * np.sqrt(np.maximum(values[order], 0.0))
+    return DistanceEmbedding.fit(distance, dims).coordinates
 
 
 def _identifier_like(values: tuple[str, ...]) -> bool:

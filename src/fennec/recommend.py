@@ -8,16 +8,20 @@ fused top-k and returns the best ``k`` joined with their metadata.
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import kernels
-from .transfer import _update_with_observations, fit_transfer, predict_cold_models
+from .transfer import _update_with_observations, cold_ridge_strength as _choose_cold_ridge_for
+from .transfer import fit_transfer, predict_cold_models
+from .taskspace import DescriptorEncoder
 from .zoo import Zoo, ZooError
 
 __all__ = ["Ranking", "Ranker", "fit", "rank"]
@@ -27,17 +31,38 @@ _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": opera
               "==": operator.eq, "!=": operator.ne}
 
 
+DESCRIPTOR_PREFIX = "task_descriptor_"
+
+
 def _task_features(zoo: Zoo, tasks: tuple[str, ...]):
+    """The known tasks' side information: log10 of size and class count where every task has
+    them, and coordinates of their proxy descriptors where every task has one."""
     rows = {row["id"]: row for row in zoo.tasks()}
     names = [f for f in TASK_NUMERIC_FEATURES
              if tasks and all(rows.get(t, {}).get(f) not in (None, 0) for t in tasks)]
-    if not names:
-        return None, []
-    return np.log10(np.array([[float(rows[t][f]) for f in names] for t in tasks])), names
+    blocks = [np.log10(np.array([[float(rows[t][f]) for f in names] for t in tasks]))] if names else []
+    encoder_state = {}
+    descriptors = zoo.task_descriptors()
+    if len(tasks) >= 3 and all(t in descriptors for t in tasks) and \
+            len({descriptors[t].shape for t in tasks}) == 1:
+        encoder = DescriptorEncoder.fit(np.stack([descriptors[t] for t in tasks]))
+        blocks.append(encoder.coordinates)
+        names += [f"descriptor_{i}" for i in range(encoder.coordinates.shape[1])]
+        encoder_state = encoder.to_state(DESCRIPTOR_PREFIX)
+    if not blocks:
+        return None, [], {}
+    return np.column_stack(blocks), names, encoder_state
 
 
-def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune") -> dict:
-    """Fits the transfer space on the zoo's history and stores it; returns the fit's summary."""
+def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune", fold_in: bool = False) -> dict:
+    """Fits the transfer space on the zoo's history and stores it; returns the fit's summary.
+
+    ``fold_in=True`` folds results and models added since the last fit into the
+    space with that fit's choices (ridge strengths, sharpness) kept, skipping the
+    inner cross-validation that a full fit runs; it falls back to a full fit, and
+    says so in the summary, when there is no earlier fit of this kind or the side
+    information's columns changed.
+    """
     history = zoo.history(kind)
     if len(history) == 0:
         raise ZooError(f"{zoo.path}: the zoo has no {kind!r} history to fit")
@@ -47,15 +72,24 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune") -> dict:
     model_features, model_columns = zoo.model_table().design_matrix(history.models)
     if model_features.shape[1] == 0:
         model_features = None
-    task_features, task_columns = _task_features(zoo, history.tasks)
-    model = fit_transfer(matrix, model_features, task_features, seed=seed)
+    task_features, task_columns, encoder_state = _task_features(zoo, history.tasks)
+    previous, refit = _previous_choices(zoo, kind, model_columns, task_columns) if fold_in else (None, "full")
+    model = fit_transfer(matrix, model_features, task_features, seed=seed,
+                         choices=None if previous is None else {"ridge": previous["ridge"],
+                                                                "sharpness": previous["sharpness"]})
 
     vectors = model.model_vectors.astype(np.float64)
     measured = (~np.isnan(matrix)).sum(1)
+    cold_ridge = None
+    if model_features is not None and np.any(measured > 0):
+        # Chosen even when every model has results, so that a model added later folds in.
+        cold_ridge = previous.get("cold_ridge") if previous is not None else None
+        if cold_ridge is None:
+            cold_ridge = _choose_cold_ridge_for(matrix[measured > 0], model_features[measured > 0], seed=seed)
     if model_features is not None and np.any(measured == 0) and np.any(measured > 0):
         # Models with no history: their prior comes from side information alone.
         cold = predict_cold_models(matrix[measured > 0], model_features[measured > 0],
-                                   model_features[measured == 0], seed=seed)
+                                   model_features[measured == 0], seed=seed, ridge=cold_ridge)
         vectors[measured == 0, 0] = cold.mean(1)
 
     # Map normalised predictions back to the history's scale (pooled least squares),
@@ -63,9 +97,9 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune") -> dict:
     seen = ~np.isnan(matrix)
     g = model.normalized[seen]
     slope, intercept = np.polyfit(g, matrix[seen], 1) if np.ptp(g) > 0 else (0.0, float(np.nanmean(matrix)))
-    residual = np.where(seen, model.normalized - vectors[:, :1], np.nan)
-    with np.errstate(invalid="ignore"):
-        spread = np.sqrt(np.nanmean(residual**2, 1))
+    residual = np.where(seen, model.normalized - vectors[:, :1], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.sqrt((residual**2).sum(1) / seen.sum(1))  # NaN for a model with no results
     state = {
         "model_vectors": np.ascontiguousarray(vectors, dtype=np.float32),
         "model_ids": np.array(history.models, dtype=str),
@@ -76,15 +110,30 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune") -> dict:
         state["interaction"] = model.interaction
         state["task_mean"] = model.task_mean
         state["task_scale"] = model.task_scale
+        state.update(encoder_state)
     meta = {
         "kind": kind, "seed": seed, "normalization": model.normalization, "ridge": model.ridge,
         "sharpness": model.sharpness, "slope": float(slope), "intercept": float(intercept),
         "model_columns": model_columns, "task_columns": task_columns,
         "tasks": list(history.tasks), "n_models": history.n_models, "choices": model.choices,
+        "cold_ridge": cold_ridge, "refit": refit,
     }
     version = zoo.write_fitted(state, meta)
-    return {"version": version, **{k: meta[k] for k in ("normalization", "ridge", "sharpness", "n_models")},
+    return {"version": version, **{k: meta[k] for k in ("normalization", "ridge", "sharpness", "n_models", "refit")},
             "n_tasks": history.n_tasks, "model_columns": len(model_columns), "task_columns": task_columns}
+
+
+def _previous_choices(zoo: Zoo, kind: str, model_columns, task_columns):
+    """The last fit's choices when they still apply to this history, and what kind of fit runs."""
+    if zoo.fitted_version() is None:
+        return None, "full (no earlier fit to fold into)"
+    _, meta = zoo.read_fitted()
+    if meta.get("kind") != kind:
+        return None, f"full (the earlier fit was of {meta.get('kind')!r} results)"
+    if list(meta.get("model_columns", [])) != list(model_columns) or \
+            list(meta.get("task_columns", [])) != list(task_columns):
+        return None, "full (the side information's columns changed since the earlier fit)"
+    return meta, "fold-in"
 
 
 @dataclass
@@ -109,30 +158,78 @@ class Ranking:
         return {"basis": self.basis, "notes": self.notes, "rows": self.rows}
 
 
+class _Fitted(tuple):
+    """``(state, meta, ids, index)`` of one fitted version; ``version`` says which."""
+
+    version: int
+
+
 class Ranker:
     """A zoo's fitted state held in memory, reloaded when the zoo is refitted.
 
     Each call reads the state once (one consistent version) and never sees half
-    of a refit. Safe to share between threads.
+    of a refit. The models' metadata is read once and reread only after the
+    zoo's database changed; ``where`` masks are kept per fitted version and
+    metadata. The zoo's SQLite connection belongs to the thread that opened it,
+    so use a Ranker from that thread (one Zoo and one Ranker per thread).
     """
+
+    MASK_CACHE_SIZE = 64
 
     def __init__(self, zoo: Zoo):
         self.zoo = zoo
         self._lock = threading.Lock()
-        self._version = None
-        self._loaded = None
+        self._loaded: _Fitted | None = None
+        self._catalog: _Catalog | None = None
 
-    def _state(self):
+    @property
+    def version(self) -> int | None:
+        """The fitted version held in memory (None before the first ranking)."""
+        loaded = self._loaded
+        return None if loaded is None else loaded.version
+
+    def _state(self) -> _Fitted:
         version = self.zoo.fitted_version()
         if version is None:
             raise ZooError(f"{self.zoo.path}: the zoo is not fitted yet (run `fennec zoo fit` or fennec.fit)")
+        loaded = self._loaded
+        if loaded is not None and loaded.version == version:
+            return loaded
         with self._lock:
-            if version != self._version:
-                state, meta = self.zoo.read_fitted()
-                ids = [str(x) for x in state["model_ids"]]
-                self._loaded = (state, meta, ids, {m: i for i, m in enumerate(ids)})
-                self._version = version
+            if self._loaded is None or self._loaded.version != version:
+                self._loaded = self._read_fitted(version)
             return self._loaded
+
+    def _read_fitted(self, version: int) -> _Fitted:
+        # Versions only grow, so equal pointer reads before and after mean the
+        # arrays read in between are that version's.
+        for _ in range(5):
+            state, meta = self.zoo.read_fitted()
+            after = self.zoo.fitted_version()
+            if after == version:
+                ids = [str(x) for x in state["model_ids"]]
+                fitted = _Fitted((state, meta, ids, {m: i for i, m in enumerate(ids)}))
+                fitted.version = version
+                return fitted
+            if after is None:
+                break
+            version = after
+        raise ZooError(f"{self.zoo.path}: the fitted state kept changing while being read; try again")
+
+    def _metadata(self, ids: list[str] | None) -> _Catalog:
+        """The models' metadata, aligned with the fitted ``ids`` (when given); reread when the
+        database changed (SQLite's data_version counts other connections' commits, total_changes this one's)."""
+        con = self.zoo._con
+        signal = (con.execute("PRAGMA data_version").fetchone()[0], con.total_changes)
+        catalog = self._catalog
+        if catalog is None or catalog.signal != signal:
+            with self._lock:
+                catalog = self._catalog
+                if catalog is None or catalog.signal != signal:
+                    catalog = self._catalog = _Catalog(signal, self.zoo.models(), self.MASK_CACHE_SIZE)
+        if ids is not None:
+            catalog.align(ids)
+        return catalog
 
     def rank(self, task: Mapping[str, float] | None = None, *, k: int = 10,
              where: Mapping[str, object] | Callable[[dict], bool] | None = None,
@@ -159,16 +256,17 @@ class Ranker:
         else:
             scores, order = kernels.topk(vectors, task_vector, k, mask=mask)
         measured = {ids[i]: score for i, score in known} if observed else {}
-        metadata = self.zoo.models_by_id([ids[i] for i in order])
+        aligned = self._metadata(ids).aligned
         rows = []
         for rank_, (i, score) in enumerate(zip(order.tolist(), scores.tolist()), start=1):
-            info = metadata.get(ids[i], {})
+            info = aligned[i] or {}
             rows.append({"rank": rank_, "model": ids[i],
                          "score": meta["intercept"] + meta["slope"] * score,
                          "uncertainty": abs(meta["slope"]) * float(state["spread"][i]),
                          **{key: value for key, value in info.items()
                             if key not in ("id", "extra") and value is not None},
-                         **info.get("extra", {})})
+                         # a copy: the cached metadata must not change through a returned row
+                         **copy.deepcopy(info.get("extra", {}))})
             if ids[i] in measured:
                 rows[-1]["observed"] = measured[ids[i]]
         return Ranking(rows, basis, notes)
@@ -183,47 +281,138 @@ class Ranker:
         if "interaction" not in state:
             notes.append("the fitted zoo has no task side information; task features are not used")
             return prior, "the prior (no information about the task)"
-        missing = [c for c in columns if c not in task]
-        if missing:
-            raise ValueError(f"task: missing feature(s) {missing}; this zoo was fitted with {columns}")
-        values = []
-        for c in columns:
-            value = float(task[c])
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"task: {c} must be a positive number, got {task[c]!r}")
-            values.append(math.log10(value))
-        t = (np.array(values) - state["task_mean"]) / state["task_scale"]
+        values = _task_side_information(task, columns, state)
+        t = (values - state["task_mean"]) / state["task_scale"]
         interaction = np.asarray(state["interaction"])
         weights = interaction[1:].reshape(dim - 1, -1)
         return np.concatenate([[interaction[0]], weights @ t]).astype(np.float32), "task features"
 
     def _mask(self, where, ids, index):
-        rows = self.zoo.models()
-        keep = np.zeros(len(ids), dtype=bool)
-        for row in rows:
-            i = index.get(row["id"])
-            if i is not None and _matches(row, where):
-                keep[i] = True
-        return ~keep
+        """True for the models ``where`` leaves out."""
+        catalog = self._metadata(ids)
+        if callable(where):
+            keep = [row is not None and bool(where({**row, "extra": dict(row["extra"])}))
+                    for row in catalog.aligned]
+            return ~np.array(keep, dtype=bool)
+        if not isinstance(where, Mapping):
+            raise TypeError(f"where: expected a dict of field -> condition or a callable, "
+                            f"got {type(where).__name__}")
+        return catalog.mask(where)
 
 
-def _matches(row: dict, where) -> bool:
-    if callable(where):
-        return bool(where(row))
-    fields = {**row.get("extra", {}), **row}
-    for key, condition in where.items():
-        if key not in fields:
-            raise ValueError(f"where: unknown metadata field {key!r}; fields are {sorted(fields)}")
-        value = fields[key]
-        if isinstance(condition, tuple) and len(condition) == 2 and condition[0] in _OPERATORS:
-            if value is None or not _OPERATORS[condition[0]](value, condition[1]):
-                return False
-        elif isinstance(condition, (list, set, frozenset)):
-            if value not in condition:
-                return False
-        elif value != condition:
-            return False
-    return True
+_IN = object()  # marks a membership condition in a mask's cache key
+
+
+def _task_side_information(task: Mapping, columns: list[str], state) -> np.ndarray:
+    """The new task's side information in the fitted zoo's columns."""
+    numeric = [c for c in columns if not c.startswith("descriptor_")]
+    missing = [c for c in numeric if c not in task]
+    if any(c.startswith("descriptor_") for c in columns) and "descriptor" not in task:
+        missing.append("descriptor")
+    if missing:
+        raise ValueError(f"task: missing feature(s) {missing}; this zoo was fitted with {columns}")
+    values = []
+    for c in numeric:
+        try:
+            value = float(task[c])
+        except (TypeError, ValueError):
+            raise ValueError(f"task: {c} must be a positive number, got {task[c]!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"task: {c} must be a positive number, got {task[c]!r}")
+        values.append(math.log10(value))
+    if any(c.startswith("descriptor_") for c in columns):
+        try:
+            descriptor = np.asarray(task["descriptor"], dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("task: descriptor must be a vector of numbers") from None
+        if descriptor.ndim != 1:
+            raise ValueError(f"task: descriptor must be one vector, got shape {descriptor.shape}")
+        values.extend(DescriptorEncoder.from_state(state, DESCRIPTOR_PREFIX).transform(descriptor).tolist())
+    return np.array(values)
+
+
+def _condition_key(condition):
+    if isinstance(condition, (list, set, frozenset)):
+        return (_IN, frozenset(condition))
+    hash(condition)
+    return condition
+
+
+class _Catalog:
+    """Every model's metadata row as the zoo returned it, with the masks computed from it."""
+
+    def __init__(self, signal, rows: list[dict], cache_size: int):
+        self.signal = signal
+        self.rows = rows
+        self.by_id = {row["id"]: row for row in rows}
+        # A row's own columns win over an extra of the same name.
+        self.fields = set().union(*(row["extra"] for row in rows), *(row.keys() for row in rows)) - {"extra"}
+        self.aligned: list[dict | None] = []
+        self._ids = None
+        self._columns: dict[str, list] = {}
+        self._masks: OrderedDict = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def align(self, ids: list[str]) -> None:
+        """Orders the rows as the fitted ``ids`` (None for a fitted model the database lacks)."""
+        if self._ids is ids:
+            return
+        with self._lock:
+            if self._ids is not ids:
+                self.aligned = [self.by_id.get(m) for m in ids]
+                self._columns, self._masks = {}, OrderedDict()
+                self._ids = ids
+
+    def _column(self, name: str) -> list:
+        values = self._columns.get(name)
+        if values is None:
+            values = [None if row is None else row[name] if name in row else row["extra"].get(name)
+                      for row in self.aligned]
+            self._columns[name] = values
+        return values
+
+    def mask(self, where: Mapping) -> np.ndarray:
+        try:
+            key = tuple(sorted(((str(f), _condition_key(c)) for f, c in where.items()), key=lambda x: x[0]))
+        except TypeError:
+            key = None  # an unhashable condition: computed every time
+        ids = self._ids
+        if key is not None and key in self._masks:
+            self._masks.move_to_end(key)
+            return self._masks[key]
+        keep = np.ones(len(self.aligned), dtype=bool)
+        for field_name, condition in where.items():
+            if field_name not in self.fields:
+                raise ValueError(f"where: unknown metadata field {field_name!r}; fields are {sorted(self.fields)}")
+            keep &= _matching(field_name, self._column(field_name), condition)
+        mask = ~keep
+        mask.flags.writeable = False
+        if key is not None:
+            with self._lock:
+                if self._ids is ids:
+                    self._masks[key] = mask
+                    while len(self._masks) > self._cache_size:
+                        self._masks.popitem(last=False)
+        return mask
+
+
+def _matching(field_name: str, values: list, condition) -> np.ndarray:
+    """Which values meet one condition: a comparison tuple, a collection of allowed values, or equality."""
+    if isinstance(condition, tuple) and len(condition) == 2 and condition[0] in _OPERATORS:
+        compare, bound = _OPERATORS[condition[0]], condition[1]
+        try:
+            return np.array([v is not None and bool(compare(v, bound)) for v in values], dtype=bool)
+        except TypeError:
+            raise ValueError(f"where: {field_name} {condition[0]} {bound!r}: values of {field_name!r} "
+                             "cannot be compared with it") from None
+    if isinstance(condition, (list, set, frozenset)):
+        try:
+            allowed = frozenset(condition)
+            return np.array([v in allowed for v in values], dtype=bool)
+        except TypeError:  # unhashable values: compare one by one
+            return np.array([v in condition for v in values], dtype=bool)
+    return np.array([v == condition for v in values], dtype=bool)
 
 
 _RANKERS: dict[str, Ranker] = {}

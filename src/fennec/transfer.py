@@ -37,6 +37,7 @@ from scipy.stats import rankdata, weightedtau
 
 __all__ = [
     "TransferModel",
+    "cold_ridge_strength",
     "fit_transfer",
     "normalize_scores",
     "predict_cold_models",
@@ -76,12 +77,6 @@ def _prior(normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     total = np.where(seen, normalized, 0.0).sum(1)
     count = seen.sum(1).astype(float)
     return total / (count + PRIOR_SHRINKAGE), total, count
-
-
-def _pair_features(prior: np.ndarray, model_x: np.ndarray | None, task_x_row: np.ndarray | None) -> np.ndarray:
-    if model_x is None or task_x_row is None:
-        return prior[:, None]
-    return np.column_stack([prior, (model_x[:, :, None] * task_x_row[None, None, :]).reshape(len(prior), -1)])
 
 
 def _standardize_columns(x: np.ndarray) -> np.ndarray:
@@ -130,23 +125,42 @@ class TransferModel:
         return _update_with_observations(base, self.normalized, observed_models, observed_scores, self.sharpness)
 
 
-def _update_with_observations(base, normalized, observed, scores, sharpness):
+def _agreement(normalized, observed, scores):
+    """Per known task, Pearson correlation between its scores and the observed ones (0 where undefined)."""
+    column = normalized[observed]  # shots x tasks
+    seen = ~np.isnan(column)
+    count = seen.sum(0)
+    values = np.where(seen, column, 0.0)
+    truth = np.where(seen, scores[:, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_v = values.sum(0) / count
+        mean_t = truth.sum(0) / count
+        dv = np.where(seen, values - mean_v, 0.0)
+        dt = np.where(seen, truth - mean_t, 0.0)
+        covariance = (dv * dt).sum(0)
+        norm = np.sqrt((dv**2).sum(0) * (dt**2).sum(0))
+        agreement = covariance / norm
+    valid = (count >= 2) & (norm > 1e-12 * np.maximum(1.0, np.abs(covariance)))
+    return np.where(valid & np.isfinite(agreement), agreement, 0.0)
+
+
+def _update_with_observations(base, normalized, observed, scores, sharpness, filled=None, exclude=None,
+                              sums=None):
+    """Re-weights the known tasks by their agreement with the observed scores (``exclude``: a task left out)."""
     observed = np.asarray(observed, dtype=np.int64)
     scores = np.asarray(scores, dtype=float)
     prediction = base.copy()
     if sharpness > 0 and len(observed) >= 2 and np.ptp(scores) > 0:
-        agreement = np.zeros(normalized.shape[1])
-        for j in range(normalized.shape[1]):
-            column = normalized[observed, j]
-            seen = ~np.isnan(column)
-            if seen.sum() >= 2 and np.ptp(column[seen]) > 0 and np.ptp(scores[seen]) > 0:
-                agreement[j] = np.corrcoef(column[seen], scores[seen])[0, 1]
-        weights = np.exp(sharpness * agreement)
-        seen_all = ~np.isnan(normalized)
-        mass = (seen_all * weights).sum(1)
-        weighted = np.where(seen_all, normalized, 0.0) @ weights / np.maximum(mass, 1e-12)
+        weights = np.exp(sharpness * _agreement(normalized, observed, scores))
+        seen_all, values = filled if filled is not None else _seen_and_values(normalized)
+        count, total = sums if sums is not None else _row_sums((seen_all, values))
+        if exclude is not None:
+            weights[exclude] = 0.0
+            count, total = count - seen_all[:, exclude], total - values[:, exclude]
+        mass = seen_all @ weights
+        weighted = values @ weights / np.maximum(mass, 1e-12)
         # Keep the prior's own scale so the shift from side information still applies.
-        prior = np.where(seen_all, normalized, 0.0).sum(1) / np.maximum(seen_all.sum(1), 1)
+        prior = total / np.maximum(count, 1)
         prediction = base + (weighted - prior)
     # The measured models keep the predicted values of their group, in measured order.
     values = np.sort(prediction[observed])[::-1]
@@ -154,21 +168,64 @@ def _update_with_observations(base, normalized, observed, scores, sharpness):
     return prediction
 
 
-def _ridge_interaction(normalized, model_x, task_x, tasks, ridge):
-    """Learns [w_prior, W] from the known tasks, each against its leave-one-out prior."""
-    _, total, count = _prior(normalized[:, tasks])
-    rows, targets = [], []
-    for j in tasks:
-        column = normalized[:, j]
-        seen = ~np.isnan(column)
-        loo = (total - np.where(seen, column, 0.0)) / (count - seen + PRIOR_SHRINKAGE)
-        rows.append(_pair_features(loo, model_x, task_x[j] if task_x is not None else None)[seen])
-        targets.append(column[seen])
-    x = np.vstack(rows)
-    y = np.concatenate(targets)
-    penalty = ridge * np.eye(x.shape[1])
+def _seen_and_values(normalized):
+    seen = ~np.isnan(normalized)
+    return seen.astype(float), np.where(seen, normalized, 0.0)
+
+
+def _row_sums(filled):
+    """Per model: how many tasks measured it and the sum of its normalised scores."""
+    return filled[0].sum(1), filled[1].sum(1)
+
+
+def _ridge_statistics(seen, values, model_x, task_x, tasks, rows=slice(None)):
+    """Normal equations of the ridge over every measured (model, task) pair of ``tasks``.
+
+    The design row of a pair is [loo_prior_mt, x_m (x) t_t]; its Gram matrix and
+    right-hand side are assembled from per-model and per-task sums, so the cost
+    is a few dense products over models x tasks instead of one row per pair.
+    Both are sums of per-model terms, each depending on that model's row only, so
+    the statistics of ``rows`` can be added to or taken from those of all models.
+    """
+    s = seen[rows][:, tasks]
+    y = values[rows][:, tasks]
+    if model_x is not None:
+        model_x = model_x[rows]
+    count = s.sum(1, keepdims=True)
+    total = y.sum(1, keepdims=True)
+    loo = np.where(s > 0, (total - y) / (count - s + PRIOR_SHRINKAGE), 0.0)
+    gram_pp = float((loo * loo).sum())
+    rhs_p = float((loo * y).sum())
+    if model_x is None or task_x is None:
+        return np.array([[gram_pp]]), np.array([rhs_p])
+    t = task_x[tasks]  # tasks x q
+    p, q = model_x.shape[1], t.shape[1]
+    # cross term: sum_pairs loo * x_m (x) t_t  = x^T (loo @ t)
+    cross = (model_x.T @ (loo @ t)).reshape(-1)
+    # interaction block: sum_m (x_m x_m^T) (x) (sum_t s_mt t_t t_t^T)
+    tt = (t[:, :, None] * t[:, None, :]).reshape(len(tasks), q * q)
+    per_model = s @ tt  # models x q^2
+    xx = (model_x[:, :, None] * model_x[:, None, :]).reshape(len(model_x), p * p)
+    block = (xx.T @ per_model).reshape(p, p, q, q).transpose(0, 2, 1, 3).reshape(p * q, p * q)
+    rhs_x = (model_x.T @ (y @ t)).reshape(-1)
+    gram = np.empty((1 + p * q, 1 + p * q))
+    gram[0, 0] = gram_pp
+    gram[0, 1:] = gram[1:, 0] = cross
+    gram[1:, 1:] = block
+    return gram, np.concatenate([[rhs_p], rhs_x])
+
+
+def _predict_pairs(weights, prior, model_x, task_x_row):
+    """[prior, x_m (x) t] @ weights for every model, without forming the pair features."""
+    if model_x is None or task_x_row is None:
+        return weights[0] * prior
+    return weights[0] * prior + model_x @ (weights[1:].reshape(model_x.shape[1], -1) @ task_x_row)
+
+
+def _solve_ridge(gram, rhs, ridge):
+    penalty = ridge * np.eye(len(rhs))
     penalty[0, 0] = 0.0  # the prior's weight is not shrunk
-    return np.linalg.solve(x.T @ x + penalty, x.T @ y)
+    return np.linalg.solve(gram + penalty, rhs)
 
 
 def _weighted_tau(prediction, truth):
@@ -185,12 +242,15 @@ def _inner_tasks(n_tasks, rng):
 
 def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                  task_features: np.ndarray | None = None, *, seed: int = 0,
-                 probe_shots: int = 3) -> TransferModel:
+                 probe_shots: int = 3, choices: dict | None = None) -> TransferModel:
     """Fits the transfer space on a models x tasks matrix of scores (NaN = not measured).
 
     ``model_features`` (n_models x p) and ``task_features`` (n_tasks x q) are
     numeric side information; both are needed for the side-information term.
-    Choices are made by inner leave-one-task-out cross-validation.
+    Choices are made by inner leave-one-task-out cross-validation, unless
+    ``choices`` (``{"ridge": ..., "sharpness": ...}`` from an earlier fit) fixes
+    them: folding new results into a fitted space then costs one pass over the
+    history instead of a cross-validation.
     """
     history = np.asarray(history, dtype=float)
     n_models, n_tasks = history.shape
@@ -209,22 +269,39 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
     normalized = normalize_scores(history, NORMALIZATION)
 
+    filled = _seen_and_values(normalized)
+    count, total = sums = _row_sums(filled)
+    all_tasks = np.arange(n_tasks)
+    zero_shot = {}  # (held-out task, ridge) -> prediction; the ridge statistics are shared by all strengths
+    full_statistics = _ridge_statistics(*filled, model_x, task_x, all_tasks) if use_side else None
+
+    def zero_shot_prediction(t, ridge):
+        if (t, ridge) not in zero_shot:
+            seen_t = filled[0][:, t]
+            prior = (total - filled[1][:, t]) / (count - seen_t + PRIOR_SHRINKAGE)
+            zero_shot[(t, None)] = prior
+            if use_side:
+                # Leaving task t out changes the leave-one-out priors of the models measured on t only.
+                rows = np.flatnonzero(seen_t)
+                without = _ridge_statistics(*filled, model_x, task_x, all_tasks[all_tasks != t], rows)
+                with_t = _ridge_statistics(*filled, model_x, task_x, all_tasks, rows)
+                gram = full_statistics[0] - with_t[0] + without[0]
+                rhs = full_statistics[1] - with_t[1] + without[1]
+                for strength in RIDGE_STRENGTHS:
+                    weights = _solve_ridge(gram, rhs, strength)
+                    zero_shot[(t, strength)] = _predict_pairs(weights, prior, model_x, task_x[t])
+        return zero_shot[(t, ridge)]
+
     def inner_taus(ridge, sharpness=None):
         taus = []
         for t in held_out:
-            train = np.array([j for j in range(n_tasks) if j != t])
-            prior, _, _ = _prior(normalized[:, train])
-            if ridge is None:
-                prediction = prior
-            else:
-                weights = _ridge_interaction(normalized, model_x, task_x, train, ridge)
-                prediction = _pair_features(prior, model_x, task_x[t]) @ weights
+            prediction = zero_shot_prediction(t, ridge)
             truth = history[:, t]
             if sharpness is not None and probe_shots:
                 seen = np.flatnonzero(~np.isnan(truth))
                 probe = seen[np.argsort(-prediction[seen], kind="stable")[:probe_shots]]
-                prediction = _update_with_observations(prediction, normalized[:, train], probe,
-                                                       truth[probe], sharpness)
+                prediction = _update_with_observations(prediction, normalized, probe, truth[probe],
+                                                       sharpness, filled=filled, exclude=t, sums=sums)
             taus.append(_weighted_tau(prediction, truth))
         return np.array(taus, dtype=float)
 
@@ -239,14 +316,18 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
 
     ridge, sharpness = None, 0.0
     inner_side, inner_sharpness = {}, {}
-    if len(held_out) >= 2:
+    if choices is not None:
+        ridge, sharpness = choices.get("ridge"), float(choices.get("sharpness", 0.0))
+        if ridge is not None and not use_side:
+            raise ValueError("choices: a ridge strength was given but the side information to use it is missing")
+    elif len(held_out) >= 2:
         ridge, inner_side = choose(ridges, inner_taus)
         sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS), lambda b: inner_taus(ridge, b))
 
     prior, _, _ = _prior(normalized)
     interaction = None
     if ridge is not None:
-        interaction = _ridge_interaction(normalized, model_x, task_x, np.arange(n_tasks), ridge)
+        interaction = _solve_ridge(*full_statistics, ridge)
     vectors = prior[:, None] if interaction is None else np.column_stack([prior, model_x])
     return TransferModel(
         normalization=NORMALIZATION,
@@ -281,21 +362,42 @@ def _ridge_per_task(x, normalized, ridge):
     return coef
 
 
-def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
-                        *, seed: int = 0) -> np.ndarray:
-    """Normalised scores of models with no history, from their side information alone.
-
-    Returns n_new x n_tasks. The ridge strength is chosen by inner k-fold over the
-    known models (weighted tau per task on the held-out models).
-    """
-    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
-    features = np.asarray(model_features, dtype=float)
-    new = np.asarray(new_model_features, dtype=float)
+def _standardize_like(features, new):
+    features = np.asarray(features, dtype=float)
+    new = np.asarray(new, dtype=float)
     binary = np.all((features == 0) | (features == 1), axis=0)
     mean, spread = features.mean(0), features.std(0)
     spread[(spread == 0) | binary] = 1.0
-    x, x_new = (features - mean) / spread, (new - mean) / spread
+    return (features - mean) / spread, (new - mean) / spread
+
+
+def cold_ridge_strength(history: np.ndarray, model_features: np.ndarray, *, seed: int = 0) -> float:
+    """The ridge strength :func:`predict_cold_models` would choose for these known models."""
+    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
+    x, _ = _standardize_like(model_features, np.asarray(model_features)[:0])
+    return _choose_cold_ridge(x, normalized, seed)
+
+
+def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
+                        *, seed: int = 0, ridge: float | None = None, return_ridge: bool = False):
+    """Normalised scores of models with no history, from their side information alone.
+
+    Returns n_new x n_tasks (and the ridge strength used, with ``return_ridge``).
+    Unless ``ridge`` is given, its strength is chosen by inner k-fold over the
+    known models (weighted tau per task on the held-out models).
+    """
+    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
+    x, x_new = _standardize_like(model_features, new_model_features)
+    if ridge is None:
+        ridge = _choose_cold_ridge(x, normalized, seed)
+    coef = _ridge_per_task(x, normalized, ridge)
+    prediction = np.column_stack([np.ones(len(x_new)), x_new]) @ coef
+    return (prediction, ridge) if return_ridge else prediction
+
+
+def _choose_cold_ridge(x, normalized, seed):
     rng = np.random.default_rng(seed)
+    normalized = normalized[:, _inner_tasks(normalized.shape[1], rng)]
     folds = np.array_split(rng.permutation(len(x)), min(COLD_INNER_FOLDS, len(x)))
     best, best_score = COLD_RIDGE_STRENGTHS[-1], -np.inf
     for ridge in COLD_RIDGE_STRENGTHS:
@@ -308,5 +410,4 @@ def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_mod
         score = np.nanmean(taus) if np.any(~np.isnan(taus)) else -np.inf
         if score > best_score:
             best, best_score = ridge, score
-    coef = _ridge_per_task(x, normalized, best)
-    return np.column_stack([np.ones(len(x_new)), x_new]) @ coef
+    return best

@@ -1,0 +1,131 @@
+"""Fitting the transfer space, and ranking a very large zoo, against their peers.
+
+Fit: 10,000 models x 1,000 tasks at 5% density (500,000 results), with model
+metadata and task features, stored in a zoo; ``fennec.fit`` end to end (reading
+the history from SQLite, inner cross-validation, writing the fitted arrays)
+beside the original Fennec recipe's rank-5 NMF on the same matrix.
+
+Rank: 1,000,000 models once the task vector is known. ``Ranker.rank`` end to
+end (task vector, fused top-k, metadata of the top k) and the bare core top-k,
+beside numpy scoring the same vectors (``V @ t`` then ``argpartition``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fennec
+from fennec import kernels
+from fennec.evaluate import _nmf
+from fennec.history import History
+from fennec.recommend import Ranker
+
+FIT_MODELS, FIT_TASKS, DENSITY = 10_000, 1_000, 0.05
+RANK_MODELS, RANK_TASKS = 1_000_000, 12
+FAMILIES = ("resnet", "vit", "convnext", "mobilenet", "efficientnet", "swin")
+
+
+def _synthetic_history(n_models, n_tasks, density, seed):
+    """Scores with a low-rank structure that model family and task size partly explain."""
+    rng = np.random.default_rng(seed)
+    family = rng.integers(0, len(FAMILIES), n_models)
+    size = rng.lognormal(17, 1, n_models)
+    n_classes = rng.integers(2, 1000, n_tasks)
+    n_train = rng.integers(500, 100_000, n_tasks)
+    quality = rng.standard_normal(n_models)
+    family_effect = rng.standard_normal((len(FAMILIES), 1)) * np.log10(n_classes)[None, :] / 3
+    scores = (quality[:, None] + family_effect[family] + 0.1 * np.log(size)[:, None]
+              + 0.7 * rng.standard_normal((n_models, n_tasks)))
+    measured = rng.random((n_models, n_tasks)) < density
+    measured[np.arange(n_models), rng.integers(0, n_tasks, n_models)] = True  # every model has a result
+    rows, cols = np.nonzero(measured)
+    models = tuple(f"m{i:07d}" for i in range(n_models))
+    tasks = tuple(f"t{j:05d}" for j in range(n_tasks))
+    history = History(models=models, tasks=tasks, model_index=rows, task_index=cols,
+                      scores=60 + 10 * scores[rows, cols])
+    model_rows = [{"id": models[i], "family": FAMILIES[family[i]], "n_params": float(size[i])}
+                  for i in range(n_models)]
+    task_rows = [{"id": tasks[j], "n_classes": int(n_classes[j]), "n_train": int(n_train[j])}
+                 for j in range(n_tasks)]
+    return history, model_rows, task_rows, scores.mean(1)
+
+
+@pytest.fixture(scope="module")
+def fit_zoo(tmp_path_factory):
+    history, model_rows, task_rows, mean_score = _synthetic_history(FIT_MODELS, FIT_TASKS, DENSITY, seed=0)
+    zoo = fennec.Zoo.create(tmp_path_factory.mktemp("fit") / "zoo")
+    zoo.add_models(model_rows)
+    zoo.add_tasks(task_rows)
+    zoo.add_history(history)
+    return zoo, history, mean_score
+
+
+@pytest.mark.benchmark(group="fit 10k models x 1k tasks, 5% density")
+def test_fennec_fit_10k_x_1k(benchmark, fit_zoo, extra_report):
+    zoo, history, mean_score = fit_zoo
+    summary = benchmark.pedantic(fennec.fit, args=(zoo,), rounds=2, iterations=1)
+    assert summary["n_models"] == FIT_MODELS and summary["n_tasks"] == FIT_TASKS
+    state, _ = zoo.read_fitted()
+    # The learned prior (from 5% of the results) must follow each model's mean over all tasks.
+    prior = np.asarray(state["model_vectors"])[:, 0]
+    assert np.corrcoef(prior, mean_score)[0, 1] > 0.9
+    extra_report["fit 10k x 1k (500k results): median seconds"] = f"{benchmark.stats.stats.median:.1f}"
+
+
+@pytest.mark.benchmark(group="fit 10k models x 1k tasks, 5% density")
+def test_nmf_rank5_10k_x_1k(benchmark, fit_zoo):
+    zoo, history, _ = fit_zoo
+    matrix = history.matrix()
+    shifted = matrix - np.nanmin(matrix)
+    # 100 multiplicative updates (the recipe's evaluation uses 500): the peer is timed generously.
+    w, h = benchmark.pedantic(_nmf, args=(shifted, 5, 0), kwargs={"iterations": 100}, rounds=1, iterations=1)
+    assert w.shape == (FIT_MODELS, 5) and h.shape == (5, FIT_TASKS)
+
+
+@pytest.fixture(scope="module")
+def rank_zoo(tmp_path_factory):
+    """A fitted zoo of a million models: a dozen tasks, each with half the models measured."""
+    history, model_rows, task_rows, _ = _synthetic_history(RANK_MODELS, RANK_TASKS, 0.5, seed=1)
+    zoo = fennec.Zoo.create(tmp_path_factory.mktemp("rank") / "zoo")
+    zoo.add_models(model_rows)
+    zoo.add_tasks(task_rows)
+    zoo.add_history(history)
+    fennec.fit(zoo)
+    ranker = Ranker(zoo)
+    state, meta = zoo.read_fitted()
+    task = {"n_classes": 100, "n_train": 5_000}
+    ranker.rank(task, k=10)  # load the fitted state once, as a service does
+    vectors = np.ascontiguousarray(state["model_vectors"])
+    task_vector = ranker._task_vector(state, meta, task, [])[0]
+    return ranker, task, vectors, task_vector
+
+
+def _numpy_top(vectors, task_vector, k):
+    scores = vectors @ task_vector
+    part = np.argpartition(-scores, k)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+@pytest.mark.benchmark(group="rank 1M models, task vector known")
+def test_fennec_rank_1m(benchmark, rank_zoo):
+    ranker, task, vectors, task_vector = rank_zoo
+    ranking = benchmark(ranker.rank, task, k=10)
+    want = _numpy_top(vectors, task_vector, 10)
+    got_scores = np.sort(vectors[[ranker._state()[3][row["model"]] for row in ranking.rows]] @ task_vector)
+    np.testing.assert_allclose(got_scores, np.sort(vectors[want] @ task_vector), rtol=1e-4)
+
+
+@pytest.mark.benchmark(group="rank 1M models, task vector known")
+def test_fennec_topk_1m(benchmark, rank_zoo):
+    _, _, vectors, task_vector = rank_zoo
+    scores, order = benchmark(kernels.topk, vectors, task_vector, 10)
+    np.testing.assert_allclose(np.sort(scores), np.sort(vectors[_numpy_top(vectors, task_vector, 10)] @ task_vector),
+                               rtol=1e-4)
+
+
+@pytest.mark.benchmark(group="rank 1M models, task vector known")
+def test_numpy_rank_1m(benchmark, rank_zoo):
+    _, _, vectors, task_vector = rank_zoo
+    top = benchmark(_numpy_top, vectors, task_vector, 10)
+    assert len(top) == 10

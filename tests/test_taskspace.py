@@ -1,0 +1,78 @@
+"""Task coordinates from distances and proxy descriptors, and ranking a task by its descriptor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fennec
+from fennec.history import History
+from fennec.taskspace import DescriptorEncoder, DistanceEmbedding
+
+
+def test_classical_scaling_recovers_planar_points_and_places_known_ones_back():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(9, 2))
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    embedding = DistanceEmbedding.fit(distance, dims=2)
+    got = np.linalg.norm(embedding.coordinates[:, None] - embedding.coordinates[None], axis=2)
+    np.testing.assert_allclose(got, distance, atol=1e-9)
+    # A known task placed from its own distances lands on its own coordinates.
+    np.testing.assert_allclose(embedding.place(distance[3]), embedding.coordinates[3], atol=1e-9)
+    # A new point keeps its distances to the known ones (exact for points in the same plane).
+    new = rng.normal(size=2)
+    placed = embedding.place(np.linalg.norm(points - new, axis=1))
+    np.testing.assert_allclose(np.linalg.norm(embedding.coordinates - placed, axis=1),
+                               np.linalg.norm(points - new, axis=1), atol=1e-9)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.ones((2, 3)), "square"), (np.array([[0.0, -1.0], [-1.0, 0.0]]), "non-negative"),
+    (np.array([[0.0, np.nan], [np.nan, 0.0]]), "finite"),
+])
+def test_distance_embedding_rejects_bad_matrices(bad, message):
+    with pytest.raises(ValueError, match=message):
+        DistanceEmbedding.fit(bad)
+
+
+def test_descriptor_encoder_round_trips_through_state_and_checks_width():
+    rng = np.random.default_rng(1)
+    descriptors = rng.normal(size=(6, 5))
+    encoder = DescriptorEncoder.fit(descriptors)
+    again = DescriptorEncoder.from_state(encoder.to_state("x_"), "x_")
+    np.testing.assert_allclose(again.transform(descriptors[2]), encoder.coordinates[2], atol=1e-9)
+    with pytest.raises(ValueError, match="expected 5 values"):
+        encoder.transform(np.ones(4))
+    with pytest.raises(ValueError, match="finite"):
+        encoder.transform(np.full(5, np.nan))
+
+
+def test_rank_by_descriptor_follows_what_the_descriptor_predicts(tmp_path):
+    """Two kinds of task (descriptors apart): cnn models win one kind, vit models the other."""
+    rng = np.random.default_rng(2)
+    n_models, n_tasks = 24, 10
+    models = [f"m{i}" for i in range(n_models)]
+    tasks = [f"t{j}" for j in range(n_tasks)]
+    family = np.array(["cnn" if i % 2 else "vit" for i in range(n_models)])
+    kind = np.array([j % 2 for j in range(n_tasks)])  # 1: a task where cnn wins
+    descriptor = rng.normal(0, 0.3, (n_tasks, 8)) + np.where(kind[:, None] == 1, 2.0, -2.0)
+    advantage = np.where(family[:, None] == "cnn", 1.0, -1.0) * np.where(kind[None, :] == 1, 1.0, -1.0)
+    scores = 70 + 3 * advantage + rng.normal(0, 0.5, (n_models, n_tasks))
+    zoo = fennec.Zoo.create(tmp_path / "zoo")
+    zoo.add_models([{"id": m, "family": f} for m, f in zip(models, family)])
+    zoo.add_tasks([{"id": t} for t in tasks])
+    zoo.add_history(History.from_matrix(models, tasks, scores))
+    for t, d in zip(tasks, descriptor):
+        zoo.set_task_descriptor(t, d)
+    summary = fennec.fit(zoo)
+    assert summary["task_columns"] == ["descriptor_0", "descriptor_1"] and summary["ridge"] is not None
+    cnn_task = rng.normal(0, 0.3, 8) + 2.0
+    vit_task = rng.normal(0, 0.3, 8) - 2.0
+    top_cnn = fennec.rank(zoo, {"descriptor": cnn_task}, k=6).rows
+    top_vit = fennec.rank(zoo, {"descriptor": vit_task}, k=6).rows
+    assert all(r["family"] == "cnn" for r in top_cnn)
+    assert all(r["family"] == "vit" for r in top_vit)
+    with pytest.raises(ValueError, match="missing feature"):
+        fennec.rank(zoo, {"n_classes": 10})
+    with pytest.raises(ValueError, match="8 values"):
+        fennec.rank(zoo, {"descriptor": np.ones(3)})
