@@ -48,7 +48,7 @@ NORMALIZATIONS = ("gauss", "z")
 # prior on every table tried, and one knob fewer for inner cross-validation to
 # get wrong with ten-odd tasks.
 NORMALIZATION = "gauss"
-RIDGE_STRENGTHS = (1.0, 10.0, 100.0)
+RIDGE_STRENGTHS = (100.0, 10.0, 1.0)  # from the simplest (most shrunk)
 AGREEMENT_SHARPNESS = (0.0, 1.0, 2.0, 4.0)
 PRIOR_SHRINKAGE = 1.0  # pseudo-observations at 0 in each model's prior
 MAX_INNER_TASKS = 24  # inner cross-validation looks at most at this many held-out tasks
@@ -306,12 +306,21 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         return np.array(taus, dtype=float)
 
     def choose(candidates, taus_of):
-        """The candidate with the best mean inner weighted tau; the simplest on ties."""
-        means = {c: np.nanmean(taus_of(c)) for c in candidates}
-        best = candidates[0]
-        for c in candidates[1:]:
-            if means[c] > means[best]:
-                best = c
+        """The simplest candidate whose inner weighted tau is within one standard error of the best's.
+
+        ``candidates`` go from the simplest; the standard error is that of the paired
+        per-task differences to the best, so a gain the held-out tasks do not agree on
+        does not buy complexity (the one-standard-error rule).
+        """
+        taus = {c: taus_of(c) for c in candidates}
+        means = {c: np.nanmean(taus[c]) for c in candidates}
+        best = max(candidates, key=lambda c: means[c])
+        for c in candidates:
+            diff = taus[best] - taus[c]
+            diff = diff[~np.isnan(diff)]
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
+            if means[c] >= means[best] - se:
+                return c, {str(c): float(v) for c, v in means.items()}
         return best, {str(c): float(v) for c, v in means.items()}
 
     ridge, sharpness = None, 0.0
