@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import fennec
 from scipy.stats import kendalltau, pearsonr, weightedtau
 
 from fennec.evaluate import METRICS, EvalData, evaluate, load_eval_data, ranking_metrics
@@ -166,3 +168,26 @@ def test_transfergraph_cold_model_beats_type_mean():
                           models_path=tg / "model_config.csv", exclude_tasks=["food101"])
     result = evaluate(data, "cold-model")
     assert result["mean"]["fennec"]["wtau"] > result["mean"]["type_mean"]["wtau"]
+
+
+def test_zoo_evaluation_uses_every_other_kind_as_a_forward_baseline(tmp_path):
+    from fennec.evaluate import load_zoo_eval_data
+    from fennec.history import History
+
+    rng = np.random.default_rng(3)
+    models = [f"m{i}" for i in range(12)]
+    tasks = [f"t{j}" for j in range(5)]
+    truth = rng.normal(size=(12, 5))
+    logme = truth + rng.normal(0, 0.5, truth.shape)
+    zoo = fennec.Zoo.create(tmp_path / "zoo")
+    zoo.add_models([{"id": m, "family": "cnn" if i % 3 else "vit"} for i, m in enumerate(models)])
+    zoo.add_history(History.from_matrix(models, tasks, truth), kind="linear_probe")
+    zoo.add_history(History.from_matrix(models, tasks, logme), kind="logme")
+    data = load_zoo_eval_data(zoo)
+    assert set(data.forward_scores) == {"logme"} and data.model_types[0] == "vit"
+    result = evaluate(data, "lodo")
+    for j, task in enumerate(tasks):
+        want = ranking_metrics(logme[:, j], truth[:, j])
+        assert result["tasks"][task]["logme"]["wtau"] == pytest.approx(want["wtau"])
+    with pytest.raises(ValueError, match="no 'finetune' results"):
+        load_zoo_eval_data(zoo, kind="finetune")

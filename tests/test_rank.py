@@ -134,3 +134,25 @@ def test_fold_in_without_an_earlier_fit_is_a_full_fit(tmp_path):
     assert fennec.fit(zoo, fold_in=True)["refit"].startswith("full (no earlier fit")
     zoo.add_models([{"id": "model_new", "family": "mlp", "n_params": 5e7}])  # a new family: a new column
     assert "columns changed" in fennec.fit(zoo, fold_in=True)["refit"]
+
+
+def test_model_embeddings_are_stored_checked_and_used_as_side_information(tmp_path):
+    zoo, _, models = build_zoo(tmp_path / "zoo")
+    rng = np.random.default_rng(4)
+    vectors = {m: rng.normal(size=16) for m in models}
+    zoo.set_model_embeddings(vectors)
+    stored = zoo.model_embeddings()
+    assert list(stored) == models
+    np.testing.assert_array_equal(stored[models[3]], vectors[models[3]].astype(np.float32))
+    with pytest.raises(ValueError, match="width"):
+        zoo.set_model_embeddings({models[0]: np.ones(8)})
+    with pytest.raises(fennec.ZooError, match="unknown model"):
+        zoo.set_model_embeddings({"nope": np.ones(16)})
+    with pytest.raises(ValueError, match="NaN"):
+        zoo.set_model_embeddings({models[0]: np.full(16, np.nan)})
+    assert zoo.model_embeddings()[models[0]].shape == (16,)  # nothing changed by the refused writes
+    from fennec.recommend import model_side_information
+    _, columns = model_side_information(zoo, models)
+    assert [c for c in columns if c.startswith("archi2vec")] == ["archi2vec_0", "archi2vec_1", "archi2vec_2"]
+    _, without = model_side_information(zoo, models, embeddings=False)
+    assert not any(c.startswith("archi2vec") for c in without)

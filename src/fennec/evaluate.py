@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import kendalltau, pearsonr, weightedtau
 
+from .recommend import identifier_like
 from .taskspace import DistanceEmbedding
 from .transfer import fit_transfer, normalize_scores, predict_cold_models
 
@@ -324,12 +325,6 @@ def embed_distances(distance: np.ndarray, dims: int = DISTANCE_EMBEDDING_DIMS) -
     return DistanceEmbedding.fit(distance, dims).coordinates
 
 
-def _identifier_like(values: tuple[str, ...]) -> bool:
-    """A column whose values are mostly unique names identifies rows; it is not a category."""
-    present = [v for v in values if v]
-    return len(set(present)) > max(2, 0.2 * len(values))
-
-
 def load_eval_data(history_path, *, wide=False, model_col="model", task_col="task", score_col="score",
                    models_path=None, model_key="model", type_col=None, tasks_path=None, task_key="task",
                    task_distance_path=None, forward_scores_path=None, exclude_tasks=()) -> EvalData:
@@ -344,7 +339,7 @@ def load_eval_data(history_path, *, wide=False, model_col="model", task_col="tas
     data = EvalData(history.matrix(), models, tasks)
     if models_path is not None:
         table = read_model_table(models_path, key=model_key)
-        kept = {name: values for name, values in table.categorical.items() if not _identifier_like(values)}
+        kept = {name: values for name, values in table.categorical.items() if not identifier_like(values)}
         table = type(table)(table.keys, table.numeric, kept, key_name=table.key_name)
         data.model_features, _ = table.design_matrix(models)
         aligned = table.align(models)
@@ -370,6 +365,56 @@ def load_eval_data(history_path, *, wide=False, model_col="model", task_col="tas
         data.task_features = np.column_stack(blocks)
     if forward_scores_path is not None:
         data.forward_scores = read_forward_scores(forward_scores_path, models, tasks)
+    return data
+
+
+GROUND_TRUTH_KINDS = ("finetune", "linear_probe")
+
+
+def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embeddings: bool = True) -> EvalData:
+    """A zoo's history and side information as an :class:`EvalData`.
+
+    ``kind`` is the history kind taken as the truth (default: ``finetune``, else
+    ``linear_probe``); every other kind stored (``logme``, ``leep``...) is a
+    forward-pass score and becomes a baseline under its own name. Side
+    information is what :func:`fennec.fit` uses: model metadata, archi2vec
+    embeddings (unless ``embeddings=False``), task size and class count, and the
+    proxy descriptors' coordinates.
+    """
+    from .recommend import _task_features, model_side_information
+
+    kinds = zoo.history_kinds()
+    if kind is None:
+        kind = next((k for k in GROUND_TRUTH_KINDS if k in kinds), None)
+        if kind is None:
+            raise ValueError(f"{zoo.path}: no {' or '.join(GROUND_TRUTH_KINDS)} results to evaluate against "
+                             f"(kinds stored: {kinds}); pass kind=")
+    elif kind not in kinds:
+        raise ValueError(f"{zoo.path}: no {kind!r} results (kinds stored: {kinds})")
+    history = zoo.history(kind)
+    if exclude_tasks:
+        history = history.drop_tasks(exclude_tasks)
+    models, tasks = list(history.models), list(history.tasks)
+    data = EvalData(history.matrix(), models, tasks)
+    data.model_features, _ = model_side_information(zoo, models, embeddings=embeddings)
+    families = {row["id"]: row.get("family") for row in zoo.models()}
+    if all(families.get(m) for m in models):
+        data.model_types = [families[m] for m in models]
+    data.task_features, _, _ = _task_features(zoo, tuple(tasks))
+    forward = {}
+    for other in kinds:
+        if other == kind or other in GROUND_TRUTH_KINDS:
+            continue
+        scores = zoo.history(other)
+        matrix = np.full((len(models), len(tasks)), np.nan)
+        at_model = {m: i for i, m in enumerate(models)}
+        at_task = {t: j for j, t in enumerate(tasks)}
+        for i, j, value in zip(scores.model_index, scores.task_index, scores.scores):
+            m, t = scores.models[i], scores.tasks[j]
+            if m in at_model and t in at_task:
+                matrix[at_model[m], at_task[t]] = value
+        forward[_forward_method_name(other)] = matrix
+    data.forward_scores = forward or None
     return data
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from . import kernels
 from .transfer import _update_with_observations, cold_ridge_strength as _choose_cold_ridge_for
 from .transfer import fit_transfer, predict_cold_models
 from .taskspace import DescriptorEncoder
-from .zoo import Zoo, ZooError
+from .zoo import POINTER_NAME, Zoo, ZooError
 
 __all__ = ["Ranking", "Ranker", "fit", "rank"]
 
@@ -32,6 +33,43 @@ _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": opera
 
 
 DESCRIPTOR_PREFIX = "task_descriptor_"
+EMBEDDING_DIMS = 3  # archi2vec embeddings enter the transfer space as this many principal components
+
+
+def model_side_information(zoo: Zoo, models, *, embeddings: bool = True):
+    """The models' numeric side information and its column names (``None, []`` when there is none).
+
+    Metadata columns through the zoo's design matrix, leaving out categorical
+    columns that merely name each model; with ``embeddings``, and when every model
+    has an architecture embedding, its first principal components over the zoo.
+    """
+    table = zoo.model_table()
+    kept = {name: values for name, values in table.categorical.items() if not identifier_like(values)}
+    table = type(table)(table.keys, table.numeric, kept, key_name=table.key_name)
+    blocks, columns = [], []
+    if len(table):
+        design, names = table.design_matrix(models)
+        if design.shape[1]:
+            blocks.append(design)
+            columns += names
+    stored = zoo.model_embeddings() if embeddings else {}
+    if stored and all(m in stored for m in models) and len(models) > EMBEDDING_DIMS:
+        x = np.stack([stored[m] for m in models]).astype(np.float64)
+        x -= x.mean(0)
+        u, sv, _ = np.linalg.svd(x, full_matrices=False)
+        dims = int(min(EMBEDDING_DIMS, np.sum(sv > 1e-9 * max(sv[0], 1e-300))))
+        if dims:
+            blocks.append(u[:, :dims] * sv[:dims])
+            columns += [f"archi2vec_{i}" for i in range(dims)]
+    if not blocks:
+        return None, []
+    return np.column_stack(blocks), columns
+
+
+def identifier_like(values) -> bool:
+    """A column whose values are mostly unique names identifies rows; it is not a category."""
+    present = [v for v in values if v]
+    return len(set(present)) > max(2, 0.2 * len(values))
 
 
 def _task_features(zoo: Zoo, tasks: tuple[str, ...]):
@@ -69,9 +107,7 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune", fold_in: bool = Fals
     if history.n_tasks < 2:
         raise ZooError(f"{zoo.path}: fitting needs results on at least 2 tasks, the zoo has {history.n_tasks}")
     matrix = history.matrix()
-    model_features, model_columns = zoo.model_table().design_matrix(history.models)
-    if model_features.shape[1] == 0:
-        model_features = None
+    model_features, model_columns = model_side_information(zoo, history.models)
     task_features, task_columns, encoder_state = _task_features(zoo, history.tasks)
     previous, refit = _previous_choices(zoo, kind, model_columns, task_columns) if fold_in else (None, "full")
     model = fit_transfer(matrix, model_features, task_features, seed=seed,
@@ -159,9 +195,11 @@ class Ranking:
 
 
 class _Fitted(tuple):
-    """``(state, meta, ids, index)`` of one fitted version; ``version`` says which."""
+    """``(state, meta, ids, index)`` of one fitted version; ``version`` says which, and
+    ``pointer`` is the (inode, mtime, size) of the pointer file it was read under."""
 
     version: int
+    pointer: tuple | None
 
 
 class Ranker:
@@ -181,6 +219,7 @@ class Ranker:
         self._lock = threading.Lock()
         self._loaded: _Fitted | None = None
         self._catalog: _Catalog | None = None
+        self._pointer_path = os.fspath(zoo.path / POINTER_NAME)
 
     @property
     def version(self) -> int | None:
@@ -189,18 +228,29 @@ class Ranker:
         return None if loaded is None else loaded.version
 
     def _state(self) -> _Fitted:
+        # A refit replaces the pointer file by a rename (a new inode), so an unchanged
+        # stat means an unchanged version, for a few microseconds instead of a read.
+        try:
+            stat = os.stat(self._pointer_path)
+            pointer = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            pointer = None
+        loaded = self._loaded
+        if loaded is not None and pointer is not None and loaded.pointer == pointer:
+            return loaded
         version = self.zoo.fitted_version()
         if version is None:
             raise ZooError(f"{self.zoo.path}: the zoo is not fitted yet (run `fennec zoo fit` or fennec.fit)")
-        loaded = self._loaded
-        if loaded is not None and loaded.version == version:
-            return loaded
         with self._lock:
-            if self._loaded is None or self._loaded.version != version:
-                self._loaded = self._read_fitted(version)
-            return self._loaded
+            loaded = self._loaded
+            if loaded is None or loaded.version != version:
+                loaded = self._loaded = self._read_fitted(version, pointer)
+            elif loaded.pointer != pointer:
+                loaded = self._loaded = _Fitted(loaded)
+                loaded.version, loaded.pointer = version, pointer
+            return loaded
 
-    def _read_fitted(self, version: int) -> _Fitted:
+    def _read_fitted(self, version: int, pointer) -> _Fitted:
         # Versions only grow, so equal pointer reads before and after mean the
         # arrays read in between are that version's.
         for _ in range(5):
@@ -209,8 +259,9 @@ class Ranker:
             if after == version:
                 ids = [str(x) for x in state["model_ids"]]
                 fitted = _Fitted((state, meta, ids, {m: i for i, m in enumerate(ids)}))
-                fitted.version = version
+                fitted.version, fitted.pointer = version, pointer
                 return fitted
+            pointer = None  # read under a later pointer: check it again next time
             if after is None:
                 break
             version = after
@@ -266,7 +317,8 @@ class Ranker:
                          **{key: value for key, value in info.items()
                             if key not in ("id", "extra") and value is not None},
                          # a copy: the cached metadata must not change through a returned row
-                         **copy.deepcopy(info.get("extra", {}))})
+                         **{key: copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+                            for key, value in info.get("extra", {}).items()}})
             if ids[i] in measured:
                 rows[-1]["observed"] = measured[ids[i]]
         return Ranking(rows, basis, notes)

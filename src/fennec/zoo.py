@@ -45,6 +45,10 @@ except ImportError:  # Windows: writers are not serialised across processes ther
 __all__ = ["SCHEMA_VERSION", "Zoo", "ZooError"]
 
 SCHEMA_VERSION = 1
+MODEL_EMBEDDINGS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS model_embeddings (model TEXT PRIMARY KEY, vector BLOB NOT NULL,"
+    " dim INTEGER NOT NULL, FOREIGN KEY (model) REFERENCES models(id))"
+)
 DB_NAME = "zoo.sqlite"
 POINTER_NAME = "fitted.json"
 LOCK_NAME = "fitted.lock"
@@ -78,6 +82,12 @@ CREATE TABLE history (
     PRIMARY KEY (model, task, kind),
     FOREIGN KEY (model) REFERENCES models(id),
     FOREIGN KEY (task) REFERENCES tasks(id)
+);
+CREATE TABLE model_embeddings (
+    model TEXT PRIMARY KEY,
+    vector BLOB NOT NULL,  -- float32 little-endian (archi2vec)
+    dim INTEGER NOT NULL,
+    FOREIGN KEY (model) REFERENCES models(id)
 );
 CREATE TABLE task_descriptors (
     task TEXT PRIMARY KEY,
@@ -469,6 +479,45 @@ class Zoo:
         )
         return {task: _decode_descriptor(task, blob, dim) for task, blob, dim in rows}
 
+    # -- model embeddings (archi2vec) ----------------------------------------
+
+    def set_model_embeddings(self, vectors: Mapping[str, Any]) -> None:
+        """Stores (or replaces) models' architecture embeddings in one transaction.
+
+        ``vectors`` maps model id -> 1-D finite float vector (kept as float32);
+        every model must already be in the zoo and every vector of one width.
+        """
+        checked = {model: _check_descriptor(v) for model, v in vectors.items()}
+        widths = {len(v) for v in checked.values()}
+        if len(widths) > 1:
+            raise ValueError(f"vectors: embeddings of different widths {sorted(widths)}")
+        with self._write() as con:
+            # Zoos made before embeddings existed get the table on first use.
+            con.execute(MODEL_EMBEDDINGS_TABLE)
+            stored = {r[0] for r in con.execute("SELECT dim FROM model_embeddings")}
+            if stored and widths and stored != widths:
+                raise ValueError(f"vectors: width {widths.pop()} differs from the stored embeddings' "
+                                 f"{stored.pop()}")
+            for model, vector in checked.items():
+                if not con.execute("SELECT 1 FROM models WHERE id = ?", (model,)).fetchone():
+                    raise ZooError(f"model: unknown model {model!r} (add it with add_models first)")
+                con.execute(
+                    "INSERT INTO model_embeddings (model, vector, dim) VALUES (?, ?, ?) "
+                    "ON CONFLICT(model) DO UPDATE SET vector = excluded.vector, dim = excluded.dim",
+                    (model, vector.astype("<f4").tobytes(), len(vector)),
+                )
+
+    def model_embeddings(self) -> dict[str, np.ndarray]:
+        """Every stored architecture embedding, by model, in the order the models were added."""
+        try:
+            rows = self._con.execute(
+                "SELECT e.model, e.vector, e.dim FROM model_embeddings e"
+                " JOIN models m ON m.id = e.model ORDER BY m.rowid"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a zoo made before embeddings existed
+            return {}
+        return {model: _decode_descriptor(model, blob, dim) for model, blob, dim in rows}
+
     # -- fitted state --------------------------------------------------------
 
     def write_fitted(self, state: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> int:
@@ -665,9 +714,9 @@ def _check_descriptor(vector) -> np.ndarray:
     return array
 
 
-def _decode_descriptor(task: str, blob: bytes, dim: int) -> np.ndarray:
+def _decode_descriptor(owner: str, blob: bytes, dim: int) -> np.ndarray:
     if len(blob) != 4 * dim:
-        raise ZooError(f"task descriptor of {task!r}: {len(blob)} bytes stored for dim {dim}")
+        raise ZooError(f"stored vector of {owner!r}: {len(blob)} bytes stored for dim {dim}")
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
