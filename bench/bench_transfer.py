@@ -85,8 +85,8 @@ def test_nmf_rank5_10k_x_1k(benchmark, fit_zoo):
 
 @pytest.fixture(scope="module")
 def rank_zoo(tmp_path_factory):
-    """A fitted zoo of a million models: a dozen tasks, each with half the models measured."""
-    history, model_rows, task_rows, _ = _synthetic_history(RANK_MODELS, RANK_TASKS, 0.5, seed=1)
+    """A fitted zoo of a million models: a dozen tasks, each with a tenth of the models measured."""
+    history, model_rows, task_rows, _ = _synthetic_history(RANK_MODELS, RANK_TASKS, 0.1, seed=1)
     zoo = fennec.Zoo.create(tmp_path_factory.mktemp("rank") / "zoo")
     zoo.add_models(model_rows)
     zoo.add_tasks(task_rows)

@@ -52,6 +52,7 @@ RIDGE_STRENGTHS = (100.0, 10.0, 1.0)  # from the simplest (most shrunk)
 AGREEMENT_SHARPNESS = (0.0, 1.0, 2.0, 4.0)
 PRIOR_SHRINKAGE = 1.0  # pseudo-observations at 0 in each model's prior
 MAX_INNER_TASKS = 24  # inner cross-validation looks at most at this many held-out tasks
+MAX_INNER_MODELS = 50_000  # ...and scores its rankings on at most this many models (a fixed random subset)
 
 
 def normalize_scores(matrix: np.ndarray, method: str = "gauss") -> np.ndarray:
@@ -272,6 +273,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     filled = _seen_and_values(normalized)
     count, total = sums = _row_sums(filled)
     all_tasks = np.arange(n_tasks)
+    scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
     zero_shot = {}  # (held-out task, ridge) -> prediction; the ridge statistics are shared by all strengths
     full_statistics = _ridge_statistics(*filled, model_x, task_x, all_tasks) if use_side else None
 
@@ -302,7 +304,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                 probe = seen[np.argsort(-prediction[seen], kind="stable")[:probe_shots]]
                 prediction = _update_with_observations(prediction, normalized, probe, truth[probe],
                                                        sharpness, filled=filled, exclude=t, sums=sums)
-            taus.append(_weighted_tau(prediction, truth))
+            taus.append(_weighted_tau(prediction[scored], truth[scored]))
         return np.array(taus, dtype=float)
 
     def choose(candidates, taus_of):
@@ -407,6 +409,9 @@ def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_mod
 def _choose_cold_ridge(x, normalized, seed):
     rng = np.random.default_rng(seed)
     normalized = normalized[:, _inner_tasks(normalized.shape[1], rng)]
+    if len(x) > MAX_INNER_MODELS:
+        rows = np.sort(rng.permutation(len(x))[:MAX_INNER_MODELS])
+        x, normalized = x[rows], normalized[rows]
     folds = np.array_split(rng.permutation(len(x)), min(COLD_INNER_FOLDS, len(x)))
     best, best_score = COLD_RIDGE_STRENGTHS[-1], -np.inf
     for ridge in COLD_RIDGE_STRENGTHS:
