@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import kernels
+from . import archi2vec, kernels, metrics
 from .kernels import build_info, pool, topk, wl_features
 from .recommend import Ranker, Ranking, fit, rank
+from .registry import add_model
 from .zoo import Zoo, ZooError
 
 __version__ = "0.1.0"
@@ -15,9 +16,12 @@ __all__ = [
     "Zoo",
     "ZooError",
     "__version__",
+    "add_model",
+    "archi2vec",
     "build_info",
     "fit",
     "kernels",
+    "metrics",
     "pool",
     "rank",
     "topk",
