@@ -4,227 +4,714 @@
 runs the ranking step on an embedded, self-contained zoo: it draws model
 vectors and a task vector, ranks every model with the fused top-k kernel, and
 checks the answer against numpy, so a fresh install shows the core working
-without any data or server.
+without any data or server. ``fennec zoo ...`` fills and fits a zoo,
+``fennec rank`` ranks it, ``fennec serve`` serves it over HTTP, ``fennec plot``
+draws it, ``fennec eval`` checks the method and ``fennec bench`` times it.
+
+Exit status: 0 done; 1 the job failed (bad data in a file, a zoo that refuses
+the change, a failed check); 2 the command line is wrong (unknown option, bad
+value, missing file or zoo).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
+import os
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
+import click
 import numpy as np
 
 from . import __version__, kernels
 
-
-def _info(args: argparse.Namespace) -> int:
-    info = kernels.build_info()
-    info["version"] = __version__
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            print(f"{key:18s} {value}")
-    return 0
+EXIT_STATUS = ("\n\n\b\nExit status:\n  0  done\n  1  the job failed (bad data in a file, a zoo that refuses "
+               "the change, a failed check)\n  2  the command line is wrong (unknown option, bad value, missing "
+               "file or zoo)")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    rng = np.random.default_rng(args.seed)
-    dtype = np.float16 if args.fp16 else np.float32
-    model_vectors = rng.standard_normal((args.models, args.dim), dtype=np.float32).astype(dtype)
-    task_vector = rng.standard_normal(args.dim, dtype=np.float32)
-    kernels.topk(model_vectors, task_vector, args.k)  # warm the worker threads
-    times = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        scores, indices = kernels.topk(model_vectors, task_vector, args.k)
-        times.append(time.perf_counter() - start)
-    exact = model_vectors.astype(np.float32) @ task_vector
-    numpy_top = np.argsort(-exact, kind="stable")[: args.k]
-    agree = bool(np.allclose(np.sort(exact[indices]), np.sort(exact[numpy_top]), rtol=1e-4))
-    result = {
-        "models": args.models,
-        "dim": args.dim,
-        "storage": np.dtype(dtype).name,
-        "k": args.k,
-        "median_ms": float(np.median(times) * 1e3),
-        "simd_level": kernels.build_info()["simd_level"],
-        "matches_numpy": agree,
-        "top": [{"rank": r + 1, "model": int(i), "score": float(s)}
-                for r, (i, s) in enumerate(zip(indices, scores))],
-    }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"ranked {args.models:,} models (d={args.dim}, {result['storage']}) in "
-              f"{result['median_ms']:.2f} ms median over {args.repeat} runs "
-              f"[{result['simd_level']}]; matches numpy: {agree}")
-        print(f"{'rank':>4}  {'model':>9}  {'score':>9}")
-        for row in result["top"]:
-            print(f"{row['rank']:>4}  {row['model']:>9}  {row['score']:>9.4f}")
-    return 0 if agree else 1
+class JobFailed(click.ClickException):
+    """The command line was fine but the job could not be done: exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"fennec: error: {self.format_message()}", err=True, file=file)
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_table, load_eval_data
+class _Fennec(click.Group):
+    """Turns the errors a job raises (bad data, a refusing zoo) into exit status 1 with one
+    line on stderr; click's usage errors keep status 2."""
 
-    data = load_eval_data(
-        args.history, wide=args.wide, model_col=args.model_col, task_col=args.task_col,
-        score_col=args.score_col, models_path=args.models, model_key=args.model_key,
-        type_col=args.type_col, tasks_path=args.tasks, task_key=args.task_key,
-        task_distance_path=args.task_distance, forward_scores_path=args.forward_scores,
-        exclude_tasks=args.exclude_task or ())
-    result = evaluate(data, args.protocol, shots=args.shots, probe=args.probe, seed=args.seed)
-    print(json.dumps(result, indent=1) if args.json else format_table(result))
-    return 0
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
+            raise JobFailed(str(error)) from None
 
 
-def _key_values(items, what, number=True):
+def _usage_error(message: str):
+    class _Error(click.UsageError):
+        def show(self, file=None) -> None:
+            click.echo(f"fennec: error: {self.format_message()}", err=True, file=file)
+
+    return _Error(message)
+
+
+class ZooPath(click.ParamType):
+    """A folder holding a zoo (checked before the job starts: a wrong path is a usage error)."""
+
+    name = "ZOO"
+
+    def convert(self, value, param, ctx):
+        path = Path(value)
+        if not path.is_dir():
+            self.fail(f"{value}: no such folder, so not a zoo", param, ctx)
+        if not (path / "zoo.sqlite").is_file():
+            self.fail(f"{value}: not a zoo (no zoo.sqlite in it; create one with `fennec zoo create`)", param, ctx)
+        return str(path)
+
+
+ZOO = ZooPath()
+
+
+def _positive(name: str):
+    def check(ctx, param, value):
+        if value is not None and value < 1:
+            raise click.BadParameter(f"{name} must be >= 1, got {value}")
+        return value
+
+    return check
+
+
+def _emit(as_json: bool, data, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=1, default=_json_default, allow_nan=False))
+    elif text is not None:
+        click.echo(text)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+@contextmanager
+def _progress(description: str, total: int | None = None):
+    """A progress bar on stderr while a job runs (only on a terminal); yields ``advance(text)``."""
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    except ImportError:
+        yield lambda text=None: None
+        return
+    console = Console(stderr=True)
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), TextColumn("{task.completed}/{task.total}")]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+
+        def advance(text: str | None = None) -> None:
+            progress.update(task, advance=1 if total is not None else 0,
+                            description=f"{description}: {text}" if text else description)
+
+        yield advance
+
+
+def _key_values(items, what: str, *, number: bool = True) -> dict:
     out = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=what)
         if number:
             try:
                 out[key] = float(value)
             except ValueError:
-                raise ValueError(f"{what}: {key} must be a number, got {value!r}") from None
+                raise click.BadParameter(f"{key} must be a number, got {value!r}", param_hint=what) from None
+            if not math.isfinite(out[key]):
+                raise click.BadParameter(f"{key} must be finite, got {value!r}", param_hint=what)
         else:
             out[key] = value
     return out
 
 
-def _zoo(args: argparse.Namespace) -> int:
+def _number_or_text(text: str):
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def _filters(items) -> dict | None:
+    """``--where`` items: FIELD=VALUE (a number also matches its text), FIELD=A,B (one of),
+    FIELD<=X, FIELD>=X, FIELD<X, FIELD>X, FIELD!=X."""
+    where = {}
+    for item in items or ():
+        for op in ("<=", ">=", "!=", "<", ">", "="):
+            field, sep, value = item.partition(op)
+            if sep and field and "=" not in field and "<" not in field and ">" not in field:
+                break
+        else:
+            raise click.BadParameter(f"expected FIELD=VALUE or FIELD<=NUMBER..., got {item!r}", param_hint="--where")
+        if op == "=":
+            options = value.split(",") if "," in value else [value]
+            allowed = []
+            for option in options:
+                allowed.append(option)
+                number = _number_or_text(option)
+                if not isinstance(number, str):
+                    allowed.append(number)
+            where[field] = allowed if len(allowed) > 1 else allowed[0]
+        else:
+            bound = _number_or_text(value)
+            where[field] = (op, bound)
+    return where or None
+
+
+def _task_option(task_items, descriptor_path):
+    task = _key_values(task_items, "--task") or {}
+    if descriptor_path:
+        task["descriptor"] = _read_vector(descriptor_path)
+    return task or None
+
+
+def _read_vector(path: str) -> list[float]:
+    if path.endswith(".npy"):
+        vector = np.load(path, allow_pickle=False)
+    else:
+        with open(path, encoding="utf-8") as fh:
+            vector = np.asarray(json.load(fh), dtype=float)
+    if vector.ndim != 1 or not np.all(np.isfinite(vector)):
+        raise ValueError(f"{path}: expected one finite vector, got shape {vector.shape}")
+    return vector.astype(float).tolist()
+
+
+# -- the group --------------------------------------------------------------------
+
+
+@click.group(cls=_Fennec, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="\b\nExamples:\n"
+                    "  fennec demo                                  # rank 1,000,000 synthetic models\n"
+                    "  fennec zoo create myzoo && fennec zoo import myzoo --history results.csv\n"
+                    "  fennec zoo fit myzoo\n"
+                    "  fennec rank --zoo myzoo --task n_train=5000 --task n_classes=10 --where family=resnet\n"
+                    "  fennec serve --zoo myzoo --port 8000\n"
+                    "  fennec plot --zoo myzoo --kind space -o space.png\n"
+                    "  fennec eval --history results.csv --protocol lodo --report eval.html\n\n"
+                    "\nEvery command that prints results takes --json; `fennec COMMAND --help` shows examples."
+                    + EXIT_STATUS)
+@click.version_option(__version__, prog_name="fennec", message="%(prog)s %(version)s")
+def cli():
+    """fennec recommends which pre-trained model to fine-tune for a new task."""
+
+
+@cli.command(epilog=EXIT_STATUS)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def info(as_json):
+    """What the compiled core was built with (compiler, SIMD level, CUDA)."""
+    data = kernels.build_info()
+    data["version"] = __version__
+    _emit(as_json, data, "\n".join(f"{key:18s} {value}" for key, value in data.items()))
+
+
+@cli.command(epilog="\b\nExample:\n  fennec demo --models 200000 --dim 32 --k 5 --fp16\n" + EXIT_STATUS)
+@click.option("--models", default=1_000_000, show_default=True, callback=_positive("models"),
+              help="models in the zoo")
+@click.option("--dim", default=64, show_default=True, callback=_positive("dim"), help="transfer-space dimension")
+@click.option("--k", default=10, show_default=True, callback=_positive("k"), help="models to return")
+@click.option("--fp16", is_flag=True, help="store model vectors as float16")
+@click.option("--repeat", default=20, show_default=True, callback=_positive("repeat"), help="timed runs")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def demo(models, dim, k, fp16, repeat, seed, as_json):
+    """Rank an embedded synthetic zoo with the fused top-k kernel, checked against numpy."""
+    rng = np.random.default_rng(seed)
+    dtype = np.float16 if fp16 else np.float32
+    model_vectors = rng.standard_normal((models, dim), dtype=np.float32).astype(dtype)
+    task_vector = rng.standard_normal(dim, dtype=np.float32)
+    kernels.topk(model_vectors, task_vector, k)  # warm the worker threads
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        scores, indices = kernels.topk(model_vectors, task_vector, k)
+        times.append(time.perf_counter() - start)
+    exact = model_vectors.astype(np.float32) @ task_vector
+    numpy_top = np.argsort(-exact, kind="stable")[:k]
+    agree = bool(np.allclose(np.sort(exact[indices]), np.sort(exact[numpy_top]), rtol=1e-4))
+    result = {
+        "models": models, "dim": dim, "storage": np.dtype(dtype).name, "k": k,
+        "median_ms": float(np.median(times) * 1e3), "simd_level": kernels.build_info()["simd_level"],
+        "matches_numpy": agree,
+        "top": [{"rank": r + 1, "model": int(i), "score": float(s)} for r, (i, s) in enumerate(zip(indices, scores))],
+    }
+    lines = [f"ranked {models:,} models (d={dim}, {result['storage']}) in {result['median_ms']:.2f} ms median "
+             f"over {repeat} runs [{result['simd_level']}]; matches numpy: {agree}",
+             f"{'rank':>4}  {'model':>9}  {'score':>9}"]
+    lines += [f"{row['rank']:>4}  {row['model']:>9}  {row['score']:>9.4f}" for row in result["top"]]
+    _emit(as_json, result, "\n".join(lines))
+    if not agree:
+        raise JobFailed("the kernel's top-k does not match numpy's")
+
+
+# -- eval ---------------------------------------------------------------------------
+
+
+@cli.command("eval", epilog="\b\nExamples:\n"
+             "  fennec eval --history sfda_supervised_11x11.csv --wide --protocol lodo\n"
+             "  fennec eval --history records.csv --task-col finetuned_dataset --score-col eval_accuracy \\\n"
+             "      --exclude-task food101 --models model_config.csv --protocol kshot --shots 3 "
+             "--report eval.html\n" + EXIT_STATUS)
+@click.option("--history", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="past results: long CSV (model,task,score) or --wide")
+@click.option("--wide", is_flag=True, help="the history is a model x task table")
+@click.option("--model-col", default="model", show_default=True, help="long form: model column")
+@click.option("--task-col", default="task", show_default=True, help="long form: task column")
+@click.option("--score-col", default="score", show_default=True, help="long form: score column")
+@click.option("--models", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of model side information, keyed by --model-key")
+@click.option("--model-key", default="model", show_default=True)
+@click.option("--type-col", help="model-type column for the type_mean baseline "
+                                 "(default: model_type, family or architecture when present)")
+@click.option("--tasks", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of task side information, keyed by --task-key")
+@click.option("--task-key", default="task", show_default=True)
+@click.option("--task-distance", type=click.Path(exists=True, dir_okay=False),
+              help="square CSV of distances between tasks")
+@click.option("--forward-scores", type=click.Path(exists=True, dir_okay=False),
+              help="long CSV of forward-pass scores (model, task, method, score)")
+@click.option("--exclude-task", multiple=True, help="leave this task out (repeatable)")
+@click.option("--protocol", type=click.Choice(["lodo", "kshot", "cold-model"]), default="lodo", show_default=True,
+              help="lodo: the task is new; kshot: --shots scores on it are known; cold-model: the model is new")
+@click.option("--shots", default=3, show_default=True, help="kshot: scores known on the new task")
+@click.option("--probe", type=click.Choice(["top", "random"]), default="top", show_default=True,
+              help="kshot: which models were fine-tuned (the method's own top, or random)")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--report", type=click.Path(dir_okay=False, writable=True),
+              help="also write one self-contained HTML page with the tables and pictures")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def eval_command(history, wide, model_col, task_col, score_col, models, model_key, type_col, tasks, task_key,
+                 task_distance, forward_scores, exclude_task, protocol, shots, probe, seed, report, as_json):
+    """Evaluate recommendation on a history table, with the baselines in the same run.
+
+    Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
+    ranking: weighted Kendall tau, Kendall tau, Pearson, top-1 regret, top-3 hit.
+    """
+    from .evaluate import evaluate, format_table, load_eval_data
+
+    with _progress("reading the history"):
+        data = load_eval_data(
+            history, wide=wide, model_col=model_col, task_col=task_col, score_col=score_col, models_path=models,
+            model_key=model_key, type_col=type_col, tasks_path=tasks, task_key=task_key,
+            task_distance_path=task_distance, forward_scores_path=forward_scores, exclude_tasks=exclude_task)
+    with _progress(f"evaluating ({protocol}, {len(data.tasks)} tasks)"):
+        result = evaluate(data, protocol, shots=shots, probe=probe, seed=seed)
+    if report:
+        from .report import write_eval_report
+
+        with _progress("drawing the report"):
+            write_eval_report(report, result, data, seed=seed,
+                              command="fennec " + " ".join(sys.argv[1:]) if sys.argv else None)
+        result = {**result, "report": str(report)}
+    _emit(as_json, result, format_table(result) + (f"\nwrote {report}" if report else ""))
+
+
+# -- zoo ----------------------------------------------------------------------------
+
+
+@cli.group(cls=_Fennec, epilog="\b\nExample:\n"
+           "  fennec zoo create myzoo\n"
+           "  fennec zoo add-model myzoo --id resnet50 --family resnet --n-params 25.6e6\n"
+           "  fennec zoo import myzoo --history results.csv\n"
+           "  fennec zoo add-history myzoo --model resnet50 --task pets --score 91.2\n"
+           "  fennec zoo fit myzoo && fennec zoo info myzoo\n" + EXIT_STATUS)
+def zoo():
+    """Create, fill, fit and inspect a zoo (a folder: SQLite plus fitted arrays)."""
+
+
+@zoo.command("create", epilog=EXIT_STATUS)
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_create(path, as_json):
+    """A new empty zoo at PATH."""
+    from .zoo import Zoo
+
+    Zoo.create(path).close()
+    _emit(as_json, {"path": str(path), "created": True}, f"created an empty zoo at {path}")
+
+
+@zoo.command("info", epilog=EXIT_STATUS)
+@click.argument("path", type=ZOO)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_info(path, as_json):
+    """What the zoo holds: models, tasks, results, fitted version."""
+    from .zoo import Zoo
+
+    with Zoo.open(path) as opened:
+        data = {"path": str(opened.path), "models": len(opened.models()), "tasks": len(opened.tasks()),
+                "results": len(opened.history()), "kinds": opened.history_kinds(),
+                "fitted_version": opened.fitted_version()}
+    _emit(as_json, data, "\n".join(f"{k:15s} {v}" for k, v in data.items()))
+
+
+@zoo.command("import", epilog="\b\nExample:\n  fennec zoo import myzoo --history results.csv "
+             "--task-col dataset --score-col top1\n" + EXIT_STATUS)
+@click.argument("path", type=ZOO)
+@click.option("--history", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="long CSV (model,task,score) or a --wide model x task table")
+@click.option("--wide", is_flag=True, help="the CSV is a model x task table")
+@click.option("--strict", is_flag=True, help="duplicates and unknown ids are errors")
+@click.option("--model-col", default="model", show_default=True)
+@click.option("--task-col", default="task", show_default=True)
+@click.option("--score-col", default="score", show_default=True)
+@click.option("--kind", help="label the rows (default: the file's own, else finetune)")
+@click.option("--source", help="where the results come from (kept per row)")
+@click.option("--replace", is_flag=True, help="overwrite results already stored")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_import(path, history, wide, strict, model_col, task_col, score_col, kind, source, replace, as_json):
+    """Import past results from a CSV, all of it or nothing."""
+    from .zoo import Zoo
+
+    size = os.path.getsize(history)
+    with Zoo.open(path) as opened, _progress(f"importing {Path(history).name} ({size / 1e6:.1f} MB)"):
+        read = opened.import_history_csv(history, wide=wide, strict=strict, kind=kind, source=source,
+                                         replace=replace, model_col=model_col, task_col=task_col,
+                                         score_col=score_col)
+    data = {"results": len(read), "models": read.n_models, "tasks": read.n_tasks}
+    _emit(as_json, data, f"imported {len(read)} results: {read.n_models} models x {read.n_tasks} tasks")
+
+
+@zoo.command("fit", epilog=EXIT_STATUS)
+@click.argument("path", type=ZOO)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--fold-in", is_flag=True,
+              help="fold results added since the last fit in with that fit's choices (no cross-validation)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_fit(path, seed, fold_in, as_json):
+    """Fit the transfer space on the zoo's history; a running service picks it up."""
     from .recommend import fit
     from .zoo import Zoo
 
-    if args.zoo_command == "create":
-        Zoo.create(args.path).close()
-        print(f"created an empty zoo at {args.path}")
-        return 0
-    with Zoo.open(args.path) as zoo:
-        if args.zoo_command == "import":
-            history = zoo.import_history_csv(args.history, wide=args.wide, strict=args.strict,
-                                             model_col=args.model_col, task_col=args.task_col,
-                                             score_col=args.score_col)
-            print(f"imported {len(history)} results: {history.n_models} models x {history.n_tasks} tasks")
-        elif args.zoo_command == "fit":
-            summary = fit(zoo, seed=args.seed)
-            print(json.dumps(summary, indent=1) if args.json else
-                  f"fitted version {summary['version']}: {summary['n_models']} models, "
-                  f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None}")
-        elif args.zoo_command == "export":
-            zoo.export_history_csv(args.out, wide=args.wide)
-            print(f"wrote {args.out}")
-        elif args.zoo_command == "info":
-            history = zoo.history()
-            info = {"path": str(zoo.path), "models": len(zoo.models()), "tasks": len(zoo.tasks()),
-                    "results": len(history), "fitted_version": zoo.fitted_version()}
-            print(json.dumps(info, indent=1) if args.json else
-                  "\n".join(f"{k:15s} {v}" for k, v in info.items()))
-    return 0
+    options = {"fold_in": True} if fold_in else {}
+    started = time.perf_counter()
+    with Zoo.open(path) as opened, _progress("fitting the transfer space"):
+        summary = fit(opened, seed=seed, **options)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    _emit(as_json, summary, f"fitted version {summary['version']}: {summary['n_models']} models, "
+                            f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None} "
+                            f"({summary['seconds']:.1f} s)")
 
 
-def _rank(args: argparse.Namespace) -> int:
-    from .recommend import rank
+@zoo.command("export", epilog=EXIT_STATUS)
+@click.argument("path", type=ZOO)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="the CSV to write")
+@click.option("--wide", is_flag=True, help="write a model x task table")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_export(path, out, wide, as_json):
+    """Export the history to a CSV."""
     from .zoo import Zoo
 
-    with Zoo.open(args.zoo) as zoo:
-        where = _key_values(args.where, "--where", number=False)
-        ranking = rank(zoo, _key_values(args.task, "--task") or None, k=args.k, where=where or None,
-                       observed=_key_values(args.observed, "--observed") or None)
-    print(json.dumps(ranking.to_dict(), indent=1) if args.json else ranking)
-    return 0
+    with Zoo.open(path) as opened:
+        opened.export_history_csv(out, wide=wide)
+        rows = len(opened.history())
+    _emit(as_json, {"path": str(out), "results": rows}, f"wrote {out}")
+
+
+def _architecture_of(onnx_path, torch_path):
+    """Architecture side information from an exported model (archi2vec)."""
+    try:
+        from . import archi2vec  # noqa: F401
+    except ImportError as error:
+        raise JobFailed(f"--onnx/--torch: architecture vectors are not available yet in this fennec "
+                        f"(fennec.archi2vec does not import: {error}); add the model with its metadata "
+                        "options only") from None
+    raise JobFailed("--onnx/--torch: storing architecture vectors in a zoo is not available yet; add the model "
+                    "with its metadata options only")
+
+
+@zoo.command("add-model", epilog="\b\nExamples:\n"
+             "  fennec zoo add-model myzoo --id resnet50 --family resnet --architecture ResNet-50 \\\n"
+             "      --n-params 25.6e6 --source-dataset imagenet-1k --input-size 224 --field license=apache-2.0\n"
+             "  fennec zoo add-model myzoo --from-json models.json      # one object or a list of them\n"
+             + EXIT_STATUS)
+@click.argument("path", type=ZOO)
+@click.option("--id", "model_id", help="the model's name")
+@click.option("--architecture")
+@click.option("--family", help="architecture family (resnet, vit, ...)")
+@click.option("--n-params", type=float, help="number of parameters")
+@click.option("--source-dataset", help="what it was pre-trained on")
+@click.option("--input-size", type=click.IntRange(min=1), help="input resolution")
+@click.option("--license")
+@click.option("--field", multiple=True, metavar="KEY=VALUE", help="any other metadata (repeatable; numbers "
+                                                                   "are stored as numbers)")
+@click.option("--from-json", "json_file", type=click.File("r"),
+              help="models as JSON: one object or a list ('-': stdin)")
+@click.option("--onnx", type=click.Path(exists=True, dir_okay=False), help="the model as ONNX, for its "
+                                                                             "architecture vector")
+@click.option("--torch", "torch_file", type=click.Path(exists=True, dir_okay=False),
+              help="the model as a TorchScript file, for its architecture vector")
+@click.option("--replace", is_flag=True, help="overwrite the metadata of a model already stored")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset, input_size, license, field,
+                  json_file, onnx, torch_file, replace, as_json):
+    """Add models with their side information, from options or a JSON file."""
+    from .zoo import Zoo
+
+    if onnx or torch_file:
+        _architecture_of(onnx, torch_file)
+    if json_file is not None:
+        if model_id or field or any(v is not None for v in (architecture, family, n_params, source_dataset,
+                                                             input_size, license)):
+            raise _usage_error("--from-json: give the models in the file or with options, not both")
+        try:
+            rows = json.load(json_file)
+        except json.JSONDecodeError as error:
+            raise JobFailed(f"{json_file.name}: not valid JSON ({error})") from None
+        rows = [rows] if isinstance(rows, dict) else rows
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise JobFailed(f"{json_file.name}: expected a JSON object or a list of objects")
+    else:
+        if not model_id:
+            raise _usage_error("add-model: give --id (and metadata options) or --from-json FILE")
+        row = {"id": model_id, "architecture": architecture, "family": family, "n_params": n_params,
+               "source_dataset": source_dataset, "input_size": input_size, "license": license}
+        row = {k: v for k, v in row.items() if v is not None}
+        for key, value in _key_values(field, "--field", number=False).items():
+            row[key] = _number_or_text(value)
+        rows = [row]
+    with Zoo.open(path) as opened:
+        opened.add_models(rows, replace=replace)
+    ids = [r.get("id") for r in rows]
+    _emit(as_json, {"added": len(rows), "ids": ids},
+          f"added {len(rows)} model(s): {', '.join(map(str, ids[:10]))}{' ...' if len(ids) > 10 else ''}")
+
+
+@zoo.command("add-history", epilog="\b\nExamples:\n"
+             "  fennec zoo add-history myzoo --model resnet50 --task pets --score 91.2\n"
+             "  fennec zoo add-history myzoo --csv new_results.csv\n" + EXIT_STATUS)
+@click.argument("path", type=ZOO)
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
+              help="results as a long CSV (model,task,score) or --wide")
+@click.option("--wide", is_flag=True, help="the CSV is a model x task table")
+@click.option("--model", help="one result: the model")
+@click.option("--task", help="one result: the task")
+@click.option("--score", type=float, help="one result: the score")
+@click.option("--kind", help="label of the rows (default finetune)")
+@click.option("--source", help="where the results come from")
+@click.option("--replace", is_flag=True, help="overwrite results already stored")
+@click.option("--strict", is_flag=True, help="unknown model or task ids are errors")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, replace, strict, as_json):
+    """Add past results: a CSV, or one result given by --model, --task and --score."""
+    from .history import History
+    from .zoo import Zoo
+
+    single = (model, task, score)
+    if csv_path and any(v is not None for v in single):
+        raise _usage_error("add-history: give --csv or --model/--task/--score, not both")
+    with Zoo.open(path) as opened:
+        if csv_path:
+            with _progress(f"adding {Path(csv_path).name}"):
+                read = opened.import_history_csv(csv_path, wide=wide, strict=strict, kind=kind, source=source,
+                                                 replace=replace)
+            added = len(read)
+        else:
+            if any(v is None for v in single):
+                raise _usage_error("add-history: one result needs --model, --task and --score")
+            if not math.isfinite(score):
+                raise click.BadParameter(f"must be finite, got {score}", param_hint="--score")
+            added = opened.add_history(History(models=(model,), tasks=(task,), model_index=[0], task_index=[0],
+                                               scores=[score]), kind=kind, source=source, replace=replace,
+                                       strict=strict)
+    _emit(as_json, {"added": added}, f"added {added} result(s); refit (fennec zoo fit) to use them")
+
+
+# -- rank ---------------------------------------------------------------------------
+
+
+@cli.command(epilog="\b\nExamples:\n"
+             "  fennec rank --zoo myzoo                                   # no information: the prior\n"
+             "  fennec rank --zoo myzoo --task n_train=5000 --task n_classes=10 --where family=resnet,vit\n"
+             "  fennec rank --zoo myzoo --where 'n_params<=3e7' --k 5\n"
+             "  fennec rank --zoo myzoo --observed resnet50=81.2 --observed vit_b16=84.0\n" + EXIT_STATUS)
+@click.option("--zoo", "zoo_path", required=True, type=ZOO, help="a fitted zoo")
+@click.option("--k", default=10, show_default=True, callback=_positive("k"), help="models to return")
+@click.option("--task", "task_items", multiple=True, metavar="NAME=VALUE",
+              help="task feature, e.g. n_train=5000 (repeatable); none: rank by the prior")
+@click.option("--descriptor", type=click.Path(exists=True, dir_okay=False),
+              help="the task's descriptor (.npy or a JSON list), for zoos fitted with descriptors")
+@click.option("--observed", multiple=True, metavar="MODEL=SCORE",
+              help="a score already measured on the new task (repeatable)")
+@click.option("--where", multiple=True, metavar="FIELD=VALUE",
+              help="keep models whose metadata match: FIELD=VALUE, FIELD=A,B (one of), FIELD<=X, FIELD>X, "
+                   "FIELD!=X (repeatable; all must hold)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def rank(zoo_path, k, task_items, descriptor, observed, where, as_json):
+    """Rank a fitted zoo's models for a new task."""
+    from .recommend import rank as rank_zoo
+    from .zoo import Zoo
+
+    task = _task_option(task_items, descriptor)
+    observed_scores = _key_values(observed, "--observed") or None
+    with Zoo.open(zoo_path) as opened:
+        ranking = rank_zoo(opened, task, k=k, where=_filters(where), observed=observed_scores)
+    _emit(as_json, ranking.to_dict(), str(ranking))
+
+
+# -- serve, plot, bench -----------------------------------------------------------------
+
+
+@cli.command(epilog="\b\nExamples:\n"
+             "  fennec serve --zoo myzoo                                  # http://127.0.0.1:8000/docs\n"
+             "  FENNEC_TOKEN=$(cat token) fennec serve --zoo myzoo --port 8080\n"
+             "  curl -s localhost:8000/rank -H 'Content-Type: application/json' \\\n"
+             "       -d '{\"task\": {\"n_classes\": 10, \"n_train\": 5000}, \"k\": 5}'\n\n"
+             "Writes (POST /models, POST /history) need 'Authorization: Bearer <token>' with the token from "
+             "--token-file or FENNEC_TOKEN (at least 16 characters); without one they are refused. Refit with "
+             "`fennec zoo fit`: the service picks the new state up without a restart.\n" + EXIT_STATUS)
+@click.option("--zoo", "zoo_path", required=True, type=ZOO, help="the zoo to serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0: every "
+                                                                     "interface)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False),
+              help="file holding the bearer token that writes need (else FENNEC_TOKEN)")
+@click.option("--max-body-bytes", default=1_000_000, show_default=True, type=click.IntRange(min=1),
+              help="larger request bodies get 413")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--access-log", is_flag=True, help="log every request (slower)")
+def serve(zoo_path, host, port, token_file, max_body_bytes, log_level, access_log):
+    """Serve a zoo over HTTP: rank, models, history, health and metrics (one worker)."""
+    try:
+        from .serve import read_token, serve as run
+    except ImportError as error:
+        raise JobFailed(f"the service needs the serve extra: pip install 'fennec[serve]' ({error})") from None
+    token = read_token(token_file)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"fennec: note: listening on {host}: plain HTTP, reachable from other machines", err=True)
+    if token is None:
+        click.echo("fennec: note: no token (--token-file or FENNEC_TOKEN): writes are refused", err=True)
+    run(zoo_path, host=host, port=port, token=token, max_body_bytes=max_body_bytes, log_level=log_level,
+        access_log=access_log)
+
+
+@cli.command(epilog="\b\nExamples:\n"
+             "  fennec plot --zoo myzoo --kind space -o space.png\n"
+             "  fennec plot --zoo myzoo --kind predicted --task pets -o pets.png     # pets held out\n"
+             "  fennec plot --zoo myzoo --kind ranking --task-feature n_train=5000 --task-feature n_classes=37 "
+             "-o top.png\n" + EXIT_STATUS)
+@click.option("--zoo", "zoo_path", required=True, type=ZOO, help="a fitted zoo")
+@click.option("--kind", required=True, type=click.Choice(["space", "predicted", "ranking"]),
+              help="space: models and tasks in 2-D; predicted: a known task held out, predicted against "
+                   "measured; ranking: the top models with their uncertainty")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="the PNG to write")
+@click.option("--task", help="predicted: the known task to hold out (default: the one with most results)")
+@click.option("--task-feature", multiple=True, metavar="NAME=VALUE", help="ranking: a feature of the new task")
+@click.option("--observed", multiple=True, metavar="MODEL=SCORE", help="ranking: a score measured on the new task")
+@click.option("--where", multiple=True, metavar="FIELD=VALUE", help="ranking: a metadata filter (as in rank)")
+@click.option("--k", default=20, show_default=True, callback=_positive("k"), help="ranking: models to draw")
+@click.option("--max-points", default=20_000, show_default=True, callback=_positive("max-points"),
+              help="space: models drawn at most (a random sample beyond)")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def plot(zoo_path, kind, out, task, task_feature, observed, where, k, max_points, seed, as_json):
+    """Draw a zoo as a PNG: its transfer space, a held-out prediction, or a ranking."""
+    try:
+        from . import plot as pictures
+    except ImportError as error:
+        raise JobFailed(f"pictures need the plot extra: pip install 'fennec[plot]' ({error})") from None
+    from .zoo import Zoo
+
+    with Zoo.open(zoo_path) as opened, _progress(f"drawing {kind}"):
+        if kind == "space":
+            figure = pictures.zoo_space_figure(opened, max_points=max_points, seed=seed)
+        elif kind == "predicted":
+            figure = pictures.zoo_predicted_figure(opened, task, seed=seed)
+        else:
+            figure = pictures.zoo_ranking_figure(opened, _key_values(task_feature, "--task-feature") or None, k=k,
+                                                 where=_filters(where),
+                                                 observed=_key_values(observed, "--observed") or None)
+        width, height = pictures.save_png(figure, out)
+    _emit(as_json, {"path": str(out), "kind": kind, "width": width, "height": height}, f"wrote {out}")
+
+
+@cli.command(epilog="\b\nExamples:\n"
+             "  fennec bench --models 100000                 # build, fit and time a synthetic zoo\n"
+             "  fennec bench --zoo myzoo --queries 5000 --json\n"
+             "  fennec bench --zoo myzoo --http --clients 64 --duration 30\n" + EXIT_STATUS)
+@click.option("--zoo", "zoo_path", type=ZOO, help="a fitted zoo (default: a synthetic one, built in a "
+                                                  "temporary folder)")
+@click.option("--models", default=100_000, show_default=True, callback=_positive("models"),
+              help="synthetic zoo: models")
+@click.option("--tasks", default=20, show_default=True, callback=_positive("tasks"), help="synthetic zoo: tasks")
+@click.option("--keep", type=click.Path(file_okay=False), help="synthetic zoo: build it here and keep it")
+@click.option("--queries", default=2000, show_default=True, callback=_positive("queries"),
+              help="rankings timed (random precomputed task features)")
+@click.option("--k", default=10, show_default=True, callback=_positive("k"))
+@click.option("--where", multiple=True, metavar="FIELD=VALUE", help="a metadata filter on every ranking")
+@click.option("--http", is_flag=True, help="also load the HTTP service from a second process")
+@click.option("--clients", default=64, show_default=True, callback=_positive("clients"),
+              help="--http: concurrent connections")
+@click.option("--duration", default=30.0, show_default=True, help="--http: seconds of load")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def bench(zoo_path, models, tasks, keep, queries, k, where, http, clients, duration, as_json):
+    """Time fennec.rank in process (p50/p99) and, with --http, the service under load."""
+    from .serve.load import load_test, rank_latency, synthetic_zoo
+    from .zoo import Zoo
+
+    result = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        if zoo_path is None:
+            zoo_path = keep or os.path.join(scratch, "zoo")
+            if tasks < 2:
+                raise click.BadParameter("must be >= 2", param_hint="--tasks")
+            with _progress(f"building a synthetic zoo of {models:,} models", total=3) as advance:
+                result["zoo"] = synthetic_zoo(zoo_path, n_models=models, n_tasks=tasks, progress=advance)
+        with Zoo.open(zoo_path) as opened:
+            if opened.fitted_version() is None:
+                raise JobFailed(f"{zoo_path}: the zoo is not fitted yet (run `fennec zoo fit`)")
+            with _progress(f"timing {queries} rankings"):
+                result["rank"] = rank_latency(opened, queries=queries, k=k, where=_filters(where))
+        if http:
+            with _progress(f"loading the service: {clients} clients for {duration:g} s"):
+                result["http"] = load_test(zoo_path, clients=clients, duration=duration, k=k)
+    lines = [f"fennec.rank in process, {result['rank']['models']:,} models, k={k}, {queries} queries: "
+             f"p50 {result['rank']['p50_ms']:.3f} ms, p99 {result['rank']['p99_ms']:.3f} ms, "
+             f"max {result['rank']['max_ms']:.3f} ms"]
+    if "http" in result:
+        h = result["http"]
+        lines.append(f"HTTP POST /rank, {h['clients']} clients for {h['duration_s']:.1f} s ({h['engine']}): "
+                     f"{h['requests']} requests, {h['errors']} errors, {h['non_2xx']} non-2xx, "
+                     f"{h['throughput_rps']:.0f} req/s, p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms; "
+                     f"server RSS {h['rss_start_mb']} -> {h['rss_end_mb']} MB (max {h['rss_max_mb']})")
+    _emit(as_json, result, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fennec", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"fennec {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    info = sub.add_parser("info", help="what the compiled core was built with")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(run=_info)
-
-    demo = sub.add_parser("demo", help="rank an embedded synthetic zoo with the fused top-k kernel")
-    demo.add_argument("--models", type=int, default=1_000_000, help="models in the zoo (default 1,000,000)")
-    demo.add_argument("--dim", type=int, default=64, help="transfer-space dimension (default 64)")
-    demo.add_argument("--k", type=int, default=10, help="models to return (default 10)")
-    demo.add_argument("--fp16", action="store_true", help="store model vectors as float16")
-    demo.add_argument("--repeat", type=int, default=20, help="timed runs (default 20)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--json", action="store_true", help="print JSON")
-    demo.set_defaults(run=_demo)
-
-    ev = sub.add_parser(
-        "eval", help="evaluate recommendation on a history table, with baselines in the same run",
-        description="Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's "
-                    "ranking: weighted Kendall tau, Kendall tau, Pearson, top-1 regret, top-3 hit.")
-    ev.add_argument("--history", required=True, help="past results: long CSV (model,task,score) or --wide")
-    ev.add_argument("--wide", action="store_true", help="the history is a model x task table")
-    ev.add_argument("--model-col", default="model", help="long form: model column (default model)")
-    ev.add_argument("--task-col", default="task", help="long form: task column (default task)")
-    ev.add_argument("--score-col", default="score", help="long form: score column (default score)")
-    ev.add_argument("--models", help="CSV of model side information, keyed by --model-key")
-    ev.add_argument("--model-key", default="model")
-    ev.add_argument("--type-col", help="model-type column for the type_mean baseline "
-                                       "(default: model_type, family or architecture when present)")
-    ev.add_argument("--tasks", help="CSV of task side information, keyed by --task-key")
-    ev.add_argument("--task-key", default="task")
-    ev.add_argument("--task-distance", help="square CSV of distances between tasks")
-    ev.add_argument("--forward-scores", help="long CSV of forward-pass scores (model, task, method, score)")
-    ev.add_argument("--exclude-task", action="append", help="leave this task out (repeatable)")
-    ev.add_argument("--protocol", choices=["lodo", "kshot", "cold-model"], default="lodo")
-    ev.add_argument("--shots", type=int, default=3, help="kshot: scores known on the new task")
-    ev.add_argument("--probe", choices=["top", "random"], default="top",
-                    help="kshot: which models were fine-tuned (the method's own top, or random)")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.set_defaults(run=_eval)
-
-    zoo = sub.add_parser("zoo", help="create, fill, fit and inspect a zoo")
-    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
-    for name, text in (("create", "a new empty zoo"), ("info", "what the zoo holds"),
-                       ("import", "import past results from a CSV"), ("fit", "fit the transfer space"),
-                       ("export", "export the history to a CSV")):
-        command = zoo_sub.add_parser(name, help=text)
-        command.add_argument("path", help="the zoo folder")
-        command.set_defaults(run=_zoo)
-        if name == "import":
-            command.add_argument("--history", required=True)
-            command.add_argument("--wide", action="store_true")
-            command.add_argument("--strict", action="store_true", help="duplicates are errors")
-            command.add_argument("--model-col", default="model")
-            command.add_argument("--task-col", default="task")
-            command.add_argument("--score-col", default="score")
-        if name == "fit":
-            command.add_argument("--seed", type=int, default=0)
-        if name == "export":
-            command.add_argument("--out", required=True)
-            command.add_argument("--wide", action="store_true")
-        if name in ("fit", "info"):
-            command.add_argument("--json", action="store_true")
-
-    rk = sub.add_parser("rank", help="rank a fitted zoo's models for a new task")
-    rk.add_argument("--zoo", required=True)
-    rk.add_argument("--k", type=int, default=10)
-    rk.add_argument("--task", action="append", metavar="NAME=VALUE",
-                    help="task feature, e.g. n_train=5000 (repeatable); none: rank by the prior")
-    rk.add_argument("--observed", action="append", metavar="MODEL=SCORE",
-                    help="a score already measured on the new task (repeatable)")
-    rk.add_argument("--where", action="append", metavar="FIELD=VALUE", help="keep models whose metadata match")
-    rk.add_argument("--json", action="store_true")
-    rk.set_defaults(run=_rank)
-
-    args = parser.parse_args(argv)
+    """Runs the command; returns the exit status (0 done, 1 the job failed, 2 a usage error)."""
     try:
-        return args.run(args)
-    except (TypeError, ValueError, OSError) as error:
-        print(f"fennec: error: {error}", file=sys.stderr)
-        return 2
+        cli.main(args=argv, prog_name="fennec", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.Abort:
+        click.echo("fennec: interrupted", err=True)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

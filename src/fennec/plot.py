@@ -1,0 +1,309 @@
+"""Pictures of a zoo with matplotlib: the transfer space, predicted against measured
+scores for a task, and a ranking with its uncertainty.
+
+Figures are drawn with matplotlib's object interface on the Agg canvas, so nothing
+here changes the backend of a program that imports it (Jupyter, a GUI). Needs the
+``plot`` extra (matplotlib).
+
+- :func:`space_figure`: models projected on the first two principal axes of their
+  transfer-space vectors (Pearson, 1901), coloured by architecture family; known
+  tasks drawn as arrows along their direction in the same plane (a biplot, Gabriel
+  1971), so models further along a task's arrow are predicted to do better on it.
+- :func:`predicted_figure`: a held-out task's predicted scores against the measured
+  ones, with the field's ranking metrics in the title.
+- :func:`ranking_figure`: the top of a ranking as bars with +/- uncertainty.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["figure_png", "leave_one_task_out", "predicted_figure", "ranking_figure", "save_png",
+           "space_figure", "task_directions", "zoo_predicted_figure", "zoo_ranking_figure", "zoo_space_figure"]
+
+MAX_FAMILIES = 9  # colours shown; the rest are "other"
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+OTHER = "#b0b0b0"
+
+
+def _figure(width: float, height: float):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("pictures need matplotlib: pip install 'fennec[plot]'") from None
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def figure_png(figure, *, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_png(figure, path: str | os.PathLike, *, dpi: int = 110) -> tuple[int, int]:
+    """Writes the figure as a PNG, atomically (a temporary file renamed into place); returns
+    its (width, height) in pixels."""
+    data = figure_png(figure, dpi=dpi)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"output: the folder {folder} does not exist")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    # The IHDR chunk follows the 8-byte signature: length, type, then width and height.
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _family_colours(families: Sequence[str | None]) -> tuple[list[str], list[tuple[str, str]]]:
+    names = [f if f else "unknown" for f in families]
+    common = [name for name, _ in Counter(names).most_common(MAX_FAMILIES)]
+    colour_of = {name: PALETTE[i] for i, name in enumerate(common)}
+    legend = [(name, colour_of[name]) for name in common]
+    if len(set(names)) > len(common):
+        legend.append(("other", OTHER))
+    return [colour_of.get(name, OTHER) for name in names], legend
+
+
+def task_directions(model_vectors: np.ndarray, normalized: np.ndarray, *, ridge: float = 1.0) -> np.ndarray:
+    """Per known task, the vector t minimising ||y - V t||^2 + ridge ||t||^2 over the models
+    measured on it (y: their normalised scores): where the task sits in the transfer space
+    according to its own results. Tasks x dim; a row of NaN for a task measured on no model."""
+    vectors = np.asarray(model_vectors, dtype=np.float64)
+    normalized = np.asarray(normalized, dtype=np.float64)
+    if normalized.shape[0] != vectors.shape[0]:
+        raise ValueError(f"normalized: expected {vectors.shape[0]} rows (one per model), got {normalized.shape[0]}")
+    out = np.full((normalized.shape[1], vectors.shape[1]), np.nan)
+    for j in range(normalized.shape[1]):
+        seen = ~np.isnan(normalized[:, j])
+        if seen.any():
+            v = vectors[seen]
+            out[j] = np.linalg.solve(v.T @ v + ridge * np.eye(v.shape[1]), v.T @ normalized[seen, j])
+    return out
+
+
+def space_figure(model_vectors, families: Sequence[str | None] | None = None, *, task_vectors=None,
+                 task_names: Sequence[str] | None = None, max_points: int = 20_000, seed: int = 0,
+                 title: str = "the transfer space"):
+    """Models on the first two principal axes of their vectors, coloured by family; tasks as arrows."""
+    vectors = np.asarray(model_vectors, dtype=np.float64)
+    if vectors.ndim != 2 or vectors.shape[0] < 2:
+        raise ValueError(f"model_vectors: expected at least 2 rows of a 2-D array, got shape {vectors.shape}")
+    if not np.all(np.isfinite(vectors)):
+        raise ValueError("model_vectors: contains NaN or inf")
+    families = list(families) if families is not None else [None] * len(vectors)
+    if len(families) != len(vectors):
+        raise ValueError(f"families: expected {len(vectors)} entries, got {len(families)}")
+    rng = np.random.default_rng(seed)
+    shown = np.sort(rng.choice(len(vectors), max_points, replace=False)) if len(vectors) > max_points else \
+        np.arange(len(vectors))
+    if vectors.shape[1] < 2 or np.ptp(vectors[shown][:, 1:], axis=0).max(initial=0.0) == 0:
+        return _strip_figure(vectors[shown, 0], [families[i] for i in shown], len(vectors), rng, title)
+    centre = vectors[shown].mean(0)
+    _, singular, axes = np.linalg.svd(vectors[shown] - centre, full_matrices=False)
+    axes = axes[:2] if len(axes) >= 2 else np.vstack([axes, np.zeros_like(axes)])
+    explained = singular[:2] ** 2 / max(float((singular**2).sum()), 1e-300)
+    points = (vectors[shown] - centre) @ axes.T
+    colours, legend = _family_colours([families[i] for i in shown])
+
+    figure = _figure(7.5, 6.0)
+    ax = figure.add_subplot()
+    ax.scatter(points[:, 0], points[:, 1], c=colours, s=10 if len(shown) < 2000 else 3, alpha=0.75, linewidths=0)
+    for name, colour in legend:
+        ax.scatter([], [], c=colour, s=25, label=name)
+    if task_vectors is not None:
+        tasks = np.asarray(task_vectors, dtype=np.float64)
+        names = list(task_names) if task_names is not None else [f"task {j}" for j in range(len(tasks))]
+        directions = tasks @ axes.T
+        length = np.linalg.norm(directions, axis=1)
+        reach = np.percentile(np.linalg.norm(points, axis=1), 90) if len(points) else 1.0
+        scale = reach / np.nanmax(length) if np.any(length > 0) else 0.0
+        for (dx, dy), name in zip(directions * scale, names):
+            if not np.isfinite(dx) or not np.isfinite(dy):
+                continue
+            ax.annotate("", xy=(dx, dy), xytext=(0, 0),
+                        arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
+            ax.text(dx * 1.06, dy * 1.06, name, fontsize=8, ha="center", va="center",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+        ax.plot([], [], color="black", marker=r"$\rightarrow$", linestyle="none", label="task (direction)")
+    ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
+    ax.axvline(0, color="#dddddd", lw=0.8, zorder=0)
+    ax.set_xlabel(f"axis 1 ({explained[0]:.0%} of the spread)")
+    ax.set_ylabel(f"axis 2 ({explained[1]:.0%} of the spread)" if len(explained) > 1 else "axis 2")
+    subtitle = f"{len(vectors):,} models" + (f", {len(shown):,} drawn" if len(shown) < len(vectors) else "")
+    ax.set_title(f"{title}\n{subtitle}", fontsize=11)
+    ax.legend(loc="best", fontsize=8, framealpha=0.8, title="family", title_fontsize=8)
+    return figure
+
+
+def _strip_figure(prior, families, n_models, rng, title):
+    """A one-dimensional space (the fit used no side information): the models' prior score,
+    one row per family."""
+    colours, legend = _family_colours(families)
+    names = [f if f else "unknown" for f in families]
+    order = [name for name, _ in legend if name != "other"]
+    row_of = {name: i for i, name in enumerate(order)}
+    rows = np.array([row_of.get(name, len(order)) for name in names], dtype=float)
+    labels = order + (["other"] if len(legend) > len(order) else [])
+    figure = _figure(7.5, 1.5 + 0.45 * len(labels))
+    ax = figure.add_subplot()
+    ax.scatter(prior, rows + rng.uniform(-0.25, 0.25, len(rows)), c=colours, s=12, alpha=0.75, linewidths=0)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("the models' prior (their one coordinate; every task ranks along it)")
+    ax.set_title(f"{title}\n{n_models:,} models; one dimension: this fit uses no side information", fontsize=11)
+    return figure
+
+
+def predicted_figure(predicted, measured, names: Sequence[str] | None = None, *, task: str = "",
+                     annotate: int = 5):
+    """A task's predicted scores (x) against its measured ones (y), with the weighted Kendall
+    tau, Kendall tau and top-1 regret of the prediction in the title."""
+    from .evaluate import ranking_metrics
+
+    predicted = np.asarray(predicted, dtype=np.float64)
+    measured = np.asarray(measured, dtype=np.float64)
+    if predicted.shape != measured.shape or predicted.ndim != 1:
+        raise ValueError(f"predicted and measured: expected two 1-D arrays of one length, got {predicted.shape} "
+                         f"and {measured.shape}")
+    seen = ~np.isnan(measured) & ~np.isnan(predicted)
+    if seen.sum() < 2:
+        raise ValueError(f"measured: task {task!r} has {int(seen.sum())} measured model(s); 2 are needed")
+    metrics = ranking_metrics(predicted, measured)
+    x, y = predicted[seen], measured[seen]
+    figure = _figure(6.5, 5.5)
+    ax = figure.add_subplot()
+    ax.scatter(x, y, s=18, alpha=0.8, color=PALETTE[0], linewidths=0)
+    if np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        line = np.linspace(x.min(), x.max(), 2)
+        ax.plot(line, intercept + slope * line, color="#555555", lw=1, ls="--", label="least squares")
+    top = np.argsort(-x, kind="stable")[:annotate]
+    if names is not None:
+        labels = np.asarray(list(names), dtype=object)[seen]
+        for i in top:
+            ax.annotate(str(labels[i]), (x[i], y[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    best = int(np.argmax(y))
+    ax.scatter([x[best]], [y[best]], s=80, facecolors="none", edgecolors=PALETTE[3], label="best measured")
+    ax.set_xlabel("predicted (transfer-space score, task held out)")
+    ax.set_ylabel("measured score")
+    ax.set_title(f"{task}: {int(seen.sum())} models\nweighted tau {metrics['wtau']:.3f}, Kendall tau "
+                 f"{metrics['kendall']:.3f}, top-1 regret {metrics['regret']:.3g}", fontsize=11)
+    ax.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def ranking_figure(ranking, *, title: str | None = None):
+    """The ranked models as horizontal bars (best on top) with +/- uncertainty, coloured by
+    family; measured scores, when given, as diamonds."""
+    data = ranking.to_dict() if hasattr(ranking, "to_dict") else dict(ranking)
+    rows = data.get("rows", [])
+    if not rows:
+        raise ValueError("ranking: has no rows to draw")
+    names = [str(r["model"]) for r in rows]
+    scores = np.array([float(r["score"]) for r in rows])
+    errors = np.array([float(r.get("uncertainty", 0.0)) for r in rows])
+    colours, legend = _family_colours([r.get("family") for r in rows])
+    figure = _figure(7.5, 1.2 + 0.32 * len(rows))
+    ax = figure.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    measured = [float(r["observed"]) for r in rows if r.get("observed") is not None]
+    low = float(min(np.min(scores - errors), *measured)) if measured else float(np.min(scores - errors))
+    high = float(max(np.max(scores + errors), *measured)) if measured else float(np.max(scores + errors))
+    pad = 0.08 * max(high - low, 1e-9)
+    base = low - pad
+    ax.barh(y, scores - base, left=base, xerr=errors, color=colours, alpha=0.85,
+            error_kw={"ecolor": "#333333", "capsize": 3, "lw": 1})
+    observed = [(yy, float(r["observed"])) for yy, r in zip(y, rows) if r.get("observed") is not None]
+    if observed:
+        ax.scatter([o for _, o in observed], [yy for yy, _ in observed], marker="D", color="black", s=25,
+                   zorder=3, label="measured")
+    ax.set_yticks(y, [f"{r['rank']}. {n}" for r, n in zip(rows, names)], fontsize=8)
+    ax.set_xlim(base, high + pad)
+    ax.set_xlabel("predicted score (+/- uncertainty)")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colour, label=name) for name, colour in legend]
+    handles += [h for h in ax.get_legend_handles_labels()[0]]  # the measured diamonds
+    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8)
+    ax.set_title(title or f"ranked by {data.get('basis', '?')}", fontsize=11)
+    return figure
+
+
+def leave_one_task_out(scores, task: int, *, model_features=None, task_features=None, seed: int = 0) -> np.ndarray:
+    """Predicted scores of every model on task ``task`` from a transfer space fitted on the other tasks."""
+    from .transfer import fit_transfer
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 <= task < scores.shape[1]:
+        raise ValueError(f"task: index {task} out of range for {scores.shape[1]} tasks")
+    if scores.shape[1] < 3:
+        raise ValueError(f"scores: a held-out prediction needs at least 3 tasks, got {scores.shape[1]}")
+    train = np.array([j for j in range(scores.shape[1]) if j != task])
+    features_train = None if task_features is None else np.asarray(task_features)[train]
+    target = None if task_features is None else np.asarray(task_features)[task]
+    model = fit_transfer(scores[:, train], model_features, features_train, seed=seed)
+    return model.predict(target)
+
+
+# -- from a zoo -------------------------------------------------------------------
+
+
+def zoo_space_figure(zoo, *, max_points: int = 20_000, seed: int = 0):
+    """The transfer space of a fitted zoo, with its known tasks."""
+    state, meta = zoo.read_fitted()
+    ids = [str(x) for x in state["model_ids"]]
+    family = {row["id"]: row.get("family") or row.get("architecture") for row in zoo.models()}
+    tasks = task_directions(state["model_vectors"], state["normalized"])
+    return space_figure(state["model_vectors"], [family.get(m) for m in ids], task_vectors=tasks,
+                        task_names=list(meta.get("tasks", [])), max_points=max_points, seed=seed,
+                        title=f"the transfer space of {zoo.path.name} (fitted version {zoo.fitted_version()})")
+
+
+def _zoo_task_features(zoo, tasks: Sequence[str]):
+    rows = {row["id"]: row for row in zoo.tasks()}
+    names = [f for f in ("n_classes", "n_train") if all((rows[t].get(f) or 0) > 0 for t in tasks)]
+    if not names:
+        return None
+    return np.log10(np.array([[float(rows[t][f]) for f in names] for t in tasks]))
+
+
+def zoo_predicted_figure(zoo, task: str | None = None, *, seed: int = 0):
+    """Predicted (task held out) against measured scores for one of the zoo's tasks
+    (default: the task with the most results). The prediction uses the models' side
+    information and the tasks' size and class count."""
+    history = zoo.history()
+    if history.n_tasks < 3:
+        raise ValueError(f"{zoo.path}: a held-out prediction needs results on at least 3 tasks")
+    matrix = history.matrix()
+    if task is None:
+        task = history.tasks[int(np.argmax((~np.isnan(matrix)).sum(0)))]
+    if task not in history.tasks:
+        raise ValueError(f"task: {task!r} has no results in the zoo; tasks are {list(history.tasks)[:20]}")
+    j = history.tasks.index(task)
+    model_features, _ = zoo.model_table().design_matrix(history.models)
+    prediction = leave_one_task_out(matrix, j, model_features=model_features if model_features.shape[1] else None,
+                                    task_features=_zoo_task_features(zoo, history.tasks), seed=seed)
+    return predicted_figure(prediction, matrix[:, j], history.models, task=task)
+
+
+def zoo_ranking_figure(zoo, task: Mapping | None = None, *, k: int = 20, where=None, observed=None):
+    """A ranking of the zoo's models (as :func:`fennec.rank`) drawn with its uncertainty."""
+    from .recommend import rank
+
+    ranking = rank(zoo, task, k=k, where=where, observed=observed)
+    return ranking_figure(ranking, title=f"top {len(ranking)} of {zoo.path.name}, ranked by {ranking.basis}")

@@ -1,0 +1,200 @@
+"""Pictures (fennec.plot), the HTML evaluation report, and their commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+Image = pytest.importorskip("PIL.Image")
+
+import fennec  # noqa: E402
+from fennec import plot  # noqa: E402
+from fennec.evaluate import EvalData, evaluate, ranking_metrics  # noqa: E402
+from fennec.serve.load import synthetic_zoo  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def zoo_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plot") / "zoo"
+    synthetic_zoo(path, n_models=400, n_tasks=6, results_per_model=6)
+    return path
+
+
+def decoded(data: bytes) -> np.ndarray:
+    assert data.startswith(PNG_SIGNATURE)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def assert_drawn(pixels: np.ndarray, colours: int = 20):
+    """Not blank: many distinct colours and a good share of non-white pixels."""
+    flat = pixels.reshape(-1, 3)
+    packed = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    assert len(np.unique(packed)) >= colours
+    assert np.mean(np.any(flat < 235, axis=1)) > 0.03
+
+
+def test_space_figure_axes_follow_pca(zoo_path):
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    with fennec.Zoo.open(zoo_path) as zoo:
+        state, _ = zoo.read_fitted()
+        figure = plot.zoo_space_figure(zoo)
+    ax = figure.axes[0]
+    ratio = decomposition.PCA(2).fit(np.asarray(state["model_vectors"], dtype=np.float64)).explained_variance_ratio_
+    assert ax.get_xlabel() == f"axis 1 ({ratio[0]:.0%} of the spread)"
+    assert ax.get_ylabel() == f"axis 2 ({ratio[1]:.0%} of the spread)"
+    points = ax.collections[0].get_offsets()
+    assert len(points) == 400
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert set(legend) >= {"resnet", "vit", "task (direction)"}
+    assert len([t for t in ax.texts if t.get_text().startswith("task")]) == 6
+    assert_drawn(decoded(plot.figure_png(figure)))
+
+
+def test_space_figure_samples_large_zoos():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5000, 4))
+    figure = plot.space_figure(vectors, ["a"] * 5000, max_points=1000)
+    assert len(figure.axes[0].collections[0].get_offsets()) == 1000
+    assert "5,000 models, 1,000 drawn" in figure.axes[0].get_title()
+    with pytest.raises(ValueError, match="NaN"):
+        plot.space_figure(np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match="families"):
+        plot.space_figure(vectors, ["a"])
+    one_dimension = plot.space_figure(vectors[:, :1], ["a", "b"] * 2500)
+    assert "one dimension" in one_dimension.axes[0].get_title()
+
+
+def test_task_directions_are_least_squares():
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(200, 3))
+    truth = rng.normal(size=(3, 4))
+    normalized = vectors @ truth
+    normalized[rng.random(normalized.shape) < 0.3] = np.nan
+    found = plot.task_directions(vectors, normalized, ridge=1e-9)
+    for j in range(4):
+        seen = ~np.isnan(normalized[:, j])
+        expected = np.linalg.lstsq(vectors[seen], normalized[seen, j], rcond=None)[0]
+        assert np.allclose(found[j], expected, atol=1e-6)
+        assert np.allclose(found[j], truth[:, j], atol=1e-6)
+
+
+def test_predicted_figure_reports_the_held_out_metrics():
+    rng = np.random.default_rng(3)
+    quality = rng.normal(size=40)
+    scores = 70 + 4 * quality[:, None] + rng.normal(0, 1, (40, 6))
+    data = EvalData(scores, [f"m{i}" for i in range(40)], [f"t{j}" for j in range(6)])
+    prediction = plot.leave_one_task_out(scores, 2)
+    # Independent route: the evaluation protocol's own held-out prediction of the same task.
+    lodo = evaluate(data, "lodo")["tasks"]["t2"]["fennec"]
+    assert ranking_metrics(prediction, scores[:, 2])["wtau"] == pytest.approx(lodo["wtau"])
+    figure = plot.predicted_figure(prediction, scores[:, 2], data.models, task="t2")
+    assert f"weighted tau {lodo['wtau']:.3f}" in figure.axes[0].get_title()
+    assert np.allclose(figure.axes[0].collections[0].get_offsets(), np.column_stack([prediction, scores[:, 2]]))
+    with pytest.raises(ValueError, match="2 are needed"):
+        plot.predicted_figure(prediction, np.full(40, np.nan), task="empty")
+
+
+def test_ranking_figure_bars_are_the_ranking(zoo_path):
+    with fennec.Zoo.open(zoo_path) as zoo:
+        ranking = fennec.rank(zoo, {"n_classes": 10, "n_train": 2000}, k=12)
+        figure = plot.zoo_ranking_figure(zoo, {"n_classes": 10, "n_train": 2000}, k=12)
+    ax = figure.axes[0]
+    bars = [p for p in ax.patches if p.get_height() > 0]
+    assert len(bars) == 12
+    ends = sorted(((b.get_y(), b.get_x() + b.get_width()) for b in bars), reverse=True)  # top bar first
+    assert np.allclose([end for _, end in ends], [r["score"] for r in ranking.rows])
+    labels = [t.get_text() for _, t in sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda x: -x[0])]
+    assert labels == [f"{r['rank']}. {r['model']}" for r in ranking.rows]
+    from matplotlib.container import BarContainer
+
+    bar_container = next(c for c in ax.containers if isinstance(c, BarContainer))
+    errors = bar_container.errorbar.lines[2][0].get_segments()
+    widths = sorted(((seg[0][1], (seg[1][0] - seg[0][0]) / 2) for seg in errors), reverse=True)
+    assert np.allclose([w for _, w in widths], [r["uncertainty"] for r in ranking.rows])
+    with pytest.raises(ValueError, match="no rows"):
+        plot.ranking_figure({"rows": []})
+
+
+def test_plot_command_writes_pngs(zoo_path, tmp_path):
+    from click.testing import CliRunner
+
+    from fennec.cli import cli
+
+    for kind, extra in (("space", []), ("predicted", ["--task", "task003"]),
+                        ("ranking", ["--task-feature", "n_classes=10", "--task-feature", "n_train=2000",
+                                     "--where", "family=vit,swin", "--k", "8"])):
+        out = tmp_path / f"{kind}.png"
+        result = CliRunner().invoke(cli, ["plot", "--zoo", str(zoo_path), "--kind", kind, "-o", str(out), "--json",
+                                          *extra], catch_exceptions=False)
+        assert result.exit_code == 0, result.output + result.stderr
+        printed = json.loads(result.output)
+        pixels = decoded(out.read_bytes())
+        assert (printed["path"], printed["kind"]) == (str(out), kind)
+        assert pixels.shape[:2] == (printed["height"], printed["width"])
+        assert_drawn(pixels)
+    bad = CliRunner().invoke(cli, ["plot", "--zoo", str(zoo_path), "--kind", "predicted", "--task", "nope",
+                                   "-o", str(tmp_path / "x.png")])
+    assert bad.exit_code == 1 and "'nope' has no results" in bad.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """An evaluation of 24 models on 5 tasks, its data and its report page."""
+    from fennec.report import write_eval_report
+
+    rng = np.random.default_rng(4)
+    quality = rng.normal(size=24)
+    size = rng.uniform(6, 9, 24)
+    task_size = rng.uniform(3, 5, 5)
+    scores = 70 + 4 * quality[:, None] + 2 * np.outer(size - 7.5, task_size - 4) + rng.normal(0, 0.5, (24, 5))
+    scores[rng.random(scores.shape) < 0.15] = np.nan
+    data = EvalData(scores, [f"model{i}" for i in range(24)], [f"task{j}" for j in range(5)],
+                    model_features=size[:, None], model_types=["cnn" if i % 3 else "vit" for i in range(24)],
+                    task_features=task_size[:, None])
+    result = evaluate(data, "lodo")
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    write_eval_report(path, result, data)
+    return data, result, path
+
+
+def test_report_is_one_self_contained_page(report):
+    data, result, path = report
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    for method, metrics in result["mean"].items():
+        assert f"<td>{method}</td>" in page
+        assert f"{metrics['wtau']:.3f}" in page
+    for task in data.tasks:
+        assert f"<td>{task}</td>" in page
+    images = page.split('src="data:image/png;base64,')[1:]
+    assert len(images) == 4  # metrics, per-task heat map, transfer space, predictions
+    import base64
+
+    for chunk in images:
+        assert_drawn(decoded(base64.b64decode(chunk.split('"', 1)[0])))
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_report_renders_in_a_headless_browser(report, tmp_path):
+    path = report[2]
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1100,1800",
+                    path.as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = decoded(shot.read_bytes())
+    assert pixels.shape[:2] == (1800, 1100)
+    assert_drawn(pixels, colours=200)
+    # The pictures are drawn (blue bars, red/blue heat map), not just text.
+    blue = np.all(np.abs(pixels.astype(int) - [31, 119, 180]) < 12, axis=2)
+    assert blue.sum() > 2000

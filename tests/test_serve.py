@@ -1,0 +1,391 @@
+"""The HTTP service, started as a real server process on a free port and always stopped."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+import fennec  # noqa: E402
+from fennec.history import History  # noqa: E402
+from fennec.serve.load import ServerProcess, load_test, synthetic_zoo  # noqa: E402
+
+TOKEN = secrets.token_urlsafe(24)
+MAX_BODY = 4000
+QUERY = {"task": {"n_classes": 10, "n_train": 5000}, "k": 5}
+
+
+@pytest.fixture(scope="module")
+def zoo_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("served") / "zoo"
+    synthetic_zoo(path, n_models=300, n_tasks=6, results_per_model=4)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(zoo_path):
+    with ServerProcess(zoo_path, token=TOKEN, args=("--max-body-bytes", str(MAX_BODY))) as running:
+        yield running
+    assert running.process.poll() is not None, "the server was not stopped"
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def auth(token=TOKEN):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def in_process(zoo_path, task=None, **options):
+    with fennec.Zoo.open(zoo_path) as zoo:
+        return fennec.Ranker(zoo).rank(task, **options).to_dict()
+
+
+def test_rank_matches_the_library(client, zoo_path):
+    response = client.post("/rank", json=QUERY)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = in_process(zoo_path, QUERY["task"], k=5)
+    assert [r["model"] for r in body["rows"]] == [r["model"] for r in expected["rows"]]
+    assert np.allclose([r["score"] for r in body["rows"]], [r["score"] for r in expected["rows"]])
+    assert body["basis"] == expected["basis"] and body["version"] == 1
+    # The same task given as a list in the zoo's feature order, and filtered.
+    names = client.get("/healthz").json()["task_features"]
+    as_list = client.post("/rank", json={"task": [QUERY["task"][n] for n in names], "k": 5,
+                                         "where": {"family": ["vit", "swin"], "n_params": {"op": "<=", "value": 1e8}}})
+    assert as_list.status_code == 200, as_list.text
+    expected = in_process(zoo_path, QUERY["task"], k=5, where={"family": ["vit", "swin"], "n_params": ("<=", 1e8)})
+    assert [r["model"] for r in as_list.json()["rows"]] == [r["model"] for r in expected["rows"]]
+    assert all(r["family"] in ("vit", "swin") and r["n_params"] <= 1e8 for r in as_list.json()["rows"])
+
+
+def test_openapi_describes_the_routes_and_bodies(client):
+    from fennec.serve.app import HistoryRequest, ModelsRequest, RankRequest
+
+    schema = client.get("/openapi.json").json()
+    routes = {(path, method) for path, item in schema["paths"].items() for method in item}
+    assert {("/rank", "post"), ("/rank/images", "post"), ("/models", "get"), ("/models", "post"),
+            ("/models/{model_id}", "get"), ("/history", "post"), ("/healthz", "get"), ("/metrics", "get")} <= routes
+    components = schema["components"]["schemas"]
+    for path, model in (("/rank", RankRequest), ("/models", ModelsRequest), ("/history", HistoryRequest)):
+        ref = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        declared = components[ref.rsplit("/", 1)[1]]
+        assert set(declared["properties"]) == set(model.model_fields)
+    k = components["RankRequest"]["properties"]["k"]
+    assert (k["minimum"], k["maximum"]) == (1, 1000)
+    for path in ("/models", "/history"):
+        assert schema["paths"][path]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "/rank" in schema["paths"] and "security" not in schema["paths"]["/rank"]["post"]
+    # Answers follow their declared schema.
+    jsonschema = pytest.importorskip("jsonschema")
+    answer = schema["paths"]["/rank"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    resolver = {"$ref": answer["$ref"], "components": schema["components"]}
+    jsonschema.validate(client.post("/rank", json=QUERY).json(), resolver)
+    health = schema["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(client.get("/healthz").json(), {"$ref": health["$ref"], "components": schema["components"]})
+
+
+def test_writes_need_the_token_and_change_nothing_without_it(client, zoo_path):
+    row = {"models": [{"id": "newcomer/model-1", "family": "vit", "n_params": 5e7, "paper": "x"}]}
+    for headers in ({}, auth("wrong-" + TOKEN), {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
+        response = client.post("/models", json=row, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+    # A malformed body without a token is refused for the token, before it is read.
+    assert client.post("/models", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 401
+    history = {"rows": [{"model": "newcomer/model-1", "task": "task000", "score": 99.0}]}
+    assert client.post("/history", json=history).status_code == 401
+    with fennec.Zoo.open(zoo_path) as zoo:
+        assert "newcomer/model-1" not in {m["id"] for m in zoo.models()}
+        assert len(zoo.history()) == 1200
+    assert client.get("/models/newcomer/model-1").status_code == 404
+
+    added = client.post("/models", json=row, headers=auth())
+    assert added.status_code == 200, added.text
+    assert added.json()["added"] == 1
+    model = client.get("/models/newcomer/model-1").json()
+    assert model == {"id": "newcomer/model-1", "family": "vit", "n_params": 5e7, "paper": "x", "fitted": False}
+    again = client.post("/models", json=row, headers=auth())
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+    stored = client.post("/history", json=history, headers=auth())
+    assert stored.status_code == 200 and stored.json()["added"] == 1
+    with fennec.Zoo.open(zoo_path) as zoo:
+        h = zoo.history()
+        assert len(h) == 1201
+        i = [h.models[m] for m in h.model_index].index("newcomer/model-1")
+        assert h.scores[i] == 99.0 and h.tasks[h.task_index[i]] == "task000"
+
+
+def test_bodies_above_the_limit_get_413(client):
+    big = {"task": QUERY["task"], "k": 5, "where": {"family": ["x" * 100] * 60}}
+    assert len(json.dumps(big)) > MAX_BODY
+    response = client.post("/rank", json=big)
+    assert response.status_code == 413 and str(MAX_BODY) in response.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(10):
+            yield b" " * 1000
+
+    chunked = client.post("/rank", content=chunks(), headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 413
+    assert client.post("/rank", json=QUERY).status_code == 200
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b'{"task": {"n_classes": 10', 400, "not valid JSON"),
+    (b'{"task": {"n_classes": "ten", "n_train": 5}}', 422, "valid number"),
+    (b'{"task": {"n_classes": NaN, "n_train": 5}}', 422, "finite"),
+    (b'{"task": [10]}', 422, "1 value(s) given"),
+    (b'{"task": [10, 20, 30]}', 422, "3 value(s) given"),
+    (b'{"task": {"n_classes": 10, "n_trian": 5}}', 422, "n_trian"),
+    (b'{"task": {"n_classes": -3, "n_train": 5}}', 422, "positive"),
+    (b'{"observed": {"no-such-model": 70}}', 422, "unknown model 'no-such-model'"),
+    (b'{"where": {"colour": "red"}}', 422, "unknown metadata field 'colour'"),
+    (b'{"where": {"n_params": {"op": "~", "value": 3}}}', 422, "op"),
+    (b'{"k": 0}', 422, "greater than or equal to 1"),
+    (b'{"k": "many"}', 422, "valid integer"),
+    (b'{"surprise": 1}', 422, "surprise"),
+    (b'[1, 2, 3]', 422, "dictionary"),
+    (b'"text"', 422, "dictionary"),
+    (b'', 422, "required"),
+])
+def test_bad_rank_requests_get_a_4xx_with_a_message(client, body, status, message):
+    response = client.post("/rank", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert message in json.dumps(response.json()["detail"])
+
+
+def test_other_bad_requests(client):
+    assert client.post("/rank", content=json.dumps(QUERY)).status_code == 415  # no JSON content type
+    assert client.get("/models/no-such-model").json() == {"detail": "unknown model 'no-such-model'"}
+    assert client.get("/models", params={"limit": 0}).status_code == 422
+    assert client.get("/models", params={"offset": "a"}).status_code == 422
+    assert client.get("/nowhere").status_code == 404
+    bad_rows = {"rows": [{"model": "a", "task": "b", "score": "high"}]}
+    assert client.post("/history", json=bad_rows, headers=auth()).status_code == 422
+    twice = {"rows": [{"model": "a", "task": "b", "score": 1.0}, {"model": "a", "task": "b", "score": 2.0}]}
+    response = client.post("/history", json=twice, headers=auth())
+    assert response.status_code == 422 and "more than one row" in response.json()["detail"]
+    images = {"images": [{"label": "cat", "data": base64.b64encode(b"not an image").decode()}]}
+    assert client.post("/rank/images", json=images).status_code == 501
+
+
+def test_models_are_paginated_in_the_zoos_order(client, zoo_path):
+    with fennec.Zoo.open(zoo_path) as zoo:
+        expected = [m["id"] for m in zoo.models()]
+    seen, offset = [], 0
+    while True:
+        page = client.get("/models", params={"offset": offset, "limit": 128}).json()
+        assert page["total"] == len(expected)
+        if not page["models"]:
+            break
+        seen += [m["id"] for m in page["models"]]
+        offset += 128
+    assert seen == expected
+
+
+METRIC_LINE = re.compile(r'^([a-z_]+)(\{([a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*)\})? (\S+)$')
+
+
+def parse_metrics(text):
+    samples = {}
+    for line in text.strip().splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) [a-z_]+ .+$", line), line
+            continue
+        match = METRIC_LINE.match(line)
+        assert match, f"not Prometheus text format: {line!r}"
+        labels = tuple(sorted(re.findall(r'([a-z_]+)="([^"]*)"', match.group(3) or "")))
+        samples[(match.group(1), labels)] = float(match.group(5))
+    return samples
+
+
+def test_metrics_count_requests_and_report_the_state(client, zoo_path):
+    before = parse_metrics(client.get("/metrics").text)
+    n = 7
+    for _ in range(n):
+        assert client.get("/healthz").status_code == 200
+    after = parse_metrics(client.get("/metrics").text)
+    key = ("fennec_http_requests_total", (("method", "GET"), ("route", "/healthz"), ("status", "200")))
+    assert after[key] - before.get(key, 0.0) == n
+    count = ("fennec_http_request_duration_seconds_count", (("route", "/healthz"),))
+    assert after[count] - before.get(count, 0.0) == n
+    buckets = sorted((float(dict(labels)["le"]), value) for (name, labels), value in after.items()
+                     if name == "fennec_http_request_duration_seconds_bucket" and ("route", "/healthz") in labels)
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+    assert buckets[-1] == (float("inf"), after[count])
+    with fennec.Zoo.open(zoo_path) as zoo:
+        assert after[("fennec_fitted_version", ())] == zoo.fitted_version()
+        assert after[("fennec_models_stored", ())] == len(zoo.models())
+    assert after[("fennec_models_fitted", ())] == 300
+
+
+def test_refit_is_picked_up_while_requests_run(tmp_path):
+    path = tmp_path / "zoo"
+    synthetic_zoo(path, n_models=120, n_tasks=5, results_per_model=5)
+    prior = {"k": 5}  # ranked by the prior, which the new results move
+    expected = {1: in_process(path, k=5)}
+    # New results that make the currently worst models the best on every task.
+    with fennec.Zoo.open(path) as zoo:
+        history = zoo.history()
+        order = [r["model"] for r in in_process(path, k=120)["rows"]]
+        last = order[-10:]
+        matrix = np.full((10, history.n_tasks), 99.0)
+        zoo.add_history(History.from_matrix(last, history.tasks, matrix), replace=True)
+    with ServerProcess(path) as running, httpx.Client(base_url=running.url, timeout=30) as c:
+        answers, stop = [], threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                response = c.post("/rank", json=prior)
+                answers.append((response.status_code, response.json()))
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        try:
+            time.sleep(0.5)
+            fitted = subprocess.run([sys.executable, "-m", "fennec", "zoo", "fit", str(path), "--json"],
+                                    capture_output=True, text=True, timeout=120)
+            assert fitted.returncode == 0, fitted.stderr
+            version = json.loads(fitted.stdout)["version"]
+            assert version == 2
+            expected[2] = in_process(path, k=5)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(b["version"] == 2 for _, b in answers[-3:]):
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            worker.join()
+    assert answers and all(status == 200 for status, _ in answers)
+    versions = [b["version"] for _, b in answers]
+    assert versions[0] == 1 and versions[-1] == 2 and versions == sorted(versions)
+    for _, body in answers:  # every answer is exactly one version's ranking
+        want = expected[body["version"]]
+        assert [r["model"] for r in body["rows"]] == [r["model"] for r in want["rows"]]
+        assert np.allclose([r["score"] for r in body["rows"]], [r["score"] for r in want["rows"]])
+    assert [r["model"] for r in expected[1]["rows"]] != [r["model"] for r in expected[2]["rows"]]
+
+
+def test_short_load_has_no_errors_and_flat_memory(zoo_path):
+    result = load_test(zoo_path, clients=8, duration=3.0, engine="asyncio", warmup=0.0, bodies=200)
+    assert result["server_alive"]
+    assert result["requests"] > 50
+    assert result["errors"] == 0 and result["non_2xx"] == 0 and result["bad_answers"] == 0
+    assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    if result["rss_start_mb"] is not None:
+        assert result["rss_end_mb"] < result["rss_start_mb"] + 50
+
+
+def test_decode_image_reads_pixels_and_refuses_bombs():
+    Image = pytest.importorskip("PIL.Image")
+    from fennec.serve import decode_image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    assert np.array_equal(decode_image(png.getvalue()), pixels)
+    bomb = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(bomb, format="PNG")  # 36 M pixels in a few kB
+    assert len(bomb.getvalue()) < 100_000
+    with pytest.raises(OverflowError, match="6000 x 6000"):
+        decode_image(bomb.getvalue(), max_pixels=1_000_000)
+    with pytest.raises(ValueError, match="not an image"):
+        decode_image(b"GIF89a but not really")
+    with pytest.raises(TypeError, match="bytes"):
+        decode_image("a string")
+
+
+async def in_process_app(app, exercise):
+    """Runs the ASGI app's startup and shutdown around ``exercise(client)`` (no server, no thread)."""
+    import asyncio
+
+    inbox: asyncio.Queue = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def send(message):
+        if message["type"].startswith("lifespan.startup"):
+            started.set()
+
+    await inbox.put({"type": "lifespan.startup"})
+    lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send))
+    await started.wait()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fennec") as c:
+            await exercise(c)
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await lifespan
+
+
+def test_rank_from_images_with_an_encoder(zoo_path):
+    import asyncio
+
+    Image = pytest.importorskip("PIL.Image")
+    from fennec.serve import create_app
+
+    seen = {}
+
+    def encoder(images, labels):
+        seen["shapes"] = [image.shape for image in images]
+        return {"n_classes": len(set(labels)), "n_train": len(images)}
+
+    def encoded(size):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    async def exercise(c):
+        body = {"images": [{"label": "a", "data": encoded((8, 6))}, {"label": "b", "data": encoded((5, 5))},
+                           {"label": "b", "data": encoded((7, 7))}], "k": 3}
+        response = await c.post("/rank", json={"task": {"n_classes": 2, "n_train": 3}, "k": 3})
+        from_images = await c.post("/rank/images", json=body)
+        assert from_images.status_code == 200, from_images.text
+        assert from_images.json()["rows"] == response.json()["rows"]
+        assert seen["shapes"] == [(6, 8, 3), (5, 5, 3), (7, 7, 3)]
+        body["images"][1]["data"] = encoded((200, 200))
+        too_big = await c.post("/rank/images", json=body)
+        assert too_big.status_code == 413 and "200 x 200" in too_big.json()["detail"]
+        body["images"][1]["data"] = "%%%"
+        assert (await c.post("/rank/images", json=body)).status_code == 422
+
+    asyncio.run(in_process_app(create_app(zoo_path, image_encoder=encoder, max_image_pixels=10_000), exercise))
+
+
+def test_token_configuration():
+    from fennec.serve import read_token
+
+    assert read_token(environ={}) is None
+    assert read_token(environ={"FENNEC_TOKEN": " " + TOKEN + "\n"}) == TOKEN
+    with pytest.raises(ValueError, match="at least 16"):
+        read_token(environ={"FENNEC_TOKEN": "short"})
+
+
+def test_ranker_matches_numpy_on_a_width_the_kernel_pads(zoo_path):
+    with fennec.Zoo.open(zoo_path) as zoo:
+        ranker = fennec.Ranker(zoo)
+        state, meta, ids, _ = ranker._state()
+        vectors = np.asarray(state["model_vectors"], dtype=np.float64)
+        assert vectors.shape[1] % 8 != 0  # the padded path is the one under test
+        task_vector, _ = ranker._task_vector(state, meta, QUERY["task"], [])
+        rows = ranker.rank(QUERY["task"], k=20).rows
+    exact = vectors @ np.asarray(task_vector, dtype=np.float64)
+    best = np.argsort(-exact, kind="stable")[:20]
+    assert [r["model"] for r in rows] == [ids[i] for i in best]
+    assert np.allclose([r["score"] for r in rows], meta["intercept"] + meta["slope"] * exact[best], rtol=1e-5)
