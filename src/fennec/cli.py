@@ -273,9 +273,17 @@ def demo(models, dim, k, fp16, repeat, seed, as_json):
              "  fennec eval --history sfda_supervised_11x11.csv --wide --protocol lodo\n"
              "  fennec eval --history records.csv --task-col finetuned_dataset --score-col eval_accuracy \\\n"
              "      --exclude-task food101 --models model_config.csv --protocol kshot --shots 3 "
-             "--report eval.html\n" + EXIT_STATUS)
-@click.option("--history", required=True, type=click.Path(exists=True, dir_okay=False),
+             "--report eval.html\n"
+             "  fennec eval --zoo demo-zoo --protocol lodo --json      # a zoo: its other kinds are baselines\n"
+             + EXIT_STATUS)
+@click.option("--history", type=click.Path(exists=True, dir_okay=False),
               help="past results: long CSV (model,task,score) or --wide")
+@click.option("--zoo", "zoo_path", type=ZOO, help="evaluate on a zoo instead: its finetune (else linear_probe) "
+                                                   "results are the truth, every other kind (logme, leep...) a "
+                                                   "baseline, and its metadata, archi2vec embeddings and proxy "
+                                                   "descriptors the side information")
+@click.option("--kind", help="--zoo: the kind of result taken as the truth")
+@click.option("--no-archi2vec", is_flag=True, help="--zoo: leave the architecture embeddings out")
 @click.option("--wide", is_flag=True, help="the history is a model x task table")
 @click.option("--model-col", default="model", show_default=True, help="long form: model column")
 @click.option("--task-col", default="task", show_default=True, help="long form: task column")
@@ -302,20 +310,29 @@ def demo(models, dim, k, fp16, repeat, seed, as_json):
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="also write one self-contained HTML page with the tables and pictures")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def eval_command(history, wide, model_col, task_col, score_col, models, model_key, type_col, tasks, task_key,
-                 task_distance, forward_scores, exclude_task, protocol, shots, probe, seed, report, as_json):
+def eval_command(history, zoo_path, kind, no_archi2vec, wide, model_col, task_col, score_col, models, model_key,
+                 type_col, tasks, task_key, task_distance, forward_scores, exclude_task, protocol, shots, probe, seed,
+                 report, as_json):
     """Evaluate recommendation on a history table, with the baselines in the same run.
 
     Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
     ranking: weighted Kendall tau, Kendall tau, Pearson, top-1 regret, top-3 hit.
     """
-    from .evaluate import evaluate, format_table, load_eval_data
+    from .evaluate import evaluate, format_table, load_eval_data, load_zoo_eval_data
 
-    with _progress("reading the history"):
-        data = load_eval_data(
-            history, wide=wide, model_col=model_col, task_col=task_col, score_col=score_col, models_path=models,
-            model_key=model_key, type_col=type_col, tasks_path=tasks, task_key=task_key,
-            task_distance_path=task_distance, forward_scores_path=forward_scores, exclude_tasks=exclude_task)
+    if (history is None) == (zoo_path is None):
+        raise _usage_error("give --history FILE or --zoo PATH (one of them)")
+    if zoo_path is not None:
+        from .zoo import Zoo
+
+        with _progress("reading the zoo"), Zoo.open(zoo_path) as opened:
+            data = load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task, embeddings=not no_archi2vec)
+    else:
+        with _progress("reading the history"):
+            data = load_eval_data(
+                history, wide=wide, model_col=model_col, task_col=task_col, score_col=score_col,
+                models_path=models, model_key=model_key, type_col=type_col, tasks_path=tasks, task_key=task_key,
+                task_distance_path=task_distance, forward_scores_path=forward_scores, exclude_tasks=exclude_task)
     with _progress(f"evaluating ({protocol}, {len(data.tasks)} tasks)"):
         result = evaluate(data, protocol, shots=shots, probe=probe, seed=seed)
     if report:
@@ -429,16 +446,18 @@ def zoo_export(path, out, wide, as_json):
     _emit(as_json, {"path": str(out), "results": rows}, f"wrote {out}")
 
 
-def _architecture_of(onnx_path, torch_path):
-    """Architecture side information from an exported model (archi2vec)."""
+def _torch_module(spec: str):
+    """``package.module:factory`` -> the module the factory returns (called with no arguments)."""
+    import importlib
+
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise _usage_error(f"--torch: expected package.module:factory, got {spec!r}")
     try:
-        from . import archi2vec  # noqa: F401
-    except ImportError as error:
-        raise JobFailed(f"--onnx/--torch: architecture vectors are not available yet in this fennec "
-                        f"(fennec.archi2vec does not import: {error}); add the model with its metadata "
-                        "options only") from None
-    raise JobFailed("--onnx/--torch: storing architecture vectors in a zoo is not available yet; add the model "
-                    "with its metadata options only")
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as error:
+        raise JobFailed(f"--torch: cannot load {spec!r}: {error}") from None
+    return factory()
 
 
 @zoo.command("add-model", epilog="\b\nExamples:\n"
@@ -460,17 +479,25 @@ def _architecture_of(onnx_path, torch_path):
               help="models as JSON: one object or a list ('-': stdin)")
 @click.option("--onnx", type=click.Path(exists=True, dir_okay=False), help="the model as ONNX, for its "
                                                                              "architecture vector")
-@click.option("--torch", "torch_file", type=click.Path(exists=True, dir_okay=False),
-              help="the model as a TorchScript file, for its architecture vector")
+@click.option("--torch", "torch_spec", metavar="MODULE:FACTORY",
+              help="the model as a torch module built by MODULE:FACTORY(), for its architecture vector")
+@click.option("--input-shape", metavar="N,C,H,W", help="an example input shape, used when fx cannot trace the "
+                                                       "module (then one forward pass is traced)")
 @click.option("--replace", is_flag=True, help="overwrite the metadata of a model already stored")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset, input_size, license, field,
-                  json_file, onnx, torch_file, replace, as_json):
-    """Add models with their side information, from options or a JSON file."""
+                  json_file, onnx, torch_spec, input_shape, replace, as_json):
+    """Add models with their side information, from options or a JSON file.
+
+    With --onnx or --torch the model's computation graph is embedded (archi2vec),
+    so the zoo can rank it before it has any result (refit with `fennec zoo fit`).
+    """
     from .zoo import Zoo
 
-    if onnx or torch_file:
-        _architecture_of(onnx, torch_file)
+    if (onnx or torch_spec) and (json_file is not None or not model_id):
+        raise _usage_error("--onnx/--torch: add one model at a time, with --id")
+    if onnx and torch_spec:
+        raise _usage_error("give --onnx or --torch, not both")
     if json_file is not None:
         if model_id or field or any(v is not None for v in (architecture, family, n_params, source_dataset,
                                                              input_size, license)):
@@ -491,6 +518,24 @@ def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset
         for key, value in _key_values(field, "--field", number=False).items():
             row[key] = _number_or_text(value)
         rows = [row]
+    if onnx or torch_spec:
+        from .registry import add_model
+
+        source = onnx or _torch_module(torch_spec)
+        example = None
+        if input_shape:
+            import torch
+
+            try:
+                example = torch.zeros([int(x) for x in input_shape.split(",")])
+            except ValueError:
+                raise _usage_error(f"--input-shape: expected integers like 1,3,224,224, got {input_shape!r}") from None
+        metadata = {k: v for k, v in rows[0].items() if k != "id"}
+        with _progress("embedding the architecture"), Zoo.open(path) as opened:
+            summary = add_model(opened, model_id, source, example_input=example, metadata=metadata, replace=replace)
+        _emit(as_json, {"added": 1, "ids": [model_id], **summary},
+              f"added {model_id} with its architecture ({summary['route']}, {summary['nodes']} nodes)")
+        return
     with Zoo.open(path) as opened:
         opened.add_models(rows, replace=replace)
     ids = [r.get("id") for r in rows]
@@ -552,13 +597,20 @@ def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, repl
               help="task feature, e.g. n_train=5000 (repeatable); none: rank by the prior")
 @click.option("--descriptor", type=click.Path(exists=True, dir_okay=False),
               help="the task's descriptor (.npy or a JSON list), for zoos fitted with descriptors")
+@click.option("--images", type=click.Path(exists=True, file_okay=False),
+              help="the new task's images, one sub-folder per class: embedded by the zoo's proxy into its "
+                   "descriptor (needs fennec[proxy,torch])")
+@click.option("--per-class", type=click.IntRange(min=1), default=50, show_default=True,
+              help="--images: images sampled per class")
+@click.option("--seed", default=0, show_default=True, help="--images: sampling seed")
+@click.option("--strict", is_flag=True, help="--images: an unreadable image is an error, not skipped")
 @click.option("--observed", multiple=True, metavar="MODEL=SCORE",
               help="a score already measured on the new task (repeatable)")
 @click.option("--where", multiple=True, metavar="FIELD=VALUE",
               help="keep models whose metadata match: FIELD=VALUE, FIELD=A,B (one of), FIELD<=X, FIELD>X, "
                    "FIELD!=X (repeatable; all must hold)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def rank(zoo_path, k, task_items, descriptor, observed, where, as_json):
+def rank(zoo_path, k, task_items, descriptor, images, per_class, seed, strict, observed, where, as_json):
     """Rank a fitted zoo's models for a new task."""
     from .recommend import rank as rank_zoo
     from .zoo import Zoo
@@ -566,7 +618,24 @@ def rank(zoo_path, k, task_items, descriptor, observed, where, as_json):
     task = _task_option(task_items, descriptor)
     observed_scores = _key_values(observed, "--observed") or None
     with Zoo.open(zoo_path) as opened:
+        notes = []
+        if images:
+            if descriptor:
+                raise _usage_error("give --images or --descriptor, not both")
+            from .proxy import proxy_cache_dir, task_from_images
+
+            start = time.perf_counter()
+            with _progress("embedding the images with the proxy"):
+                described, image_set = task_from_images(
+                    images, proxy=opened.setting("proxy"), per_class=per_class, seed=seed, strict=strict,
+                    cache_dir=proxy_cache_dir())
+            task = {**described, **(task or {})}
+            notes.append(f"{len(image_set)} images of {image_set.n_classes} classes embedded by the "
+                         f"{opened.setting('proxy') or 'default'} proxy in {time.perf_counter() - start:.1f} s"
+                         + (f"; {image_set.skipped} unreadable skipped" if image_set.skipped else ""))
+            notes += image_set.notes
         ranking = rank_zoo(opened, task, k=k, where=_filters(where), observed=observed_scores)
+    ranking.notes[:0] = notes
     _emit(as_json, ranking.to_dict(), str(ranking))
 
 

@@ -217,6 +217,22 @@ class Zoo:
     def schema_version(self) -> int:
         return int(self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        """A zoo-wide setting (e.g. ``proxy``: the proxy its task descriptors were made with)."""
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", (f"setting:{key}",)).fetchone()
+        return default if row is None else row[0]
+
+    def set_setting(self, key: str, value: str) -> None:
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise TypeError("setting: key and value must be strings")
+        with self._write() as con:
+            con.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                        "excluded.value", (f"setting:{key}", value))
+
+    def change_counter(self) -> int:
+        """A number that changes whenever another connection commits to the zoo's database."""
+        return int(self._con.execute("PRAGMA data_version").fetchone()[0])
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction: committed when the block ends, rolled back on any exception."""

@@ -22,11 +22,12 @@ from .packaged import (
     proxy_cache_dir,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, as_rgb
+from .task import task_from_images
 
 __all__ = [
     "DEFAULT_PROXY", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "PROXIES", "SCALARS",
     "FeatureCache", "ImageSet", "OnnxBackend", "Preprocess", "Proxy", "TensorRTBackend", "TorchBackend",
     "as_rgb", "default_proxy", "describe", "descriptor_layout", "dinov2_small_proxy", "load_images",
     "mobilenet_v2_module", "mobilenet_v2_onnx", "mobilenet_v2_proxy", "packaged_file", "pixel_sha256",
-    "pool_output", "proxy_cache_dir", "read_image", "select_output",
+    "pool_output", "proxy_cache_dir", "read_image", "select_output", "task_from_images",
 ]
