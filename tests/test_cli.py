@@ -166,9 +166,31 @@ def test_add_model_from_options_and_json(small_zoo, tmp_path):
     assert "list of objects" in run("zoo", "add-model", small_zoo, "--from-json", models, code=1).stderr
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"\0")
-    assert "not available yet" in run("zoo", "add-model", small_zoo, "--id", "y", "--onnx", onnx, code=1).stderr
+    assert "not a readable ONNX model" in run("zoo", "add-model", small_zoo, "--id", "y", "--onnx", onnx,
+                                              code=1).stderr
     with Zoo.open(small_zoo) as zoo:
-        assert "y" not in {m["id"] for m in zoo.models()}
+        assert "y" not in zoo.models_by_id(["y"])  # a model whose graph cannot be read is not added
+
+
+def test_add_model_from_onnx_embeds_its_architecture(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX graphs need fennec[proxy]")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], [0.1] * 108)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+                               helper.make_node("Relu", ["c"], ["y"])], "g", [x], [y], [w])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    new_zoo = tmp_path / "zoo"
+    run("zoo", "create", new_zoo)
+    out = json.loads(run("zoo", "add-model", new_zoo, "--id", "tiny", "--family", "cnn", "--onnx", path,
+                         "--json").stdout)
+    assert out["route"] == "onnx" and out["nodes"] >= 2
+    with Zoo.open(new_zoo) as zoo:
+        assert zoo.models_by_id(["tiny"])["tiny"]["family"] == "cnn"
+        assert zoo.model_embeddings()["tiny"].shape == (out["embedding_dim"],)
 
 
 def test_add_history_one_row_or_a_csv(small_zoo, tmp_path):
