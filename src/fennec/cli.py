@@ -90,9 +90,20 @@ def _positive(name: str):
     return check
 
 
+def _finite_or_null(value):
+    """JSON has no NaN: a metric a method cannot give (the prior of a model with no history) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 def _emit(as_json: bool, data, text: str | None = None) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=1, default=_json_default, allow_nan=False))
+        click.echo(json.dumps(_finite_or_null(data), indent=1, default=_json_default, allow_nan=False))
     elif text is not None:
         click.echo(text)
 

@@ -67,7 +67,8 @@ def model_side_information(zoo: Zoo, models, *, embeddings: bool = True):
 
 
 def identifier_like(values) -> bool:
-    """A column whose values are mostly unique names identifies rows; it is not a category."""
+    """A column whose values are mostly unique names identifies rows; it is not a category.
+    """
     present = [v for v in values if v]
     return len(set(present)) > max(2, 0.2 * len(values))
 
@@ -92,8 +93,10 @@ def _task_features(zoo: Zoo, tasks: tuple[str, ...]):
     return np.column_stack(blocks), names, encoder_state
 
 
-def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune", fold_in: bool = False) -> dict:
+def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = False) -> dict:
     """Fits the transfer space on the zoo's history and stores it; returns the fit's summary.
+
+    ``kind``: the results to learn from (default ``finetune``, else ``linear_probe``).
 
     ``fold_in=True`` folds results and models added since the last fit into the
     space with that fit's choices (ridge strengths, sharpness) kept, skipping the
@@ -101,6 +104,9 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str = "finetune", fold_in: bool = Fals
     says so in the summary, when there is no earlier fit of this kind or the side
     information's columns changed.
     """
+    if kind is None:
+        kinds = zoo.history_kinds()
+        kind = next((k for k in ("finetune", "linear_probe") if k in kinds), "finetune")
     history = zoo.history(kind)
     if len(history) == 0:
         raise ZooError(f"{zoo.path}: the zoo has no {kind!r} history to fit")

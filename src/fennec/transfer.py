@@ -256,6 +256,10 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     history = np.asarray(history, dtype=float)
     n_models, n_tasks = history.shape
     rng = np.random.default_rng(seed)
+    if model_features is not None and np.asarray(model_features).shape[1] == 0:
+        model_features = None
+    if task_features is not None and np.asarray(task_features).shape[1] == 0:
+        task_features = None
     model_x = _standardize_columns(model_features) if model_features is not None else None
     task_mean = task_scale = task_x = None
     if task_features is not None:
