@@ -29,6 +29,8 @@ TARGETS = [
     ("wl_features 1 thread vs networkx (same graphs)", "test_networkx_wl", "test_fennec_wl_1thread", ">=", 50.0),
     ("wl_features incl. packing vs networkx (same graphs)", "test_networkx_wl", "test_fennec_wl_unpacked", ">=", None),
     ("wl_features vs networkx (1,000 graphs of 300 nodes)", "test_networkx_wl_300", "test_fennec_wl_300", ">=", None),
+    ("archi2vec embed vs networkx WL (1,000 graphs of ~300 nodes)", "test_networkx_wl_subgraph_hashes",
+     "test_fennec_archi2vec_embed", ">=", None),
     ("rank 1M models: numpy scoring vs Ranker.rank end to end", "test_numpy_rank_1m", "test_fennec_rank_1m", ">=", None),
     ("rank 1M models: numpy scoring vs core topk", "test_numpy_rank_1m", "test_fennec_topk_1m", ">=", None),
     ("fit 10k x 1k: rank-5 NMF (original recipe) vs fennec.fit", "test_nmf_rank5_10k_x_1k", "test_fennec_fit_10k_x_1k",
@@ -38,6 +40,7 @@ TARGETS = [
 ABSOLUTE_TARGETS = [
     ("fennec.fit, 10k models x 1k tasks at 5% density", "test_fennec_fit_10k_x_1k", 60.0),
     ("Ranker.rank over 1M models, task vector known", "test_fennec_rank_1m", 0.020),
+    ("archi2vec embed, 1,000 graphs of ~300 nodes", "test_fennec_archi2vec_embed", 1.0),
 ]
 NUMPY_POOL = ("test_numpy_pool_sorted_reduceat", "test_numpy_pool_onehot_matmul", "test_numpy_pool_per_class")
 
