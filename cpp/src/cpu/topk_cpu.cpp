@@ -90,6 +90,9 @@ inline void score_rows(const T* rows, int64_t d, const float* q, float* keys) {
       acc[i] = sum[0] + sum[1];
     }
   } else {
+    // The query's partial tail is the same for every row: loaded once.
+    const int64_t full = d - d % W;
+    const vf q_tail = full < d ? vload_partial(q + full, static_cast<int>(d - full)) : vzero();
     for (int i = 0; i < R; ++i) {
       const T* row = rows + i * d;
       vf sum = vzero();
@@ -105,9 +108,8 @@ inline void score_rows(const T* rows, int64_t d, const float* q, float* keys) {
         }
       }
       if (t < d) {
-        const int rest = static_cast<int>(d - t);
-        vf v = vload_partial(row + t, rest);
-        const vf qv = vload_partial(q + t, rest);
+        vf v = vload_partial(row + t, static_cast<int>(d - t));
+        const vf qv = q_tail;
         if (L2) {
           v = v - qv;
           sum = vfma(v, v, sum);
