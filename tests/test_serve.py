@@ -377,12 +377,12 @@ def test_token_configuration():
         read_token(environ={"FENNEC_TOKEN": "short"})
 
 
-def test_ranker_matches_numpy_on_a_width_the_kernel_pads(zoo_path):
+def test_ranker_matches_numpy_on_a_width_off_the_simd_width(zoo_path):
     with fennec.Zoo.open(zoo_path) as zoo:
         ranker = fennec.Ranker(zoo)
         state, meta, ids, _ = ranker._state()
         vectors = np.asarray(state["model_vectors"], dtype=np.float64)
-        assert vectors.shape[1] % 8 != 0  # the padded path is the one under test
+        assert vectors.shape[1] % 8 != 0  # the core's masked row-tail path is the one under test
         task_vector, _ = ranker._task_vector(state, meta, QUERY["task"], [])
         rows = ranker.rank(QUERY["task"], k=20).rows
     exact = vectors @ np.asarray(task_vector, dtype=np.float64)

@@ -226,7 +226,6 @@ class Ranker:
         self._loaded: _Fitted | None = None
         self._catalog: _Catalog | None = None
         self._pointer_path = os.fspath(zoo.path / POINTER_NAME)
-        self._padded = None  # (model_vectors, the same padded to a multiple of 8 columns)
 
     @property
     def version(self) -> int | None:
@@ -274,22 +273,6 @@ class Ranker:
             version = after
         raise ZooError(f"{self.zoo.path}: the fitted state kept changing while being read; try again")
 
-    def _scan(self, vectors, task_vector):
-        """The model matrix and task vector as top-k scans them fastest: zero columns up to a
-        multiple of 8, its SIMD width (other widths take a path about 7x slower). Zeros add
-        nothing to an inner product, so the ranking is the same. One copy per fitted version."""
-        dim = vectors.shape[1]
-        if dim % 8 == 0:
-            return vectors, task_vector
-        padded = self._padded
-        if padded is None or padded[0] is not vectors:
-            matrix = np.zeros((vectors.shape[0], -(-dim // 8) * 8), dtype=vectors.dtype)
-            matrix[:, :dim] = vectors
-            padded = self._padded = (vectors, matrix)
-        query = np.zeros(padded[1].shape[1], dtype=np.float32)
-        query[:dim] = task_vector
-        return padded[1], query
-
     def _metadata(self, ids: list[str] | None) -> _Catalog:
         """The models' metadata, aligned with the fitted ``ids`` (when given); reread when the
         database changed (SQLite's data_version counts other connections' commits, total_changes this one's)."""
@@ -328,7 +311,7 @@ class Ranker:
             scores, order = kernels.topk(prediction.astype(np.float32)[:, None], [1.0], k, mask=mask)
             basis += f" and {len(known)} observed score(s)"
         else:
-            scores, order = kernels.topk(*self._scan(vectors, task_vector), k, mask=mask)
+            scores, order = kernels.topk(vectors, task_vector, k, mask=mask)
         measured = {ids[i]: score for i, score in known} if observed else {}
         aligned = self._metadata(ids).aligned
         rows = []
