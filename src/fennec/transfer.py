@@ -73,13 +73,6 @@ def normalize_scores(matrix: np.ndarray, method: str = "gauss") -> np.ndarray:
     return out
 
 
-def _prior(normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    seen = ~np.isnan(normalized)
-    total = np.where(seen, normalized, 0.0).sum(1)
-    count = seen.sum(1).astype(float)
-    return total / (count + PRIOR_SHRINKAGE), total, count
-
-
 def _standardize_columns(x: np.ndarray) -> np.ndarray:
     """Centres every column; scales the non-binary ones (indicator columns keep their 0/1 step)."""
     x = np.asarray(x, dtype=float)
@@ -339,7 +332,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         ridge, inner_side = choose(ridges, inner_taus)
         sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS), lambda b: inner_taus(ridge, b))
 
-    prior, _, _ = _prior(normalized)
+    prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
     interaction = None
     if ridge is not None:
         interaction = _solve_ridge(*full_statistics, ridge)
