@@ -1,6 +1,6 @@
 """Load test of the HTTP service: POST /rank on a 100,000-model zoo from a second process.
 
-Starts the real server (``python -m fennec serve``, one uvicorn worker) on a free
+Starts the real server (``python -m fennec serve``, ``--workers`` processes, one by default) on a free
 loopback port, warms it up, then drives it with ``--clients`` keep-alive
 connections for ``--duration`` seconds (fennec's asyncio generator in its own
 process, or ``--engine wrk``), sampling the server's RSS, and prints
@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", choices=["auto", "wrk", "asyncio"], default="auto",
                         help="auto/asyncio: fennec's generator; wrk: needs wrk installed (apt-get install wrk)")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (fennec serve --workers)")
     args = parser.parse_args(argv)
 
     if args.engine == "wrk" and shutil.which("wrk") is None:
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
                 print(json.dumps({"error": f"{zoo}: the zoo is not fitted"}))
                 return 1
         summary["load"] = load_test(zoo, clients=args.clients, duration=args.duration, engine=args.engine,
-                                    warmup=args.warmup, k=args.k)
+                                    warmup=args.warmup, k=args.k, workers=args.workers)
     load = summary["load"]
     summary["targets"] = {
         "no errors": load["errors"] == 0 and load["non_2xx"] == 0,

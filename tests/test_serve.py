@@ -389,3 +389,107 @@ def test_ranker_matches_numpy_on_a_width_off_the_simd_width(zoo_path):
     best = np.argsort(-exact, kind="stable")[:20]
     assert [r["model"] for r in rows] == [ids[i] for i in best]
     assert np.allclose([r["score"] for r in rows], meta["intercept"] + meta["slope"] * exact[best], rtol=1e-5)
+
+
+def test_rankings_waiting_together_share_one_scan(zoo_path):
+    """Concurrent requests are scored by one multi-query top-k and each gets its own ranking."""
+    import asyncio
+
+    from fennec.serve import create_app
+
+    rng = np.random.default_rng(3)
+    bodies = [{"task": {"n_classes": int(rng.integers(2, 500)), "n_train": int(rng.integers(100, 10**6))},
+               "k": int(rng.integers(1, 12))} for _ in range(20)]
+    bodies[3]["where"] = bodies[4]["where"] = {"family": "vit"}
+    bodies[5] = {"k": 4}
+    bodies[6]["observed"] = {"model0000001": 99.0}
+    bad = {"task": {"n_classes": -1, "n_train": 100}}
+
+    async def exercise(c):
+        before = parse_metrics((await c.get("/metrics")).text)
+        answers = await asyncio.gather(*(c.post("/rank", json=b) for b in [*bodies, bad]))
+        after = parse_metrics((await c.get("/metrics")).text)
+        assert answers[-1].status_code == 422 and "n_classes" in answers[-1].json()["detail"]
+        for body, answer in zip(bodies, answers):
+            assert answer.status_code == 200, answer.text
+            where = body.get("where")
+            want = in_process(zoo_path, body.get("task"), k=body["k"], where=where, observed=body.get("observed"))
+            got = answer.json()
+            assert [r["model"] for r in got["rows"]] == [r["model"] for r in want["rows"]]
+            assert np.allclose([r["score"] for r in got["rows"]], [r["score"] for r in want["rows"]])
+            assert got["basis"] == want["basis"]
+        scans = after[("fennec_rank_scans_total", ())] - before[("fennec_rank_scans_total", ())]
+        queries = after[("fennec_rank_queries_total", ())] - before[("fennec_rank_queries_total", ())]
+        assert queries == len(bodies)
+        # One scan for the plain tasks and the prior, one for the 'vit' filter, one for the
+        # observed scores (its own one-column prediction).
+        assert scans == 3
+
+    asyncio.run(in_process_app(create_app(zoo_path), exercise))
+
+
+def test_a_failing_scan_fails_only_its_own_request():
+    import asyncio
+
+    from fennec.recommend import RankPlan
+    from fennec.serve.app import _Batcher, _Metrics
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 4)).astype(np.float32)
+    queries = rng.normal(size=(3, 4)).astype(np.float32)
+    queries[1, 2] = np.nan
+
+    def plan(query, k):
+        return RankPlan(None, vectors, query, k, None, "", [], {})
+
+    async def run():
+        batcher = _Batcher(_Metrics())
+        return await asyncio.gather(*(batcher.topk(plan(q, k)) for q, k in zip(queries, (3, 5, 2))),
+                                    return_exceptions=True)
+
+    first, failed, last = asyncio.run(run())
+    assert isinstance(failed, ValueError) and "NaN" in str(failed)
+    for (scores, order), query, k in ((first, queries[0], 3), (last, queries[2], 2)):
+        want = np.argsort(-(vectors @ query), kind="stable")[:k]
+        assert order.tolist() == want.tolist() and len(scores) == k
+
+
+def test_workers_share_one_port_and_their_metrics(zoo_path, tmp_path):
+    import asyncio
+    import os
+
+    from fennec.serve.load import process_tree
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    with ServerProcess(zoo_path, args=("--workers", "2"), env=env) as running:
+        tree = process_tree(running.pid)
+        assert len(tree) >= 3, tree  # the supervisor and two workers (and the spawn helper, if any)
+
+        async def one(c):
+            # A fresh connection each: the kernel hands connections, not requests, to workers.
+            async with httpx.AsyncClient(base_url=running.url, timeout=30,
+                                         limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
+                return await fresh.post("/rank", json=QUERY)
+
+        async def load():
+            answers = await asyncio.gather(*(one(None) for _ in range(30)))
+            assert all(a.status_code == 200 for a in answers)
+            return answers
+
+        answers, files = [], []
+        for _ in range(20):  # the second worker may still be starting when the first answers
+            answers += asyncio.run(load())
+            time.sleep(0.7)  # each worker writes its numbers within half a second of its last request
+            files = sorted(tmp_path.glob("fennec-metrics-*/worker-*.json"))
+            if len(files) == 2:
+                break
+        assert len(files) == 2, files  # both workers answered
+        assert len({json.dumps(a.json()["rows"]) for a in answers}) == 1  # and answered alike
+        per_worker = [sum(n for method, route, status, n in json.loads(f.read_text())["counts"]
+                          if route == "/rank") for f in files]
+        assert all(n > 0 for n in per_worker)
+        metrics = parse_metrics(httpx.get(f"{running.url}/metrics").text)
+        key = ("fennec_http_requests_total", (("method", "POST"), ("route", "/rank"), ("status", "200")))
+        assert metrics[key] == len(answers)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in tree)  # every worker stopped
+    assert not list(tmp_path.glob("fennec-metrics-*"))

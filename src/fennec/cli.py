@@ -709,8 +709,10 @@ def rank(zoo_path, k, task_items, descriptor, images, per_class, seed, strict, o
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--access-log", is_flag=True, help="log every request (slower)")
-def serve(zoo_path, host, port, token_file, max_body_bytes, log_level, access_log):
-    """Serve a zoo over HTTP: rank, models, history, health and metrics (one worker)."""
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="processes answering on the port; one per core for a busy service")
+def serve(zoo_path, host, port, token_file, max_body_bytes, log_level, access_log, workers):
+    """Serve a zoo over HTTP: rank, models, history, health and metrics."""
     try:
         from .serve import read_token, serve as run
     except ImportError as error:
@@ -721,7 +723,7 @@ def serve(zoo_path, host, port, token_file, max_body_bytes, log_level, access_lo
     if token is None:
         click.echo("fennec: note: no token (--token-file or FENNEC_TOKEN): writes are refused", err=True)
     run(zoo_path, host=host, port=port, token=token, max_body_bytes=max_body_bytes, log_level=log_level,
-        access_log=access_log)
+        access_log=access_log, workers=workers)
 
 
 @cli.command(epilog="\b\nExamples:\n"

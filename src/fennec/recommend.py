@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -208,6 +209,19 @@ class _Fitted(tuple):
     pointer: tuple | None
 
 
+class RankPlan(NamedTuple):
+    """A ranking up to the scan (see :meth:`Ranker.plan`)."""
+
+    fitted: _Fitted
+    vectors: np.ndarray
+    query: np.ndarray
+    k: int
+    mask: np.ndarray | None
+    basis: str
+    notes: list[str]
+    measured: dict[str, float]
+
+
 class Ranker:
     """A zoo's fitted state held in memory, reloaded when the zoo is refitted.
 
@@ -291,13 +305,27 @@ class Ranker:
     def rank(self, task: Mapping[str, float] | None = None, *, k: int = 10,
              where: Mapping[str, object] | Callable[[dict], bool] | None = None,
              observed: Mapping[str, float] | None = None) -> Ranking:
-        state, meta, ids, index = self._state()
+        plan = self.plan(task, k=k, where=where, observed=observed)
+        _, order = kernels.topk(plan.vectors, plan.query, plan.k, mask=plan.mask)
+        return self.finish(plan, order)
+
+    def plan(self, task: Mapping[str, float] | None = None, *, k: int = 10,
+             where: Mapping[str, object] | Callable[[dict], bool] | None = None,
+             observed: Mapping[str, float] | None = None) -> RankPlan:
+        """Everything of :meth:`rank` before the scan: one fitted version, the task's query
+        vector, the ``where`` mask. ``kernels.topk(plan.vectors, plan.query, plan.k,
+        mask=plan.mask)`` then :meth:`finish` of its order give the ranking; plans that share ``vectors``
+        and ``mask`` can be scanned together, their queries stacked into one call."""
+        k = kernels._positive_int(k, "k")
+        fitted = self._state()
+        state, meta, ids, index = fitted
         vectors = state["model_vectors"]
         notes = []
-        task_vector, basis = self._task_vector(state, meta, task, notes)
+        query, basis = self._task_vector(state, meta, task, notes)
         mask = self._mask(where, ids, index) if where is not None else None
-        known = []
+        measured = {}
         if observed:
+            known = []
             for model, score in observed.items():
                 if model not in index:
                     raise ValueError(f"observed: unknown model {model!r}")
@@ -305,29 +333,42 @@ class Ranker:
                     raise ValueError(f"observed: the score of {model!r} is not finite")
                 known.append((index[model], float(score)))
             rows = np.array([i for i, _ in known])
-            base = vectors.astype(np.float64) @ task_vector.astype(np.float64)
+            base = vectors.astype(np.float64) @ query.astype(np.float64)
             prediction = _update_with_observations(base, np.asarray(state["normalized"], dtype=np.float64),
                                                    rows, np.array([s for _, s in known]), meta["sharpness"])
-            scores, order = kernels.topk(prediction.astype(np.float32)[:, None], [1.0], k, mask=mask)
+            # Each plan with observations scans its own one-column prediction.
+            vectors, query = prediction.astype(np.float32)[:, None], np.ones(1, dtype=np.float32)
             basis += f" and {len(known)} observed score(s)"
-        else:
-            scores, order = kernels.topk(vectors, task_vector, k, mask=mask)
-        measured = {ids[i]: score for i, score in known} if observed else {}
+            measured = {ids[i]: score for i, score in known}
+        return RankPlan(fitted, vectors, query, int(k), mask, basis, notes, measured)
+
+    def finish(self, plan: RankPlan, order) -> Ranking:
+        """The ranking of ``plan`` from the top-k ``order`` (best first) of a scan.
+
+        The scores are recomputed for those k models in float64, and the k ordered by them
+        (ties by model index): a scan's float32 sums differ in the last bits between a lone
+        query and a batch of them, and the answer should not depend on which ran.
+        """
+        state, meta, ids, _ = plan.fitted
         aligned = self._metadata(ids).aligned
+        intercept, slope, spread = meta["intercept"], meta["slope"], state["spread"]
+        chosen = np.asarray(order, dtype=np.int64)
+        exact = np.asarray(plan.vectors[chosen], dtype=np.float64) @ np.asarray(plan.query, dtype=np.float64)
+        by_score = np.lexsort((chosen, -exact))
         rows = []
-        for rank_, (i, score) in enumerate(zip(order.tolist(), scores.tolist()), start=1):
+        for rank_, (i, score) in enumerate(zip(chosen[by_score].tolist(), exact[by_score].tolist()), start=1):
             info = aligned[i] or {}
             rows.append({"rank": rank_, "model": ids[i],
-                         "score": meta["intercept"] + meta["slope"] * score,
-                         "uncertainty": abs(meta["slope"]) * float(state["spread"][i]),
+                         "score": intercept + slope * score,
+                         "uncertainty": abs(slope) * float(spread[i]),
                          **{key: value for key, value in info.items()
                             if key not in ("id", "extra") and value is not None},
                          # a copy: the cached metadata must not change through a returned row
                          **{key: copy.deepcopy(value) if isinstance(value, (list, dict)) else value
                             for key, value in info.get("extra", {}).items()}})
-            if ids[i] in measured:
-                rows[-1]["observed"] = measured[ids[i]]
-        return Ranking(rows, basis, notes)
+            if ids[i] in plan.measured:
+                rows[-1]["observed"] = plan.measured[ids[i]]
+        return Ranking(rows, plan.basis, plan.notes)
 
     def _task_vector(self, state, meta, task, notes):
         dim = state["model_vectors"].shape[1]

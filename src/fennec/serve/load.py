@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ServerProcess", "free_port", "generate_load", "load_test", "rank_bodies", "rank_latency",
-           "rss_bytes", "synthetic_zoo", "task_queries"]
+__all__ = ["ServerProcess", "free_port", "generate_load", "load_test", "process_tree", "rank_bodies",
+           "rank_latency", "rss_bytes", "synthetic_zoo", "task_queries", "tree_rss_bytes"]
 
 FAMILIES = ("resnet", "vit", "convnext", "swin", "efficientnet", "mobilenet", "deit", "regnet")
 
@@ -163,6 +163,28 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux ``/proc``; just ``pid`` where it cannot be read)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as fh:
+                    todo.extend(int(x) for x in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def tree_rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` and its children together (a server and its workers)."""
+    sizes = [rss_bytes(p) for p in process_tree(pid)]
+    known = [x for x in sizes if x is not None]
+    return sum(known) if known else None
+
+
 class ServerProcess:
     """``python -m fennec serve`` in a child process: started, polled on /healthz until it
     answers, and always stopped (terminate, then kill) when the ``with`` block ends."""
@@ -224,13 +246,23 @@ class ServerProcess:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        """Terminates the server (its workers stop with it), then kills whatever is left."""
         if self.process is not None and self.process.poll() is None:
+            children = process_tree(self.process.pid)[1:]
             self.process.terminate()
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+            for pid in children:  # workers a killed supervisor could not stop
+                deadline = time.monotonic() + 5
+                while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         """Stops the server and drops its log."""
@@ -354,10 +386,11 @@ def _wrk(url: str, clients: int, duration: float, bodies: list[bytes], path: str
 
 def load_test(zoo: str | os.PathLike, *, clients: int = 64, duration: float = 30.0, engine: str = "auto",
               warmup: float = 2.0, k: int = 10, seed: int = 0, bodies: int = 1000,
-              server_args: tuple[str, ...] = ()) -> dict:
-    """Starts the service on ``zoo``, warms it up, then loads ``POST /rank`` from a second
-    process for ``duration`` seconds; returns the generator's numbers with the server's RSS
-    (start: after the warm-up; end: after the run; max: sampled every 0.25 s)."""
+              server_args: tuple[str, ...] = (), workers: int = 1) -> dict:
+    """Starts the service on ``zoo`` with ``workers`` processes, warms it up, then loads
+    ``POST /rank`` from a second process for ``duration`` seconds; returns the generator's
+    numbers with the server's RSS, its workers included (start: after the warm-up; end:
+    after the run; max: sampled every 0.25 s)."""
     from ..zoo import Zoo
 
     if engine not in ("auto", "wrk", "asyncio"):
@@ -372,6 +405,7 @@ def load_test(zoo: str | os.PathLike, *, clients: int = 64, duration: float = 30
         _, meta = opened.read_fitted()
         n_models = int(len(opened.read_fitted()[0]["model_ids"]))
     payloads = rank_bodies(meta, bodies, k=k, seed=seed)
+    server_args = (*server_args, "--workers", str(workers)) if workers != 1 else tuple(server_args)
     with tempfile.TemporaryDirectory() as scratch, ServerProcess(zoo, args=server_args) as server:
         bodies_file = Path(scratch) / "bodies.jsonl"
         bodies_file.write_bytes(b"\n".join(payloads) + b"\n")
@@ -391,12 +425,12 @@ def load_test(zoo: str | os.PathLike, *, clients: int = 64, duration: float = 30
 
         if warmup > 0:
             drive(warmup)
-        rss = {"start": rss_bytes(server.pid), "max": 0}
+        rss = {"start": tree_rss_bytes(server.pid), "max": 0}
         stop = threading.Event()
 
         def sample():
             while not stop.wait(0.25):
-                value = rss_bytes(server.pid) or 0
+                value = tree_rss_bytes(server.pid) or 0
                 rss["max"] = max(rss["max"], value)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -406,10 +440,10 @@ def load_test(zoo: str | os.PathLike, *, clients: int = 64, duration: float = 30
         finally:
             stop.set()
             sampler.join()
-        rss["end"] = rss_bytes(server.pid)
+        rss["end"] = tree_rss_bytes(server.pid)
         alive = server.process.poll() is None
     mb = {key: None if value is None else round(value / 2**20, 1) for key, value in rss.items()}
-    return {**result, "models": n_models, "k": k, "server_alive": alive, "rss_start_mb": mb["start"],
+    return {**result, "models": n_models, "k": k, "workers": workers, "server_alive": alive, "rss_start_mb": mb["start"],
             "rss_end_mb": mb["end"], "rss_max_mb": mb["max"], "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
