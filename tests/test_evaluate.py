@@ -191,3 +191,90 @@ def test_zoo_evaluation_uses_every_other_kind_as_a_forward_baseline(tmp_path):
         assert result["tasks"][task]["logme"]["wtau"] == pytest.approx(want["wtau"])
     with pytest.raises(ValueError, match="no 'finetune' results"):
         load_zoo_eval_data(zoo, kind="finetune")
+
+
+def _clustered_tasks(seed=0, n_models=14, per_cluster=4, clusters=3):
+    """Tasks in clusters (distances small within, large across); each cluster has its own
+    model order, which no model side information explains."""
+    rng = np.random.default_rng(seed)
+    cluster = np.repeat(np.arange(clusters), per_cluster)
+    centre = rng.normal(0, 5, (clusters, 6))
+    where = centre[cluster] + rng.normal(0, 0.3, (len(cluster), 6))
+    distances = np.sqrt(((where[:, None] - where[None]) ** 2).sum(2))
+    effect = rng.normal(0, 1, (n_models, clusters))
+    scores = 70 + 4 * effect[:, cluster] + rng.normal(0, 0.3, (n_models, len(cluster)))
+    return scores, distances, cluster
+
+
+def test_neighbour_weights_are_scale_free_and_favour_the_nearest():
+    from fennec.transfer import neighbour_weights
+
+    d = np.array([3.0, 1.0, 2.0, 5.0])
+    for width in (1.0, 0.3):
+        w = neighbour_weights(d, width)
+        assert w.sum() == pytest.approx(1.0) and np.argmax(w) == 1 and np.all(np.diff(w[[1, 2, 0, 3]]) < 0)
+        np.testing.assert_allclose(neighbour_weights(7.5 * d, width), w)
+    assert neighbour_weights(d, 0.1)[1] > 0.99 > neighbour_weights(d, 1.0)[1]
+    np.testing.assert_allclose(neighbour_weights(np.zeros(3), 0.5), np.full(3, 1 / 3))
+    for bad, message in ((np.array([1.0, np.nan]), "finite"), (np.array([-1.0, 2.0]), "non-negative"),
+                         (np.zeros((2, 2)), "one distance per known task")):
+        with pytest.raises(ValueError, match=message):
+            neighbour_weights(bad, 0.5)
+
+
+def test_neighbour_tasks_rank_a_new_task_like_its_cluster():
+    scores, distances, cluster = _clustered_tasks()
+    target = 5
+    train = np.array([j for j in range(scores.shape[1]) if j != target])
+    model = fit_transfer(scores[:, train], task_distances=distances[np.ix_(train, train)])
+    assert model.bandwidth is not None  # chosen by the inner cross-validation
+    with_distances = model.predict(task_distances=distances[target, train])
+    tau_neighbours = weightedtau(with_distances, scores[:, target])[0]
+    tau_prior = weightedtau(model.predict(), scores[:, target])[0]
+    assert tau_neighbours > 0.8 and tau_neighbours > tau_prior + 0.3
+    # The vector form is the neighbour average itself: prior + residuals weighted by neighbour_weights.
+    from fennec.transfer import PRIOR_SHRINKAGE, neighbour_weights
+
+    normalized = normalize_scores(scores[:, train])
+    prior = normalized.sum(1) / (normalized.shape[1] + PRIOR_SHRINKAGE)
+    weights = neighbour_weights(distances[target, train], model.bandwidth)
+    np.testing.assert_allclose(with_distances, prior + (normalized - prior[:, None]) @ weights, atol=1e-5)
+    # Without distances to the known tasks a new task has no neighbours: the prior.
+    np.testing.assert_allclose(model.predict(), prior, atol=1e-6)
+    with pytest.raises(ValueError, match="one per known task"):
+        model.predict(task_distances=distances[target, train][:-1])
+    with pytest.raises(ValueError, match="shape"):
+        fit_transfer(scores[:, train], task_distances=distances[:3, :3])
+    # Folding in with the choices kept reuses the width.
+    again = fit_transfer(scores[:, train], task_distances=distances[np.ix_(train, train)],
+                         choices={"ridge": None, "sharpness": 0.0, "bandwidth": model.bandwidth})
+    np.testing.assert_allclose(again.model_vectors, model.model_vectors)
+
+
+def test_neighbour_factors_are_truncated_on_zoos_with_many_tasks():
+    from fennec.transfer import MAX_NEIGHBOUR_RANK
+
+    scores, distances, cluster = _clustered_tasks(seed=1, per_cluster=8, clusters=3)  # 24 tasks
+    model = fit_transfer(scores, task_distances=distances)
+    assert model.bandwidth is not None
+    assert model.model_vectors.shape[1] == 1 + MAX_NEIGHBOUR_RANK
+    # Three clusters: three factors carry nearly all of the residuals, so the truncated
+    # vectors give nearly the exact neighbour average.
+    d = distances[0]
+    exact_model = fit_transfer(scores, task_distances=distances, choices={"bandwidth": model.bandwidth})
+    from fennec.transfer import neighbour_weights
+
+    normalized = normalize_scores(scores)
+    prior = exact_model.model_vectors[:, 0].astype(float)
+    exact = prior + (normalized - prior[:, None]) @ neighbour_weights(d, model.bandwidth)
+    assert np.corrcoef(model.predict(task_distances=d), exact)[0, 1] > 0.99
+
+
+def test_lodo_with_task_distances_beats_the_prior_on_clustered_tasks():
+    scores, distances, _ = _clustered_tasks(seed=2)
+    data = EvalData(scores, [f"m{i}" for i in range(len(scores))], [f"t{j}" for j in range(scores.shape[1])],
+                    task_distances=distances)
+    mean = evaluate(data, "lodo")["mean"]
+    assert mean["fennec"]["wtau"] > mean["prior"]["wtau"] + 0.2
+    data.task_distances = None  # the gain is the neighbours': without distances it is gone
+    assert evaluate(data, "lodo")["mean"]["fennec"]["wtau"] < mean["fennec"]["wtau"] - 0.2

@@ -438,8 +438,8 @@ def zoo_fit(path, seed, fold_in, as_json):
         summary = fit(opened, seed=seed, **options)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     _emit(as_json, summary, f"fitted version {summary['version']}: {summary['n_models']} models, "
-                            f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None} "
-                            f"({summary['seconds']:.1f} s)")
+                            f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None}, "
+                            f"neighbour tasks: {summary['bandwidth'] is not None} ({summary['seconds']:.1f} s)")
 
 
 @zoo.command("build-demo", epilog="\b\nExample:\n  fennec zoo build-demo demo-zoo && fennec zoo fit demo-zoo\n"
@@ -449,9 +449,12 @@ def zoo_fit(path, seed, fold_in, as_json):
               help="feature cache (default $FENNEC_CACHE_DIR or ~/.cache/fennec); a rerun resumes from it")
 @click.option("--model", "models", multiple=True, help="only this catalogue model (repeatable)")
 @click.option("--task", "tasks", multiple=True, help="only this task (repeatable)")
+@click.option("--task-set", type=click.Choice(["default", "heldout", "heldout2"]), default="default",
+              show_default=True, help="heldout, heldout2: other class subsets of the same datasets, checks kept "
+                                      "out of fennec's design")
 @click.option("--no-fit", is_flag=True, help="do not fit the transfer space at the end")
 @click.option("--json", "as_json", is_flag=True, help="print the build report as JSON")
-def zoo_build_demo(path, cache_dir, models, tasks, no_fit, as_json):
+def zoo_build_demo(path, cache_dir, models, tasks, task_set, no_fit, as_json):
     """Build the real offline zoo: packaged pretrained models x tasks carved from packaged datasets.
 
     Ground truth is each model's linear-probe accuracy on each task's held-out
@@ -464,7 +467,7 @@ def zoo_build_demo(path, cache_dir, models, tasks, no_fit, as_json):
 
     with _progress("building the demo zoo") as step:
         report = build_demo_zoo(path, cache_dir=cache_dir, models=list(models) or None, tasks=list(tasks) or None,
-                                progress=step)
+                                task_set=task_set, progress=step)
     if not no_fit:
         from .recommend import fit as fit_zoo
         from .zoo import Zoo

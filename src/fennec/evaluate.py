@@ -45,6 +45,7 @@ class EvalData:
     model_features: np.ndarray | None = None  # models x p, numeric
     model_types: list[str] | None = None  # architecture family / model type per model
     task_features: np.ndarray | None = None  # tasks x q, numeric (distances already embedded)
+    task_distances: np.ndarray | None = None  # tasks x tasks: proxy-descriptor or domain distances
     forward_scores: dict[str, np.ndarray] | None = None  # method -> models x tasks, NaN where absent
 
 
@@ -119,16 +120,20 @@ def _nmf_predict(train, train_features, target_features, seed):
 def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
     scores = data.scores[:, train]
     task_train = None if data.task_features is None else data.task_features[train]
-    task_target = None if data.task_features is None else data.task_features[target]
-    model = fit_transfer(scores, data.model_features, task_train, seed=seed)
+    distances = data.task_distances
+    model = fit_transfer(scores, data.model_features, task_train, seed=seed,
+                         task_distances=None if distances is None else distances[np.ix_(train, train)])
+    # What is known of the target: its side information and its distances to the training tasks.
+    task_target = (None if data.task_features is None else data.task_features[target],
+                   None if distances is None else distances[target, train])
     with np.errstate(invalid="ignore"):
         prior = np.nanmean(scores, 1)
         prior_std = np.nanmean(normalize_scores(scores, "z"), 1)
     out = {
-        "fennec": model.predict(task_target),
+        "fennec": model.predict(*task_target),
         "prior": prior,
         "prior_std": prior_std,
-        "fennec_nmf": _nmf_predict(scores, task_train, task_target, seed),
+        "fennec_nmf": _nmf_predict(scores, task_train, task_target[0], seed),
     }
     return out, model, task_target
 
@@ -170,7 +175,7 @@ def _with_observations(data, truth, predictions, model, task_target, shots, prob
         for name, p in predictions.items():
             observed = measured[np.argsort(-p[measured], kind="stable")[:shots]]
             if name == "fennec":
-                out[name] = model.predict_with_observations(observed, truth[observed], task_target)
+                out[name] = model.predict_with_observations(observed, truth[observed], *task_target)
             else:
                 out[name] = _reorder_observed(p, observed, truth[observed])
         out["fennec_0shot"] = predictions["fennec"]
@@ -182,7 +187,7 @@ def _with_observations(data, truth, predictions, model, task_target, shots, prob
         runs = []
         for observed in draws:
             if name == "fennec":
-                runs.append(model.predict_with_observations(observed, truth[observed], task_target))
+                runs.append(model.predict_with_observations(observed, truth[observed], *task_target))
             else:
                 runs.append(_reorder_observed(p, observed, truth[observed]))
         out[name] = runs
@@ -190,32 +195,33 @@ def _with_observations(data, truth, predictions, model, task_target, shots, prob
 
 
 def _cold_model(data: EvalData, seed: int):
+    """Models held out in folds, each predicted from side information by a fit without its
+    fold; every task's ranking of all models by those out-of-fold predictions is then scored
+    (ranking the one or two models of a small zoo's fold among themselves would say little)."""
     rng = np.random.default_rng(seed)
-    n_models = len(data.models)
+    n_models, n_tasks = data.scores.shape
     folds = np.array_split(rng.permutation(n_models), min(COLD_MODEL_FOLDS, n_models))
-    per_task: dict[str, dict[str, list]] = {name: {} for name in data.tasks}
     normalized = normalize_scores(data.scores, "gauss")
+    methods = (["fennec"] if data.model_features is not None else []) + \
+        (["type_mean"] if data.model_types is not None else [])
+    predictions = {m: np.full((n_models, n_tasks), np.nan) for m in methods}
     for fold in folds:
         train = np.setdiff1d(np.arange(n_models), fold)
-        predictions = {}
         if data.model_features is not None:
-            predictions["fennec"] = predict_cold_models(
+            predictions["fennec"][fold] = predict_cold_models(
                 data.scores[train], data.model_features[train], data.model_features[fold], seed=seed)
         if data.model_types is not None:
-            predictions["type_mean"] = _type_mean(normalized[train], data.model_types, train, fold)
-        with np.errstate(invalid="ignore"):
-            global_mean = np.nanmean(normalized[train], 0)
-        predictions["prior"] = np.tile(global_mean, (len(fold), 1))
-        for target, name in enumerate(data.tasks):
-            truth = data.scores[fold, target]
-            if np.sum(~np.isnan(truth)) < 2:
-                continue
-            rows = per_task[name]
-            for method, p in predictions.items():
-                rows.setdefault(method, []).append(ranking_metrics(p[:, target], truth))
-            draws = [ranking_metrics(rng.standard_normal(len(truth)), truth) for _ in range(RANDOM_DRAWS)]
-            rows.setdefault("random", []).append(_average(draws))
-    return {task: {m: _average(r) for m, r in rows.items()} for task, rows in per_task.items() if rows}
+            predictions["type_mean"][fold] = _type_mean(normalized[train], data.model_types, train, fold)
+    per_task = {}
+    for target, name in enumerate(data.tasks):
+        truth = data.scores[:, target]
+        if np.sum(~np.isnan(truth)) < 2:
+            continue
+        rows = {m: ranking_metrics(p[:, target], truth) for m, p in predictions.items()}
+        rows["random"] = _average([ranking_metrics(rng.standard_normal(n_models), truth)
+                                   for _ in range(RANDOM_DRAWS)])
+        per_task[name] = rows
+    return per_task
 
 
 def _type_mean(normalized_train, model_types, train, held_out):
@@ -360,7 +366,8 @@ def load_eval_data(history_path, *, wide=False, model_col="model", task_col="tas
         if absent:
             raise ValueError(f"{task_distance_path}: no distances for task(s) {absent}")
         index = [at[t] for t in tasks]
-        blocks.append(embed_distances(distance[np.ix_(index, index)]))
+        data.task_distances = distance[np.ix_(index, index)]
+        blocks.append(embed_distances(data.task_distances))
     if blocks:
         data.task_features = np.column_stack(blocks)
     if forward_scores_path is not None:
@@ -381,7 +388,8 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     embeddings (unless ``embeddings=False``), task size and class count, and the
     proxy descriptors' coordinates.
     """
-    from .recommend import _task_features, model_side_information
+    from .recommend import DESCRIPTOR_PREFIX, _task_features, model_side_information
+    from .taskspace import DescriptorEncoder
 
     kinds = zoo.history_kinds()
     if kind is None:
@@ -400,7 +408,9 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     families = {row["id"]: row.get("family") for row in zoo.models()}
     if all(families.get(m) for m in models):
         data.model_types = [families[m] for m in models]
-    data.task_features, _, _ = _task_features(zoo, tuple(tasks))
+    data.task_features, _, encoder_state = _task_features(zoo, tuple(tasks))
+    if encoder_state:
+        data.task_distances = DescriptorEncoder.from_state(encoder_state, DESCRIPTOR_PREFIX).known_distances()
     forward = {}
     for other in kinds:
         if other == kind or other in GROUND_TRUTH_KINDS:

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import kernels
 from .transfer import _update_with_observations, cold_ridge_strength as _choose_cold_ridge_for
-from .transfer import fit_transfer, predict_cold_models
+from .transfer import fit_transfer, predict_cold_models, task_vector
 from .taskspace import DescriptorEncoder
 from .zoo import POINTER_NAME, Zoo, ZooError
 
@@ -116,10 +116,14 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = Fal
     matrix = history.matrix()
     model_features, model_columns = model_side_information(zoo, history.models)
     task_features, task_columns, encoder_state = _task_features(zoo, history.tasks)
+    distances = None
+    if encoder_state:
+        distances = DescriptorEncoder.from_state(encoder_state, DESCRIPTOR_PREFIX).known_distances()
     previous, refit = _previous_choices(zoo, kind, model_columns, task_columns) if fold_in else (None, "full")
-    model = fit_transfer(matrix, model_features, task_features, seed=seed,
+    model = fit_transfer(matrix, model_features, task_features, task_distances=distances, seed=seed,
                          choices=None if previous is None else {"ridge": previous["ridge"],
-                                                                "sharpness": previous["sharpness"]})
+                                                                "sharpness": previous["sharpness"],
+                                                                "bandwidth": previous.get("bandwidth")})
 
     vectors = model.model_vectors.astype(np.float64)
     measured = (~np.isnan(matrix)).sum(1)
@@ -153,16 +157,21 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = Fal
         state["interaction"] = model.interaction
         state["task_mean"] = model.task_mean
         state["task_scale"] = model.task_scale
+    if model.neighbour_basis is not None:
+        state["neighbour_basis"] = model.neighbour_basis
+    if model.interaction is not None or model.neighbour_basis is not None:
         state.update(encoder_state)
     meta = {
         "kind": kind, "seed": seed, "normalization": model.normalization, "ridge": model.ridge,
-        "sharpness": model.sharpness, "slope": float(slope), "intercept": float(intercept),
+        "sharpness": model.sharpness, "bandwidth": model.bandwidth, "slope": float(slope),
+        "intercept": float(intercept),
         "model_columns": model_columns, "task_columns": task_columns,
         "tasks": list(history.tasks), "n_models": history.n_models, "choices": model.choices,
         "cold_ridge": cold_ridge, "refit": refit,
     }
     version = zoo.write_fitted(state, meta)
-    return {"version": version, **{k: meta[k] for k in ("normalization", "ridge", "sharpness", "n_models", "refit")},
+    return {"version": version, **{k: meta[k] for k in ("normalization", "ridge", "sharpness", "bandwidth", "n_models",
+                                                       "refit")},
             "n_tasks": history.n_tasks, "model_columns": len(model_columns), "task_columns": task_columns}
 
 
@@ -376,15 +385,20 @@ class Ranker:
         prior[0] = 1.0
         if not task:
             return prior, "the prior (no information about the task)"
-        columns = meta["task_columns"]
-        if "interaction" not in state:
+        interaction = state.get("interaction")
+        neighbours = state.get("neighbour_basis")
+        if interaction is None and neighbours is None:
             notes.append("the fitted zoo has no task side information; task features are not used")
             return prior, "the prior (no information about the task)"
-        values = _task_side_information(task, columns, state)
-        t = (values - state["task_mean"]) / state["task_scale"]
-        interaction = np.asarray(state["interaction"])
-        weights = interaction[1:].reshape(dim - 1, -1)
-        return np.concatenate([[interaction[0]], weights @ t]).astype(np.float32), "task features"
+        values = _task_side_information(task, meta["task_columns"], state)
+        t = None if interaction is None else (values - state["task_mean"]) / state["task_scale"]
+        distances, basis = None, "task features"
+        if neighbours is not None:
+            distances = DescriptorEncoder.from_state(state, DESCRIPTOR_PREFIX).distances(task["descriptor"])
+            basis = "task features and neighbour tasks"
+        rank = 0 if neighbours is None else neighbours.shape[1]
+        return task_vector(None if interaction is None else np.asarray(interaction), t, dim - 1 - rank,
+                           neighbours, meta.get("bandwidth"), distances), basis
 
     def _mask(self, where, ids, index):
         """True for the models ``where`` leaves out."""

@@ -88,17 +88,24 @@ class DescriptorEncoder:
     def coordinates(self) -> np.ndarray:
         return self.embedding.coordinates
 
-    def transform(self, descriptor) -> np.ndarray:
-        """Coordinates of a new task's descriptor (1-D) or of several (2-D)."""
+    def distances(self, descriptor) -> np.ndarray:
+        """Distances of a new task's descriptor (1-D) or of several (2-D) to the known tasks'."""
         x = np.asarray(descriptor, dtype=float)
-        if x.shape[-1] != self.descriptors.shape[1]:
+        if x.ndim not in (1, 2) or x.shape[-1] != self.descriptors.shape[1]:
             raise ValueError(f"descriptor: expected {self.descriptors.shape[1]} values (the zoo's proxy "
-                             f"descriptor width), got {x.shape[-1]}")
+                             f"descriptor width), got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError("descriptor: must be finite")
-        z = (np.atleast_2d(x) - self.mean) / self.scale
-        out = self.embedding.place(_distances(z, self.descriptors))
+        out = _distances((np.atleast_2d(x) - self.mean) / self.scale, self.descriptors)
         return out[0] if x.ndim == 1 else out
+
+    def known_distances(self) -> np.ndarray:
+        """Distances between the known tasks' descriptors (known x known)."""
+        return _distances(self.descriptors, self.descriptors)
+
+    def transform(self, descriptor) -> np.ndarray:
+        """Coordinates of a new task's descriptor (1-D) or of several (2-D)."""
+        return self.embedding.place(self.distances(descriptor))  # 1-D in, 1-D out
 
     def to_state(self, prefix: str) -> dict[str, np.ndarray]:
         e = self.embedding

@@ -21,6 +21,13 @@ no task information the task vector is ``[1, 0...]`` and the ranking is the
 prior. Every choice (normalisation, whether to use side information, ridge
 strength) is made by inner cross-validation over the training tasks only.
 
+Neighbour tasks: given distances between tasks (proxy descriptors, or a domain
+distance table), a new task's prediction also moves each model from its prior by
+its residuals on the known tasks nearest the new one, weighted by a Gaussian
+kernel whose width (or absence) inner cross-validation picks. The model vectors
+carry those residuals (their leading factors on zoos with many tasks), the task
+vector the kernel weights, so ranking stays one product per model.
+
 Observed scores on the new task ("we already fine-tuned these three") re-weight
 the known tasks by how well each one agrees with what was observed, with a
 sharpness chosen by inner cross-validation (0 keeps the prior), and the
@@ -51,6 +58,9 @@ NORMALIZATION = "gauss"
 RIDGE_STRENGTHS = (100.0, 10.0, 1.0)  # from the simplest (most shrunk)
 AGREEMENT_SHARPNESS = (0.0, 1.0, 2.0, 4.0)
 PRIOR_SHRINKAGE = 1.0  # pseudo-observations at 0 in each model's prior
+# Neighbour tasks: kernel widths relative to the median distance, from the widest; None: no neighbours.
+NEIGHBOUR_BANDWIDTHS = (1.0, 0.5, 0.3, 0.1)
+MAX_NEIGHBOUR_RANK = 16  # model vectors carry at most this many factors of the residual scores
 MAX_INNER_TASKS = 24  # inner cross-validation looks at most at this many held-out tasks
 MAX_INNER_MODELS = 50_000  # ...and scores its rankings on at most this many models (a fixed random subset)
 
@@ -84,39 +94,89 @@ def _standardize_columns(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TransferModel:
-    """A fitted transfer space. Rank a new task with :meth:`task_vector` and ``model_vectors``."""
+    """A fitted transfer space. Rank a new task with :meth:`task_vector` and ``model_vectors``.
+
+    ``model_vectors`` are ``[prior, x_m (side information, when the interaction is
+    used), f_m (residual factors, when neighbour tasks are used)]``; :meth:`task_vector`
+    builds the matching ``[w_prior, W t, B^T a]`` (see :func:`task_vector`).
+    """
 
     normalization: str
     ridge: float | None  # None: side information unused
-    model_vectors: np.ndarray  # n_models x (1 + model features), float32
+    model_vectors: np.ndarray  # n_models x (1 + p + r), float32
     interaction: np.ndarray | None  # (1 + p*q): weights of [prior, x_m (x) t_t]
     task_features: np.ndarray | None  # known tasks' standardised side information
     task_mean: np.ndarray | None
     task_scale: np.ndarray | None
     normalized: np.ndarray  # models x tasks, NaN where not measured
     sharpness: float = 0.0
+    bandwidth: float | None = None  # neighbour tasks' kernel width; None: not used
+    neighbour_basis: np.ndarray | None = None  # known tasks x r: task weights -> residual factors
     choices: dict = field(default_factory=dict)
 
-    def task_vector(self, task_features: np.ndarray | None = None) -> np.ndarray:
-        """The vector of a new task; with no side information it ranks by the prior."""
-        dim = self.model_vectors.shape[1]
-        if self.interaction is None or task_features is None:
-            vector = np.zeros(dim, dtype=np.float32)
-            vector[0] = 1.0
-            return vector
-        t = (np.asarray(task_features, dtype=float) - self.task_mean) / self.task_scale
-        p = dim - 1
-        weights = self.interaction[1:].reshape(p, -1)
-        return np.concatenate([[self.interaction[0]], weights @ t]).astype(np.float32)
+    def task_vector(self, task_features: np.ndarray | None = None,
+                    task_distances: np.ndarray | None = None) -> np.ndarray:
+        """The vector of a new task from its side information and its distances to the known
+        tasks (in the metric the fit was given); with neither it ranks by the prior."""
+        t = None
+        if self.interaction is not None and task_features is not None:
+            t = (np.asarray(task_features, dtype=float) - self.task_mean) / self.task_scale
+        rank = 0 if self.neighbour_basis is None else self.neighbour_basis.shape[1]
+        p = self.model_vectors.shape[1] - 1 - rank
+        return task_vector(self.interaction, t, p, self.neighbour_basis, self.bandwidth, task_distances)
 
-    def predict(self, task_features: np.ndarray | None = None) -> np.ndarray:
-        return self.model_vectors.astype(np.float64) @ self.task_vector(task_features).astype(np.float64)
+    def predict(self, task_features: np.ndarray | None = None, task_distances: np.ndarray | None = None) -> np.ndarray:
+        vector = self.task_vector(task_features, task_distances)
+        return self.model_vectors.astype(np.float64) @ vector.astype(np.float64)
 
     def predict_with_observations(self, observed_models: np.ndarray, observed_scores: np.ndarray,
-                                  task_features: np.ndarray | None = None) -> np.ndarray:
+                                  task_features: np.ndarray | None = None,
+                                  task_distances: np.ndarray | None = None) -> np.ndarray:
         """Re-rank after some models' scores on the new task became known."""
-        base = self.predict(task_features)
+        base = self.predict(task_features, task_distances)
         return _update_with_observations(base, self.normalized, observed_models, observed_scores, self.sharpness)
+
+
+def neighbour_weights(distances, bandwidth: float) -> np.ndarray:
+    """Weights of the known tasks for a new task at ``distances`` from them, summing to 1.
+
+    Gaussian in the distance beyond the nearest known task's, with a width of
+    ``bandwidth`` times the median distance, so the kernel does not depend on the
+    metric's scale: 1.0 spreads the weight over many tasks, 0.1 gives nearly all of
+    it to the nearest ones.
+    """
+    d = np.asarray(distances, dtype=float)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"task distances: expected one distance per known task, got shape {d.shape}")
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise ValueError("task distances: must be finite and non-negative")
+    width = bandwidth * float(np.median(d))
+    if width <= 0:  # at least half the known tasks at distance 0: those share the weight
+        weights = (d == d.min()).astype(float)
+    else:
+        weights = np.exp(-(((d - d.min()) / width) ** 2))
+    return weights / weights.sum()
+
+
+def task_vector(interaction, task_x, n_model_features, neighbour_basis, bandwidth, task_distances) -> np.ndarray:
+    """``[w_prior, W t, B^T a]``: the prior's weight and the side-information interaction
+    for the standardised features ``task_x`` (``[1, 0...]`` when None: the prior), then
+    the residual factors of the known tasks weighted by :func:`neighbour_weights` of
+    ``task_distances`` (zeros when None: without distances a new task has no neighbours)."""
+    if interaction is None or task_x is None:
+        parts = [np.array([1.0]), np.zeros(n_model_features if interaction is not None else 0)]
+    else:
+        parts = [np.array([float(interaction[0])]),
+                 interaction[1:].reshape(n_model_features, -1) @ np.asarray(task_x, dtype=float)]
+    if neighbour_basis is not None:
+        if task_distances is None:
+            parts.append(np.zeros(neighbour_basis.shape[1]))
+        else:
+            if len(task_distances) != len(neighbour_basis):
+                raise ValueError(f"task distances: expected {len(neighbour_basis)} (one per known task), "
+                                 f"got {len(task_distances)}")
+            parts.append(neighbour_basis.T @ neighbour_weights(task_distances, bandwidth))
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _agreement(normalized, observed, scores):
@@ -235,12 +295,15 @@ def _inner_tasks(n_tasks, rng):
 
 
 def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
-                 task_features: np.ndarray | None = None, *, seed: int = 0,
-                 probe_shots: int = 3, choices: dict | None = None) -> TransferModel:
+                 task_features: np.ndarray | None = None, *, task_distances: np.ndarray | None = None,
+                 seed: int = 0, probe_shots: int = 3, choices: dict | None = None) -> TransferModel:
     """Fits the transfer space on a models x tasks matrix of scores (NaN = not measured).
 
     ``model_features`` (n_models x p) and ``task_features`` (n_tasks x q) are
     numeric side information; both are needed for the side-information term.
+    ``task_distances`` (n_tasks x n_tasks: proxy-descriptor or domain distances)
+    allow the neighbour-task term: a new task's prediction moves each model from
+    its prior by its residuals on the known tasks nearest the new one.
     Choices are made by inner leave-one-task-out cross-validation, unless
     ``choices`` (``{"ridge": ..., "sharpness": ...}`` from an earlier fit) fixes
     them: folding new results into a fitted space then costs one pass over the
@@ -262,6 +325,13 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         task_scale[task_scale == 0] = 1.0
         task_x = (task_features - task_mean) / task_scale
     use_side = model_x is not None and task_x is not None and n_tasks >= 3
+    if task_distances is not None:
+        task_distances = np.asarray(task_distances, dtype=float)
+        if task_distances.shape != (n_tasks, n_tasks):
+            raise ValueError(f"task_distances: expected shape ({n_tasks}, {n_tasks}), got {task_distances.shape}")
+        if not np.all(np.isfinite(task_distances)) or np.any(task_distances < 0):
+            raise ValueError("task_distances: must be finite and non-negative")
+    use_neighbours = task_distances is not None and n_tasks >= 3
 
     ridges = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
@@ -291,10 +361,23 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                     zero_shot[(t, strength)] = _predict_pairs(weights, prior, model_x, task_x[t])
         return zero_shot[(t, ridge)]
 
-    def inner_taus(ridge, sharpness=None):
+    shifts = {}  # (held-out task, bandwidth) -> neighbour shift
+
+    def neighbour_shift(t, bandwidth):
+        """The models' residuals on the tasks near t (t left out), relative to their priors without t."""
+        if (t, bandwidth) not in shifts:
+            others = all_tasks[all_tasks != t]
+            weights = neighbour_weights(task_distances[t, others], bandwidth)
+            prior = (total - filled[1][:, t]) / (count - filled[0][:, t] + PRIOR_SHRINKAGE)
+            shifts[(t, bandwidth)] = filled[1][:, others] @ weights - prior * (filled[0][:, others] @ weights)
+        return shifts[(t, bandwidth)]
+
+    def inner_taus(ridge, sharpness=None, bandwidth=None):
         taus = []
         for t in held_out:
             prediction = zero_shot_prediction(t, ridge)
+            if bandwidth is not None:
+                prediction = prediction + neighbour_shift(t, bandwidth)
             truth = history[:, t]
             if sharpness is not None and probe_shots:
                 seen = np.flatnonzero(~np.isnan(truth))
@@ -304,17 +387,17 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
             taus.append(_weighted_tau(prediction[scored], truth[scored]))
         return np.array(taus, dtype=float)
 
-    def choose(candidates, taus_of):
+    def choose(candidates, taus_of, one_standard_error=True):
         """The simplest candidate whose inner weighted tau is within one standard error of the best's.
 
         ``candidates`` go from the simplest; the standard error is that of the paired
         per-task differences to the best, so a gain the held-out tasks do not agree on
-        does not buy complexity (the one-standard-error rule).
+        does not buy complexity (the one-standard-error rule). Without the rule: the best.
         """
         taus = {c: taus_of(c) for c in candidates}
         means = {c: np.nanmean(taus[c]) for c in candidates}
         best = max(candidates, key=lambda c: means[c])
-        for c in candidates:
+        for c in candidates if one_standard_error else ():
             diff = taus[best] - taus[c]
             diff = diff[~np.isnan(diff)]
             se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
@@ -322,21 +405,44 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                 return c, {str(c): float(v) for c, v in means.items()}
         return best, {str(c): float(v) for c, v in means.items()}
 
-    ridge, sharpness = None, 0.0
-    inner_side, inner_sharpness = {}, {}
+    ridge, sharpness, bandwidth = None, 0.0, None
+    inner_side, inner_sharpness, inner_bandwidth = {}, {}, {}
     if choices is not None:
         ridge, sharpness = choices.get("ridge"), float(choices.get("sharpness", 0.0))
+        bandwidth = choices.get("bandwidth")
         if ridge is not None and not use_side:
             raise ValueError("choices: a ridge strength was given but the side information to use it is missing")
+        if bandwidth is not None and not use_neighbours:
+            raise ValueError("choices: a neighbour bandwidth was given but the task distances to use it are missing")
     elif len(held_out) >= 2:
-        ridge, inner_side = choose(ridges, inner_taus)
-        sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS), lambda b: inner_taus(ridge, b))
+        if use_neighbours:
+            # Neighbours first, then the side information on top of them. The best width, not
+            # the one-standard-error rule: each inner fold leaves out one more task, so a task
+            # whose one close sibling is the outer held-out task has no neighbour inside, and
+            # the inner folds understate what neighbours give.
+            bandwidth, inner_bandwidth = choose([None, *NEIGHBOUR_BANDWIDTHS],
+                                                lambda h: inner_taus(None, bandwidth=h), one_standard_error=False)
+        ridge, inner_side = choose(ridges, lambda r: inner_taus(r, bandwidth=bandwidth))
+        sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS),
+                                            lambda b: inner_taus(ridge, b, bandwidth))
 
     prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
     interaction = None
     if ridge is not None:
         interaction = _solve_ridge(*full_statistics, ridge)
-    vectors = prior[:, None] if interaction is None else np.column_stack([prior, model_x])
+    blocks = [prior[:, None]] if interaction is None else [prior[:, None], model_x]
+    neighbour_basis = None
+    if bandwidth is not None:
+        # Residuals from the prior (0 where not measured); a new task's neighbour shift is
+        # residual @ weights, carried as r factors: residual @ B per model, B^T weights per task.
+        residual = filled[1] - prior[:, None] * filled[0]
+        if n_tasks <= MAX_NEIGHBOUR_RANK:
+            neighbour_basis = np.eye(n_tasks)
+        else:
+            values, vectors_ = np.linalg.eigh(residual.T @ residual)
+            neighbour_basis = vectors_[:, np.argsort(values)[::-1][:MAX_NEIGHBOUR_RANK]]
+        blocks.append(residual @ neighbour_basis)
+    vectors = np.column_stack(blocks)
     return TransferModel(
         normalization=NORMALIZATION,
         ridge=ridge,
@@ -347,7 +453,10 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         task_scale=task_scale,
         normalized=normalized,
         sharpness=float(sharpness),
-        choices={"inner_wtau": inner_side, "inner_wtau_sharpness": inner_sharpness},
+        bandwidth=bandwidth,
+        neighbour_basis=neighbour_basis,
+        choices={"inner_wtau": inner_side, "inner_wtau_sharpness": inner_sharpness,
+                 "inner_wtau_bandwidth": inner_bandwidth},
     )
 
 
