@@ -244,8 +244,11 @@ def ranking_figure(ranking, *, title: str | None = None):
     return figure
 
 
-def leave_one_task_out(scores, task: int, *, model_features=None, task_features=None, seed: int = 0) -> np.ndarray:
-    """Predicted scores of every model on task ``task`` from a transfer space fitted on the other tasks."""
+def leave_one_task_out(scores, task: int, *, model_features=None, task_features=None, task_distances=None,
+                       seed: int = 0) -> np.ndarray:
+    """Predicted scores of every model on task ``task`` from a transfer space fitted on the
+    other tasks (``task_distances``: tasks x tasks, for the neighbour-task term), as the
+    ``lodo`` protocol of :func:`fennec.evaluate.evaluate` predicts it."""
     from .transfer import fit_transfer
 
     scores = np.asarray(scores, dtype=np.float64)
@@ -256,8 +259,10 @@ def leave_one_task_out(scores, task: int, *, model_features=None, task_features=
     train = np.array([j for j in range(scores.shape[1]) if j != task])
     features_train = None if task_features is None else np.asarray(task_features)[train]
     target = None if task_features is None else np.asarray(task_features)[task]
-    model = fit_transfer(scores[:, train], model_features, features_train, seed=seed)
-    return model.predict(target)
+    distances = None if task_distances is None else np.asarray(task_distances, dtype=float)
+    model = fit_transfer(scores[:, train], model_features, features_train, seed=seed,
+                         task_distances=None if distances is None else distances[np.ix_(train, train)])
+    return model.predict(target, None if distances is None else distances[task, train])
 
 
 # -- from a zoo -------------------------------------------------------------------
@@ -274,31 +279,23 @@ def zoo_space_figure(zoo, *, max_points: int = 20_000, seed: int = 0):
                         title=f"the transfer space of {zoo.path.name} (fitted version {zoo.fitted_version()})")
 
 
-def _zoo_task_features(zoo, tasks: Sequence[str]):
-    rows = {row["id"]: row for row in zoo.tasks()}
-    names = [f for f in ("n_classes", "n_train") if all((rows[t].get(f) or 0) > 0 for t in tasks)]
-    if not names:
-        return None
-    return np.log10(np.array([[float(rows[t][f]) for f in names] for t in tasks]))
-
-
 def zoo_predicted_figure(zoo, task: str | None = None, *, seed: int = 0):
     """Predicted (task held out) against measured scores for one of the zoo's tasks
-    (default: the task with the most results). The prediction uses the models' side
-    information and the tasks' size and class count."""
-    history = zoo.history()
-    if history.n_tasks < 3:
+    (default: the task with the most results), from the side information, task
+    descriptors and neighbour tasks that ``fennec.fit`` uses."""
+    from .evaluate import load_zoo_eval_data
+
+    data = load_zoo_eval_data(zoo)
+    if len(data.tasks) < 3:
         raise ValueError(f"{zoo.path}: a held-out prediction needs results on at least 3 tasks")
-    matrix = history.matrix()
     if task is None:
-        task = history.tasks[int(np.argmax((~np.isnan(matrix)).sum(0)))]
-    if task not in history.tasks:
-        raise ValueError(f"task: {task!r} has no results in the zoo; tasks are {list(history.tasks)[:20]}")
-    j = history.tasks.index(task)
-    model_features, _ = zoo.model_table().design_matrix(history.models)
-    prediction = leave_one_task_out(matrix, j, model_features=model_features if model_features.shape[1] else None,
-                                    task_features=_zoo_task_features(zoo, history.tasks), seed=seed)
-    return predicted_figure(prediction, matrix[:, j], history.models, task=task)
+        task = data.tasks[int(np.argmax((~np.isnan(data.scores)).sum(0)))]
+    if task not in data.tasks:
+        raise ValueError(f"task: {task!r} has no results in the zoo; tasks are {list(data.tasks)[:20]}")
+    j = data.tasks.index(task)
+    prediction = leave_one_task_out(data.scores, j, model_features=data.model_features,
+                                    task_features=data.task_features, task_distances=data.task_distances, seed=seed)
+    return predicted_figure(prediction, data.scores[:, j], data.models, task=task)
 
 
 def zoo_ranking_figure(zoo, task: Mapping | None = None, *, k: int = 20, where=None, observed=None):

@@ -135,7 +135,8 @@ def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int):
         ax = figure.add_subplot(rows, columns, panel + 1)
         truth = data.scores[:, j]
         prediction = leave_one_task_out(data.scores, j, model_features=data.model_features,
-                                        task_features=data.task_features, seed=seed)
+                                        task_features=data.task_features, task_distances=data.task_distances,
+                                        seed=seed)
         seen = ~np.isnan(truth)
         ax.scatter(prediction[seen], truth[seen], s=9, alpha=0.8, color=PALETTE[0], linewidths=0)
         best = np.flatnonzero(seen)[int(np.argmax(truth[seen]))]
