@@ -175,7 +175,8 @@ def eval_report_html(result: dict, data: EvalData | None = None, *, title: str |
     if data is not None and result.get("protocol") in ("lodo", "kshot"):
         from .transfer import fit_transfer
 
-        model = fit_transfer(data.scores, data.model_features, data.task_features, seed=seed)
+        model = fit_transfer(data.scores, data.model_features, data.task_features, seed=seed,
+                             task_distances=data.task_distances)
         tasks = task_directions(model.model_vectors, model.normalized)
         parts += ["<h2>The transfer space</h2>",
                   _image(space_figure(model.model_vectors, data.model_types, task_vectors=tasks,
