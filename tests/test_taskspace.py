@@ -105,3 +105,37 @@ def test_rank_by_descriptor_uses_the_neighbour_tasks(tmp_path):
     # Folding in keeps the width.
     assert fennec.fit(zoo, fold_in=True)["refit"] == "fold-in"
     assert zoo.read_fitted()[1]["bandwidth"] == meta["bandwidth"]
+
+
+def test_zoo_evaluation_predicts_a_held_out_task_as_fit_and_rank_would(tmp_path):
+    """`fennec eval --zoo` holds a task out exactly as a new task meets fennec: a zoo fitted
+    without it, the task placed by its descriptor (and size) alone."""
+    from fennec.evaluate import held_out_prediction, load_zoo_eval_data
+
+    rng = np.random.default_rng(6)
+    cluster = np.repeat(np.arange(3), 3)
+    models = [f"m{i}" for i in range(10)]
+    tasks = [f"t{j}" for j in range(len(cluster))]
+    centre = rng.normal(0, 3, (3, 6))
+    descriptors = centre[cluster] + rng.normal(0, 0.5, (len(cluster), 6))
+    sizes = rng.integers(100, 5000, len(cluster))
+    scores = 70 + 4 * rng.normal(0, 1, (10, 3))[:, cluster] + rng.normal(0, 0.5, (10, len(cluster)))
+
+    def make(path, keep):
+        zoo = fennec.Zoo.create(path)
+        zoo.add_models([{"id": m} for m in models])
+        zoo.add_tasks([{"id": tasks[j], "n_classes": 5, "n_train": int(sizes[j])} for j in keep])
+        zoo.add_history(History.from_matrix(models, [tasks[j] for j in keep], scores[:, keep]))
+        for j in keep:
+            zoo.set_task_descriptor(tasks[j], descriptors[j])
+        return zoo
+
+    everything = make(tmp_path / "all", list(range(len(tasks))))
+    data = load_zoo_eval_data(everything)
+    target = 4
+    predicted = held_out_prediction(data, target)
+    without = make(tmp_path / "without", [j for j in range(len(tasks)) if j != target])
+    fennec.fit(without)
+    ranking = fennec.rank(without, {"descriptor": descriptors[target], "n_classes": 5,
+                                    "n_train": int(sizes[target])}, k=len(models))
+    assert [r["model"] for r in ranking.rows] == [models[i] for i in np.argsort(-predicted, kind="stable")]

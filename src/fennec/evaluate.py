@@ -23,7 +23,7 @@ import numpy as np
 from scipy.stats import kendalltau, pearsonr, weightedtau
 
 from .recommend import identifier_like
-from .taskspace import DistanceEmbedding
+from .taskspace import DescriptorEncoder, DistanceEmbedding
 from .transfer import fit_transfer, normalize_scores, predict_cold_models
 
 __all__ = ["EvalData", "METRICS", "evaluate", "ranking_metrics"]
@@ -46,6 +46,12 @@ class EvalData:
     model_types: list[str] | None = None  # architecture family / model type per model
     task_features: np.ndarray | None = None  # tasks x q, numeric (distances already embedded)
     task_distances: np.ndarray | None = None  # tasks x tasks: proxy-descriptor or domain distances
+    # Raw proxy descriptors (tasks x D) and the named numeric features beside them (tasks x k):
+    # when set, every held-out fold embeds the descriptors from its training tasks only, as
+    # fennec.fit does, and places the held-out task as fennec.rank does; task_features and
+    # task_distances (computed from every task) then serve the pictures only.
+    task_descriptors: np.ndarray | None = None
+    task_numeric: np.ndarray | None = None
     forward_scores: dict[str, np.ndarray] | None = None  # method -> models x tasks, NaN where absent
 
 
@@ -117,15 +123,35 @@ def _nmf_predict(train, train_features, target_features, seed):
     return w @ np.maximum(target, 0.0)
 
 
+def _task_information(data: EvalData, train: np.ndarray, target: int):
+    """(training tasks' features, their distances, the target's features, its distances to
+    the training tasks), each None where the data has none."""
+    if data.task_descriptors is not None:
+        encoder = DescriptorEncoder.fit(data.task_descriptors[train])
+        known, new = encoder.coordinates, encoder.transform(data.task_descriptors[target])
+        if data.task_numeric is not None:
+            known = np.column_stack([data.task_numeric[train], known])
+            new = np.concatenate([data.task_numeric[target], new])
+        return known, encoder.known_distances(), new, encoder.distances(data.task_descriptors[target])
+    features, distances = data.task_features, data.task_distances
+    return (None if features is None else features[train],
+            None if distances is None else distances[np.ix_(train, train)],
+            None if features is None else features[target],
+            None if distances is None else distances[target, train])
+
+
+def held_out_prediction(data: EvalData, target: int, seed: int = 0) -> np.ndarray:
+    """fennec's prediction for task ``target`` from a fit on the other tasks (the ``lodo`` protocol)."""
+    train = np.array([j for j in range(len(data.tasks)) if j != target])
+    return _zero_shot_predictions(data, train, target, seed)[0]["fennec"]
+
+
 def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
     scores = data.scores[:, train]
-    task_train = None if data.task_features is None else data.task_features[train]
-    distances = data.task_distances
-    model = fit_transfer(scores, data.model_features, task_train, seed=seed,
-                         task_distances=None if distances is None else distances[np.ix_(train, train)])
+    task_train, distances_train, features_target, distances_target = _task_information(data, train, target)
+    model = fit_transfer(scores, data.model_features, task_train, seed=seed, task_distances=distances_train)
     # What is known of the target: its side information and its distances to the training tasks.
-    task_target = (None if data.task_features is None else data.task_features[target],
-                   None if distances is None else distances[target, train])
+    task_target = (features_target, distances_target)
     with np.errstate(invalid="ignore"):
         prior = np.nanmean(scores, 1)
         prior_std = np.nanmean(normalize_scores(scores, "z"), 1)
@@ -389,7 +415,6 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     proxy descriptors' coordinates.
     """
     from .recommend import DESCRIPTOR_PREFIX, _task_features, model_side_information
-    from .taskspace import DescriptorEncoder
 
     kinds = zoo.history_kinds()
     if kind is None:
@@ -408,9 +433,13 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     families = {row["id"]: row.get("family") for row in zoo.models()}
     if all(families.get(m) for m in models):
         data.model_types = [families[m] for m in models]
-    data.task_features, _, encoder_state = _task_features(zoo, tuple(tasks))
+    data.task_features, names, encoder_state = _task_features(zoo, tuple(tasks))
     if encoder_state:
         data.task_distances = DescriptorEncoder.from_state(encoder_state, DESCRIPTOR_PREFIX).known_distances()
+        descriptors = zoo.task_descriptors()
+        data.task_descriptors = np.stack([descriptors[t] for t in tasks]).astype(float)
+        numeric = [i for i, name in enumerate(names) if not name.startswith("descriptor_")]
+        data.task_numeric = data.task_features[:, numeric] if numeric else None
     forward = {}
     for other in kinds:
         if other == kind or other in GROUND_TRUTH_KINDS:

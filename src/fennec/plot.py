@@ -283,7 +283,7 @@ def zoo_predicted_figure(zoo, task: str | None = None, *, seed: int = 0):
     """Predicted (task held out) against measured scores for one of the zoo's tasks
     (default: the task with the most results), from the side information, task
     descriptors and neighbour tasks that ``fennec.fit`` uses."""
-    from .evaluate import load_zoo_eval_data
+    from .evaluate import held_out_prediction, load_zoo_eval_data
 
     data = load_zoo_eval_data(zoo)
     if len(data.tasks) < 3:
@@ -293,9 +293,7 @@ def zoo_predicted_figure(zoo, task: str | None = None, *, seed: int = 0):
     if task not in data.tasks:
         raise ValueError(f"task: {task!r} has no results in the zoo; tasks are {list(data.tasks)[:20]}")
     j = data.tasks.index(task)
-    prediction = leave_one_task_out(data.scores, j, model_features=data.model_features,
-                                    task_features=data.task_features, task_distances=data.task_distances, seed=seed)
-    return predicted_figure(prediction, data.scores[:, j], data.models, task=task)
+    return predicted_figure(held_out_prediction(data, j, seed), data.scores[:, j], data.models, task=task)
 
 
 def zoo_ranking_figure(zoo, task: Mapping | None = None, *, k: int = 20, where=None, observed=None):

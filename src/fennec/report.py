@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__
-from .evaluate import METRICS, EvalData, ranking_metrics
-from .plot import PALETTE, _figure, figure_png, leave_one_task_out, space_figure, task_directions
+from .evaluate import METRICS, EvalData, held_out_prediction, ranking_metrics
+from .plot import PALETTE, _figure, figure_png, space_figure, task_directions
 
 __all__ = ["eval_report_html", "write_eval_report"]
 
@@ -134,9 +134,7 @@ def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int):
     for panel, j in enumerate(tasks):
         ax = figure.add_subplot(rows, columns, panel + 1)
         truth = data.scores[:, j]
-        prediction = leave_one_task_out(data.scores, j, model_features=data.model_features,
-                                        task_features=data.task_features, task_distances=data.task_distances,
-                                        seed=seed)
+        prediction = held_out_prediction(data, j, seed)
         seen = ~np.isnan(truth)
         ax.scatter(prediction[seen], truth[seen], s=9, alpha=0.8, color=PALETTE[0], linewidths=0)
         best = np.flatnonzero(seen)[int(np.argmax(truth[seen]))]
