@@ -772,7 +772,7 @@ def plot(zoo_path, kind, out, task, task_feature, observed, where, k, max_points
 @cli.command(epilog="\b\nExamples:\n"
              "  fennec bench --models 100000                 # build, fit and time a synthetic zoo\n"
              "  fennec bench --zoo myzoo --queries 5000 --json\n"
-             "  fennec bench --zoo myzoo --http --clients 64 --duration 30\n" + EXIT_STATUS)
+             "  fennec bench --zoo myzoo --http --clients 64 --duration 30 --workers 2\n" + EXIT_STATUS)
 @click.option("--zoo", "zoo_path", type=ZOO, help="a fitted zoo (default: a synthetic one, built in a "
                                                   "temporary folder)")
 @click.option("--models", default=100_000, show_default=True, callback=_positive("models"),
@@ -787,8 +787,10 @@ def plot(zoo_path, kind, out, task, task_feature, observed, where, k, max_points
 @click.option("--clients", default=64, show_default=True, callback=_positive("clients"),
               help="--http: concurrent connections")
 @click.option("--duration", default=30.0, show_default=True, help="--http: seconds of load")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="--http: server processes (fennec serve --workers)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def bench(zoo_path, models, tasks, keep, queries, k, where, http, clients, duration, as_json):
+def bench(zoo_path, models, tasks, keep, queries, k, where, http, clients, duration, workers, as_json):
     """Time fennec.rank in process (p50/p99) and, with --http, the service under load."""
     from .serve.load import load_test, rank_latency, synthetic_zoo
     from .zoo import Zoo
@@ -808,13 +810,14 @@ def bench(zoo_path, models, tasks, keep, queries, k, where, http, clients, durat
                 result["rank"] = rank_latency(opened, queries=queries, k=k, where=_filters(where))
         if http:
             with _progress(f"loading the service: {clients} clients for {duration:g} s"):
-                result["http"] = load_test(zoo_path, clients=clients, duration=duration, k=k)
+                result["http"] = load_test(zoo_path, clients=clients, duration=duration, k=k, workers=workers)
     lines = [f"fennec.rank in process, {result['rank']['models']:,} models, k={k}, {queries} queries: "
              f"p50 {result['rank']['p50_ms']:.3f} ms, p99 {result['rank']['p99_ms']:.3f} ms, "
              f"max {result['rank']['max_ms']:.3f} ms"]
     if "http" in result:
         h = result["http"]
-        lines.append(f"HTTP POST /rank, {h['clients']} clients for {h['duration_s']:.1f} s ({h['engine']}): "
+        lines.append(f"HTTP POST /rank, {h['clients']} clients for {h['duration_s']:.1f} s ({h['engine']}, "
+                     f"{h['workers']} worker(s)): "
                      f"{h['requests']} requests, {h['errors']} errors, {h['non_2xx']} non-2xx, "
                      f"{h['throughput_rps']:.0f} req/s, p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms; "
                      f"server RSS {h['rss_start_mb']} -> {h['rss_end_mb']} MB (max {h['rss_max_mb']})")
