@@ -3,7 +3,9 @@
 Fit: 10,000 models x 1,000 tasks at 5% density (500,000 results), with model
 metadata and task features, stored in a zoo; ``fennec.fit`` end to end (reading
 the history from SQLite, inner cross-validation, writing the fitted arrays)
-beside the original Fennec recipe's rank-5 NMF on the same matrix.
+beside the original Fennec recipe's rank-5 NMF on the same matrix; and
+``fit_transfer`` with task distances (20 clusters of tasks), where the model
+vectors keep 16 factors of the residuals: checked against the exact neighbour shift.
 
 Rank: 1,000,000 models once the task vector is known. ``Ranker.rank`` end to
 end (task vector, fused top-k, metadata of the top k) and the bare core top-k,
@@ -81,6 +83,36 @@ def test_nmf_rank5_10k_x_1k(benchmark, fit_zoo):
     # 100 multiplicative updates (the recipe's evaluation uses 500): the peer is timed generously.
     w, h = benchmark.pedantic(_nmf, args=(shifted, 5, 0), kwargs={"iterations": 100}, rounds=1, iterations=1)
     assert w.shape == (FIT_MODELS, 5) and h.shape == (5, FIT_TASKS)
+
+
+@pytest.mark.benchmark(group="fit 10k models x 1k tasks, 5% density")
+def test_fit_transfer_with_task_distances_10k_x_1k(benchmark, extra_report):
+    """Neighbour tasks on a large zoo: 20 clusters of tasks (descriptor distances), each with
+    its own model order; the fit keeps 16 factors of the residuals instead of 1,000 columns."""
+    from fennec.transfer import PRIOR_SHRINKAGE, fit_transfer, neighbour_weights, normalize_scores
+
+    rng = np.random.default_rng(2)
+    cluster = rng.integers(0, 20, FIT_TASKS)
+    where = rng.normal(0, 3, (20, 16))[cluster] + rng.normal(0, 0.7, (FIT_TASKS, 16))
+    distances = np.sqrt(((where[:, None] - where[None]) ** 2).mean(2))
+    quality, effect = rng.normal(0, 1, FIT_MODELS), rng.normal(0, 1, (FIT_MODELS, 20))
+    scores = 70 + 3 * quality[:, None] + 3 * effect[:, cluster] + rng.normal(0, 0.5, (FIT_MODELS, FIT_TASKS))
+    scores[rng.random(scores.shape) > DENSITY] = np.nan
+    known, new = np.arange(FIT_TASKS - 1), FIT_TASKS - 1
+    model = benchmark.pedantic(fit_transfer, args=(scores[:, known],),
+                               kwargs={"task_distances": distances[np.ix_(known, known)]}, rounds=1, iterations=1)
+    assert model.bandwidth is not None and model.model_vectors.shape[1] == 17
+    predicted = model.predict(task_distances=distances[new, known])
+    normalized = normalize_scores(scores[:, known])
+    seen = ~np.isnan(normalized)
+    values = np.where(seen, normalized, 0.0)
+    prior = values.sum(1) / (seen.sum(1) + PRIOR_SHRINKAGE)
+    exact = prior + (values - prior[:, None] * seen) @ neighbour_weights(distances[new, known], model.bandwidth)
+    assert np.corrcoef(predicted, exact)[0, 1] > 0.99  # 16 factors carry the neighbour shift
+    truth = 3 * quality + 3 * effect[:, cluster[new]]
+    gain = np.corrcoef(predicted, truth)[0, 1] - np.corrcoef(prior, truth)[0, 1]
+    assert gain > 0
+    extra_report["fit_transfer 10k x 1k with task distances: seconds"] = f"{benchmark.stats.stats.median:.1f}"
 
 
 @pytest.fixture(scope="module")
