@@ -1,7 +1,7 @@
 """Load test of the HTTP service: POST /rank on a 100,000-model zoo from a second process.
 
-Starts the real server (``python -m fennec serve``, ``--workers`` processes, one by default) on a free
-loopback port, warms it up, then drives it with ``--clients`` keep-alive
+Starts the real server (``python -m fennec serve``, ``--workers`` processes, one
+per core by default) on a free loopback port, warms it up, then drives it with ``--clients`` keep-alive
 connections for ``--duration`` seconds (fennec's asyncio generator in its own
 process, or ``--engine wrk``), sampling the server's RSS, and prints
 one JSON summary: requests, errors, throughput, p50/p99 latency, RSS at the
@@ -43,7 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", choices=["auto", "wrk", "asyncio"], default="auto",
                         help="auto/asyncio: fennec's generator; wrk: needs wrk installed (apt-get install wrk)")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1, help="server processes (fennec serve --workers)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="server processes (fennec serve --workers; default: one per core, as the README "
+                             "recommends)")
     args = parser.parse_args(argv)
 
     if args.engine == "wrk" and shutil.which("wrk") is None:
