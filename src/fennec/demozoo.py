@@ -276,7 +276,7 @@ HELDOUT_TASKS = [
     ("animal_pairs", "animal_mnist", [0, 9]),
     ("faces", "faces", None),
 ]
-# A third set, fixed before any result on it was seen, for the next design change.
+# Further sets, each fixed before any result on it was seen, for the next design change.
 HELDOUT2_TASKS = [
     ("fashion_0_4", "fashion_mnist", [0, 1, 2, 3, 4]),
     ("fashion_5_9", "fashion_mnist", [5, 6, 7, 8, 9]),
@@ -291,7 +291,21 @@ HELDOUT2_TASKS = [
     ("faces", "faces", None),
     ("fashion_mnist_mixed_shoes", "fashion_mnist", [5, 7, 9]),
 ]
-TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS}
+HELDOUT3_TASKS = [
+    ("fashion_0_3", "fashion_mnist", [0, 3]),
+    ("fashion_1_5_7", "fashion_mnist", [1, 5, 7]),
+    ("fashion_2_4_6_8", "fashion_mnist", [2, 4, 6, 8]),
+    ("mnist_4_7_9", "mnist", [4, 7, 9]),
+    ("mnist_0_3_6_8", "mnist", [0, 3, 6, 8]),
+    ("mnist_1_2_5", "mnist", [1, 2, 5]),
+    ("digits_0_3_6_9", "digits", [0, 3, 6, 9]),
+    ("digits_2_4_7", "digits", [2, 4, 7]),
+    ("animal_3_4_5_6", "animal_mnist", [3, 4, 5, 6]),
+    ("animal_0_7_8_9", "animal_mnist", [0, 7, 8, 9]),
+    ("animal_1_2", "animal_mnist", [1, 2]),
+    ("faces", "faces", None),
+]
+TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS, "heldout3": HELDOUT3_TASKS}
 
 
 def _pool(labels: np.ndarray, seed: int) -> dict[int, np.ndarray]:
