@@ -390,12 +390,9 @@ class Ranker:
         if interaction is None and neighbours is None:
             notes.append("the fitted zoo has no task side information; task features are not used")
             return prior, "the prior (no information about the task)"
-        values = _task_side_information(task, meta["task_columns"], state)
+        values, distances = _task_side_information(task, meta["task_columns"], state)
         t = None if interaction is None else (values - state["task_mean"]) / state["task_scale"]
-        distances, basis = None, "task features"
-        if neighbours is not None:
-            distances = DescriptorEncoder.from_state(state, DESCRIPTOR_PREFIX).distances(task["descriptor"])
-            basis = "task features and neighbour tasks"
+        basis = "task features" if neighbours is None else "task features and neighbour tasks"
         rank = 0 if neighbours is None else neighbours.shape[1]
         return task_vector(None if interaction is None else np.asarray(interaction), t, dim - 1 - rank,
                            neighbours, meta.get("bandwidth"), distances), basis
@@ -416,8 +413,9 @@ class Ranker:
 _IN = object()  # marks a membership condition in a mask's cache key
 
 
-def _task_side_information(task: Mapping, columns: list[str], state) -> np.ndarray:
-    """The new task's side information in the fitted zoo's columns."""
+def _task_side_information(task: Mapping, columns: list[str], state) -> tuple[np.ndarray, np.ndarray | None]:
+    """The new task's side information in the fitted zoo's columns, and its descriptor's
+    distances to the known tasks' (None when the zoo takes no descriptor)."""
     numeric = [c for c in columns if not c.startswith("descriptor_")]
     missing = [c for c in numeric if c not in task]
     if any(c.startswith("descriptor_") for c in columns) and "descriptor" not in task:
@@ -440,8 +438,11 @@ def _task_side_information(task: Mapping, columns: list[str], state) -> np.ndarr
             raise ValueError("task: descriptor must be a vector of numbers") from None
         if descriptor.ndim != 1:
             raise ValueError(f"task: descriptor must be one vector, got shape {descriptor.shape}")
-        values.extend(DescriptorEncoder.from_state(state, DESCRIPTOR_PREFIX).transform(descriptor).tolist())
-    return np.array(values)
+        encoder = DescriptorEncoder.from_state(state, DESCRIPTOR_PREFIX)
+        distances = encoder.distances(descriptor)
+        values.extend(encoder.embedding.place(distances).tolist())  # = encoder.transform(descriptor)
+        return np.array(values), distances
+    return np.array(values), None
 
 
 def _condition_key(condition):
