@@ -143,15 +143,22 @@ def _task_information(data: EvalData, train: np.ndarray, target: int):
 def held_out_prediction(data: EvalData, target: int, seed: int = 0) -> np.ndarray:
     """fennec's prediction for task ``target`` from a fit on the other tasks (the ``lodo`` protocol)."""
     train = np.array([j for j in range(len(data.tasks)) if j != target])
-    return _zero_shot_predictions(data, train, target, seed)[0]["fennec"]
+    model, task_target, _ = _fit_without(data, train, target, seed)
+    return model.predict(*task_target)
+
+
+def _fit_without(data: EvalData, train: np.ndarray, target: int, seed: int):
+    """fennec fitted on the ``train`` tasks; what is known of the target (its side information
+    and its distances to the training tasks); the training tasks' side information."""
+    task_train, distances_train, features_target, distances_target = _task_information(data, train, target)
+    model = fit_transfer(data.scores[:, train], data.model_features, task_train, seed=seed,
+                         task_distances=distances_train)
+    return model, (features_target, distances_target), task_train
 
 
 def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
     scores = data.scores[:, train]
-    task_train, distances_train, features_target, distances_target = _task_information(data, train, target)
-    model = fit_transfer(scores, data.model_features, task_train, seed=seed, task_distances=distances_train)
-    # What is known of the target: its side information and its distances to the training tasks.
-    task_target = (features_target, distances_target)
+    model, task_target, task_train = _fit_without(data, train, target, seed)
     with np.errstate(invalid="ignore"):
         prior = np.nanmean(scores, 1)
         prior_std = np.nanmean(normalize_scores(scores, "z"), 1)

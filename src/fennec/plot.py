@@ -249,20 +249,18 @@ def leave_one_task_out(scores, task: int, *, model_features=None, task_features=
     """Predicted scores of every model on task ``task`` from a transfer space fitted on the
     other tasks (``task_distances``: tasks x tasks, for the neighbour-task term), as the
     ``lodo`` protocol of :func:`fennec.evaluate.evaluate` predicts it."""
-    from .transfer import fit_transfer
+    from .evaluate import EvalData, held_out_prediction
 
     scores = np.asarray(scores, dtype=np.float64)
     if not 0 <= task < scores.shape[1]:
         raise ValueError(f"task: index {task} out of range for {scores.shape[1]} tasks")
     if scores.shape[1] < 3:
         raise ValueError(f"scores: a held-out prediction needs at least 3 tasks, got {scores.shape[1]}")
-    train = np.array([j for j in range(scores.shape[1]) if j != task])
-    features_train = None if task_features is None else np.asarray(task_features)[train]
-    target = None if task_features is None else np.asarray(task_features)[task]
-    distances = None if task_distances is None else np.asarray(task_distances, dtype=float)
-    model = fit_transfer(scores[:, train], model_features, features_train, seed=seed,
-                         task_distances=None if distances is None else distances[np.ix_(train, train)])
-    return model.predict(target, None if distances is None else distances[task, train])
+    data = EvalData(scores, [str(i) for i in range(scores.shape[0])], [str(j) for j in range(scores.shape[1])],
+                    model_features=model_features,
+                    task_features=None if task_features is None else np.asarray(task_features),
+                    task_distances=None if task_distances is None else np.asarray(task_distances, dtype=float))
+    return held_out_prediction(data, task, seed)
 
 
 # -- from a zoo -------------------------------------------------------------------
