@@ -630,6 +630,18 @@ def _model_view(row: Mapping, index: Mapping[str, int] | None) -> dict:
     return out
 
 
+def _checked_settings(zoo, token, max_body_bytes) -> Path:
+    """The zoo's path, once the zoo opens and the settings are valid (a clear error now,
+    not at the first request)."""
+    path = Path(zoo)
+    Zoo.open(path).close()
+    if token is not None and (not isinstance(token, str) or len(token.strip()) < MIN_TOKEN_LENGTH):
+        raise ValueError(f"token: expected a string of at least {MIN_TOKEN_LENGTH} characters")
+    if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes: expected a positive integer, got {max_body_bytes!r}")
+    return path
+
+
 def create_app(zoo: str | os.PathLike, *, token: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                image_encoder: Callable[[list, list[str]], Mapping[str, float]] | None = None,
@@ -642,12 +654,7 @@ def create_app(zoo: str | os.PathLike, *, token: str | None = None,
     ``POST /rank/images`` answers 501. ``metrics_dir``: a directory that the worker
     processes of one service share, so that ``/metrics`` counts them all.
     """
-    path = Path(zoo)
-    Zoo.open(path).close()  # a clear error now, not at the first request
-    if token is not None and (not isinstance(token, str) or len(token.strip()) < MIN_TOKEN_LENGTH):
-        raise ValueError(f"token: expected a string of at least {MIN_TOKEN_LENGTH} characters")
-    if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes: expected a positive integer, got {max_body_bytes!r}")
+    path = _checked_settings(zoo, token, max_body_bytes)
     service = _Service(path, image_encoder, max_image_pixels)
     metrics = _Metrics(metrics_dir)
     batcher = _Batcher(metrics)
@@ -889,10 +896,10 @@ def serve(zoo: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000, 
         return
     if image_encoder is not None:
         raise ValueError("image_encoder: an encoder object cannot be shared by worker processes; use workers=1")
-    create_app(zoo, token=token, max_body_bytes=max_body_bytes)  # the same checks, before any worker starts
+    path = _checked_settings(zoo, token, max_body_bytes)  # before any worker starts
     with tempfile.TemporaryDirectory(prefix="fennec-metrics-") as metrics_dir:
         os.environ[WORKER_CONFIG] = json.dumps({
-            "zoo": str(Path(zoo).resolve()), "token": token, "max_body_bytes": max_body_bytes,
+            "zoo": str(path.resolve()), "token": token, "max_body_bytes": max_body_bytes,
             "max_image_pixels": max_image_pixels, "metrics_dir": metrics_dir})
         try:
             uvicorn.run("fennec.serve.app:worker_app", factory=True, workers=workers, **options)
