@@ -200,23 +200,11 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
     assert blue.sum() > 2000
 
 
-def test_zoo_predicted_figure_is_the_lodo_prediction_with_descriptors(tmp_path):
+def test_zoo_predicted_figure_is_the_lodo_prediction_with_descriptors(clustered_zoo):
     """On a zoo with task descriptors the picture shows the prediction `fennec eval --zoo` scores."""
     from fennec.evaluate import load_zoo_eval_data
-    from fennec.history import History
 
-    rng = np.random.default_rng(5)
-    cluster = np.repeat(np.arange(3), 3)
-    models = [f"m{i}" for i in range(12)]
-    tasks = [f"t{j}" for j in range(len(cluster))]
-    centre = rng.normal(0, 3, (3, 8))
-    scores = 70 + 4 * rng.normal(0, 1, (12, 3))[:, cluster] + rng.normal(0, 0.3, (12, len(cluster)))
-    zoo = fennec.Zoo.create(tmp_path / "zoo")
-    zoo.add_models([{"id": m} for m in models])
-    zoo.add_tasks([{"id": t} for t in tasks])
-    zoo.add_history(History.from_matrix(models, tasks, scores))
-    for t, c in zip(tasks, cluster):
-        zoo.set_task_descriptor(t, centre[c] + rng.normal(0, 0.3, 8))
+    zoo, _, _, _ = clustered_zoo(np.random.default_rng(5), n_models=12, clusters=3, per_cluster=3, dims=8)
     lodo = evaluate(load_zoo_eval_data(zoo), "lodo")["tasks"]["t4"]["fennec"]["wtau"]
     figure = plot.zoo_predicted_figure(zoo, "t4")
     assert f"weighted tau {lodo:.3f}" in figure.axes[0].get_title()

@@ -78,23 +78,12 @@ def test_rank_by_descriptor_follows_what_the_descriptor_predicts(tmp_path):
         fennec.rank(zoo, {"descriptor": np.ones(3)})
 
 
-def test_rank_by_descriptor_uses_the_neighbour_tasks(tmp_path):
+def test_rank_by_descriptor_uses_the_neighbour_tasks(clustered_zoo):
     """Clusters of tasks, each with its own model order that no metadata explains: a new
     task's descriptor finds its cluster and the ranking follows that cluster's order."""
     rng = np.random.default_rng(4)
-    n_models, clusters, per_cluster = 16, 3, 4
-    models = [f"m{i}" for i in range(n_models)]
-    cluster = np.repeat(np.arange(clusters), per_cluster)
-    tasks = [f"t{j}" for j in range(len(cluster))]
-    centre = rng.normal(0, 3, (clusters, 10))
-    effect = rng.normal(0, 1, (n_models, clusters))
-    scores = 70 + 4 * effect[:, cluster] + rng.normal(0, 0.3, (n_models, len(cluster)))
-    zoo = fennec.Zoo.create(tmp_path / "zoo")
-    zoo.add_models([{"id": m} for m in models])
-    zoo.add_tasks([{"id": t} for t in tasks])
-    zoo.add_history(History.from_matrix(models, tasks, scores))
-    for t, c in zip(tasks, cluster):
-        zoo.set_task_descriptor(t, centre[c] + rng.normal(0, 0.3, 10))
+    clusters = 3
+    zoo, models, centre, effect = clustered_zoo(rng, n_models=16, clusters=clusters, per_cluster=4, dims=10)
     fennec.fit(zoo)
     _, meta = zoo.read_fitted()
     assert meta["bandwidth"] is not None
