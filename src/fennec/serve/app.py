@@ -71,7 +71,7 @@ MAX_PAGE = 1000
 MIN_TOKEN_LENGTH = 16
 WRITE_ROUTES = {("POST", "/history"), ("POST", "/models")}
 JSON_ROUTES = {("POST", "/rank"), ("POST", "/rank/images"), *WRITE_ROUTES}
-# What Starlette's JSONResponse writes: compact UTF-8, no NaN.
+# What Starlette's JSONResponse writes: compact UTF-8, no NaN (used where the service answers by hand).
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 # Prometheus histogram buckets for request latency, in seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -340,12 +340,17 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-async def _send_problem(send, status: int, detail: str, headers=()) -> None:
-    body = JSONResponse({"detail": detail}, status_code=status, headers=dict(headers)).body
+async def _send_json(send, status: int, content, headers=()) -> None:
+    """Answers with ``content`` as JSON, encoded as Starlette's JSONResponse encodes it."""
+    body = _JSON.encode(content).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             *[(k.encode(), v.encode()) for k, v in headers]]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_problem(send, status: int, detail, headers=()) -> None:
+    await _send_json(send, status, {"detail": detail}, headers)
 
 
 def _problem(error: Exception) -> tuple[int, object] | None:
@@ -833,11 +838,7 @@ def create_app(zoo: str | os.PathLike, *, token: str | None = None,
             if problem is None:
                 raise
             status, content = problem[0], {"detail": problem[1]}
-        payload = _JSON.encode(content).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        await _send_json(send, status, content)
 
     return _Guard(app, metrics=metrics, token=token, max_body_bytes=max_body_bytes, rank=rank_fast)
 
