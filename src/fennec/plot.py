@@ -49,14 +49,13 @@ def figure_png(figure, *, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def save_png(figure, path: str | os.PathLike, *, dpi: int = 110) -> tuple[int, int]:
-    """Writes the figure as a PNG, atomically (a temporary file renamed into place); returns
-    its (width, height) in pixels."""
-    data = figure_png(figure, dpi=dpi)
+def write_atomically(path: str | os.PathLike, data: bytes, *, what: str) -> None:
+    """Writes ``data`` to ``path`` through a temporary file renamed into place, so a reader
+    never sees half of it; ``what`` names the output in the error for a missing folder."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise ValueError(f"output: the folder {folder} does not exist")
+        raise ValueError(f"{what}: the folder {folder} does not exist")
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as fh:
@@ -65,6 +64,13 @@ def save_png(figure, path: str | os.PathLike, *, dpi: int = 110) -> tuple[int, i
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_png(figure, path: str | os.PathLike, *, dpi: int = 110) -> tuple[int, int]:
+    """Writes the figure as a PNG, atomically (a temporary file renamed into place); returns
+    its (width, height) in pixels."""
+    data = figure_png(figure, dpi=dpi)
+    write_atomically(path, data, what="output")
     # The IHDR chunk follows the 8-byte signature: length, type, then width and height.
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 

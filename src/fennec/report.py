@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .evaluate import METRICS, EvalData, held_out_prediction, ranking_metrics
-from .plot import PALETTE, _figure, figure_png, space_figure, task_directions
+from .plot import PALETTE, _figure, figure_png, space_figure, task_directions, write_atomically
 
 __all__ = ["eval_report_html", "write_eval_report"]
 
@@ -198,16 +198,4 @@ def eval_report_html(result: dict, data: EvalData | None = None, *, title: str |
 
 def write_eval_report(path: str | os.PathLike, result: dict, data: EvalData | None = None, **options) -> None:
     """Writes :func:`eval_report_html` to ``path`` (a temporary file renamed into place)."""
-    text = eval_report_html(result, data, **options)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"report: the folder {folder} does not exist")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, eval_report_html(result, data, **options).encode("utf-8"), what="report")
