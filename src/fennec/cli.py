@@ -28,6 +28,7 @@ import click
 import numpy as np
 
 from . import __version__, kernels
+from .demozoo import TASK_SETS
 
 EXIT_STATUS = ("\n\n\b\nExit status:\n  0  done\n  1  the job failed (bad data in a file, a zoo that refuses "
                "the change, a failed check)\n  2  the command line is wrong (unknown option, bad value, missing "
@@ -449,8 +450,8 @@ def zoo_fit(path, seed, fold_in, as_json):
               help="feature cache (default $FENNEC_CACHE_DIR or ~/.cache/fennec); a rerun resumes from it")
 @click.option("--model", "models", multiple=True, help="only this catalogue model (repeatable)")
 @click.option("--task", "tasks", multiple=True, help="only this task (repeatable)")
-@click.option("--task-set", type=click.Choice(["default", "heldout", "heldout2", "heldout3"]), default="default",
-              show_default=True, help="heldout, heldout2, heldout3: other class subsets of the same datasets, checks kept "
+@click.option("--task-set", type=click.Choice(list(TASK_SETS)), default="default",
+              show_default=True, help="heldout, heldout2, ...: other class subsets of the same datasets, checks kept "
                                       "out of fennec's design")
 @click.option("--no-fit", is_flag=True, help="do not fit the transfer space at the end")
 @click.option("--json", "as_json", is_flag=True, help="print the build report as JSON")

