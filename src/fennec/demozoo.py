@@ -365,48 +365,34 @@ HELDOUT2_TASKS = [
     ("faces", "faces", None),
     ("fashion_mnist_mixed_shoes", "fashion_mnist", [5, 7, 9]),
 ]
-HELDOUT3_TASKS = [
-    ("fashion_0_3", "fashion_mnist", [0, 3]),
-    ("fashion_1_5_7", "fashion_mnist", [1, 5, 7]),
-    ("fashion_2_4_6_8", "fashion_mnist", [2, 4, 6, 8]),
-    ("mnist_4_7_9", "mnist", [4, 7, 9]),
-    ("mnist_0_3_6_8", "mnist", [0, 3, 6, 8]),
-    ("mnist_1_2_5", "mnist", [1, 2, 5]),
-    ("digits_0_3_6_9", "digits", [0, 3, 6, 9]),
-    ("digits_2_4_7", "digits", [2, 4, 7]),
-    ("animal_3_4_5_6", "animal_mnist", [3, 4, 5, 6]),
-    ("animal_0_7_8_9", "animal_mnist", [0, 7, 8, 9]),
-    ("animal_1_2", "animal_mnist", [1, 2]),
-    ("faces", "faces", None),
-]
-HELDOUT4_TASKS = [
-    ("fashion_1_2_8", "fashion_mnist", [1, 2, 8]),
-    ("fashion_4_5_6_9", "fashion_mnist", [4, 5, 6, 9]),
-    ("fashion_0_7", "fashion_mnist", [0, 7]),
-    ("mnist_2_6_9", "mnist", [2, 6, 9]),
-    ("mnist_0_1_7_8", "mnist", [0, 1, 7, 8]),
-    ("mnist_3_5", "mnist", [3, 5]),
-    ("digits_1_4_8", "digits", [1, 4, 8]),
-    ("digits_0_2_5_6_9", "digits", [0, 2, 5, 6, 9]),
-    ("animal_1_3_8", "animal_mnist", [1, 3, 8]),
-    ("animal_0_5_6_9", "animal_mnist", [0, 5, 6, 9]),
-    ("animal_2_4_7", "animal_mnist", [2, 4, 7]),
-    ("faces", "faces", None),
-]
-HELDOUT5_TASKS = [
-    ("fashion_2_3_9", "fashion_mnist", [2, 3, 9]),
-    ("fashion_0_1_5_6", "fashion_mnist", [0, 1, 5, 6]),
-    ("fashion_4_8", "fashion_mnist", [4, 8]),
-    ("mnist_1_3_6", "mnist", [1, 3, 6]),
-    ("mnist_2_4_5_9", "mnist", [2, 4, 5, 9]),
-    ("mnist_0_7", "mnist", [0, 7]),
-    ("digits_3_5_8", "digits", [3, 5, 8]),
-    ("digits_1_2_6_9", "digits", [1, 2, 6, 9]),
-    ("animal_4_6_9", "animal_mnist", [4, 6, 9]),
-    ("animal_0_1_2_3", "animal_mnist", [0, 1, 2, 3]),
-    ("animal_5_8", "animal_mnist", [5, 8]),
-    ("faces", "faces", None),
-]
+_SHORT_NAMES = {"fashion_mnist": "fashion", "mnist": "mnist", "digits": "digits", "animal_mnist": "animal"}
+
+
+def _carved(subsets: dict) -> list:
+    """Tasks named after their classes (``fashion_0_3``: classes 0 and 3), then the faces."""
+    tasks = [(f"{_SHORT_NAMES[dataset]}_{'_'.join(map(str, classes))}", dataset, list(classes))
+             for dataset, per_dataset in subsets.items() for classes in per_dataset]
+    return tasks + [("faces", "faces", None)]
+
+
+HELDOUT3_TASKS = _carved({
+    "fashion_mnist": [(0, 3), (1, 5, 7), (2, 4, 6, 8)],
+    "mnist": [(4, 7, 9), (0, 3, 6, 8), (1, 2, 5)],
+    "digits": [(0, 3, 6, 9), (2, 4, 7)],
+    "animal_mnist": [(3, 4, 5, 6), (0, 7, 8, 9), (1, 2)],
+})
+HELDOUT4_TASKS = _carved({
+    "fashion_mnist": [(1, 2, 8), (4, 5, 6, 9), (0, 7)],
+    "mnist": [(2, 6, 9), (0, 1, 7, 8), (3, 5)],
+    "digits": [(1, 4, 8), (0, 2, 5, 6, 9)],
+    "animal_mnist": [(1, 3, 8), (0, 5, 6, 9), (2, 4, 7)],
+})
+HELDOUT5_TASKS = _carved({
+    "fashion_mnist": [(2, 3, 9), (0, 1, 5, 6), (4, 8)],
+    "mnist": [(1, 3, 6), (2, 4, 5, 9), (0, 7)],
+    "digits": [(3, 5, 8), (1, 2, 6, 9)],
+    "animal_mnist": [(4, 6, 9), (0, 1, 2, 3), (5, 8)],
+})
 TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS, "heldout3": HELDOUT3_TASKS,
              "heldout4": HELDOUT4_TASKS, "heldout5": HELDOUT5_TASKS}
 
