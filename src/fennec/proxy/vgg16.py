@@ -96,12 +96,13 @@ def load_hed_weights(path) -> VGG16HED:
         return np.asarray(store[name], dtype=np.float32)
 
     with h5py.File(path, "r") as store:
-        for b, (layers, _) in enumerate(BLOCKS):
-            convs = [m for m in model.blocks[b] if isinstance(m, nn.Conv2d)]
+        def load(conv, name):  # a Keras layer's variables: 0 the kernel, 1 the bias
+            _conv_from_keras(conv, read(store, f"{name}/0"), read(store, f"{name}/1"), name)
+
+        for b, (block, side) in enumerate(zip(model.blocks, model.side)):
+            convs = [m for m in block if isinstance(m, nn.Conv2d)]
             for i, conv in enumerate(convs):
-                name = f"block{b + 1}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars"
-                _conv_from_keras(conv, read(store, f"{name}/0"), read(store, f"{name}/1"), name)
-            name = f"dsn{b + 1}/vars"
-            _conv_from_keras(model.side[b], read(store, f"{name}/0"), read(store, f"{name}/1"), name)
-        _conv_from_keras(model.fuse, read(store, "fuse/vars/0"), read(store, "fuse/vars/1"), "fuse/vars")
+                load(conv, f"block{b + 1}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars")
+            load(side, f"dsn{b + 1}/vars")
+        load(model.fuse, "fuse/vars")
     return model.eval()
