@@ -249,3 +249,32 @@ def test_eval_json_and_report(tmp_path):
     assert page.count("data:image/png;base64,") >= 2 and "weighted tau" in page
     plain = run("eval", "--history", wide, "--wide").output
     assert plain.startswith("protocol lodo") and "fennec" in plain
+
+
+def _truth_and_logme_zoo(path, seed):
+    from fennec.history import History
+
+    rng = np.random.default_rng(seed)
+    models, tasks = [f"m{i}" for i in range(10)], [f"t{j}" for j in range(4)]
+    truth = 70 + 5 * rng.normal(size=(10, 1)) + rng.normal(size=(10, 4))
+    with Zoo.create(path) as zoo:
+        zoo.add_models([{"id": m, "family": "a" if i % 2 else "b"} for i, m in enumerate(models)])
+        zoo.add_history(History.from_matrix(models, tasks, truth), kind="linear_probe")
+        zoo.add_history(History.from_matrix(models, tasks, truth + rng.normal(0, 2, truth.shape)), kind="logme")
+    return path
+
+
+def test_eval_pools_several_zoos_task_by_task(tmp_path):
+    a = _truth_and_logme_zoo(tmp_path / "a" / "zoo", 1)
+    b = _truth_and_logme_zoo(tmp_path / "b" / "zoo", 2)
+    c = _truth_and_logme_zoo(tmp_path / "c", 3)
+    pooled = json.loads(run("eval", "--zoo", a, "--zoo", b, "--zoo", c, "--json").output)
+    assert list(pooled["zoos"]) == [str(a), str(b), str(c)]  # two folders named "zoo": the paths as given
+    assert pooled["n_tasks"] == 12 and len(pooled["tasks"]) == 12
+    alone = json.loads(run("eval", "--zoo", c, "--json").output)
+    assert pooled["zoos"][str(c)]["mean"] == alone["mean"]
+    assert set(pooled["paired"]) >= {"prior", "logme"} and pooled["paired"]["logme"]["n"] == 12
+    text = run("eval", "--zoo", a, "--zoo", c).output
+    assert "fennec-wtau" in text and "  c: 4 tasks" in text
+    assert "same zoo was given twice" in run("eval", "--zoo", c, "--zoo", c, code=2).output
+    assert "one --zoo" in run("eval", "--zoo", a, "--zoo", c, "--report", tmp_path / "r.html", code=2).output

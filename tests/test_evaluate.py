@@ -278,3 +278,41 @@ def test_lodo_with_task_distances_beats_the_prior_on_clustered_tasks():
     assert mean["fennec"]["wtau"] > mean["prior"]["wtau"] + 0.2
     data.task_distances = None  # the gain is the neighbours': without distances it is gone
     assert evaluate(data, "lodo")["mean"]["fennec"]["wtau"] < mean["fennec"]["wtau"] - 0.2
+
+
+def test_paired_differences_by_hand():
+    from fennec.evaluate import paired_differences
+
+    per_task = {
+        "a": {"fennec": {"wtau": 0.5}, "prior": {"wtau": 0.2}, "logme": {"wtau": 0.9}},
+        "b": {"fennec": {"wtau": 0.4}, "prior": {"wtau": 0.4}, "logme": {"wtau": float("nan")}},
+        "c": {"fennec": {"wtau": 0.9}, "prior": {"wtau": 0.3}, "logme": {"wtau": 0.1}},
+        "d": {"fennec": {"wtau": 0.1}, "prior": {"wtau": 0.2}},
+    }
+    out = paired_differences(per_task)
+    gaps = np.array([0.3, 0.0, 0.6, -0.1])
+    assert out["prior"]["diff"] == pytest.approx(gaps.mean())
+    assert out["prior"]["se"] == pytest.approx(gaps.std(ddof=1) / 2.0)
+    assert (out["prior"]["n"], out["prior"]["wins"], out["prior"]["losses"]) == (4, 2, 1)
+    # logme: task b undefined, task d unranked -> two tasks, one won, one lost
+    assert out["logme"]["n"] == 2 and out["logme"]["diff"] == pytest.approx((-0.4 + 0.8) / 2)
+    assert (out["logme"]["wins"], out["logme"]["losses"]) == (1, 1)
+    assert set(out) == {"prior", "logme"}
+
+
+def test_pooled_zoos_weigh_every_task_alike():
+    from fennec.evaluate import pool_results
+
+    small, large = evaluate(planted(1, n_tasks=4), "lodo"), evaluate(planted(2, n_tasks=9), "lodo")
+    pooled = pool_results({"small": small, "large": large})
+    assert pooled["n_tasks"] == 13 and set(pooled["zoos"]) == {"small", "large"}
+    assert {t.split("/")[0] for t in pooled["tasks"]} == {"small", "large"}
+    for method in ("fennec", "prior"):
+        want = (4 * small["mean"][method]["wtau"] + 9 * large["mean"][method]["wtau"]) / 13
+        assert pooled["mean"][method]["wtau"] == pytest.approx(want)
+    assert pooled["paired"]["prior"]["n"] == 13
+    assert pooled["zoos"]["small"]["mean"] == small["mean"]
+    with pytest.raises(ValueError, match="differ in protocol"):
+        pool_results({"small": small, "kshot": evaluate(planted(1, n_tasks=4), "kshot")})
+    with pytest.raises(ValueError, match="no results"):
+        pool_results({})

@@ -287,13 +287,15 @@ def demo(models, dim, k, fp16, repeat, seed, as_json):
              "      --exclude-task food101 --models model_config.csv --protocol kshot --shots 3 "
              "--report eval.html\n"
              "  fennec eval --zoo demo-zoo --protocol lodo --json      # a zoo: its other kinds are baselines\n"
+             "  fennec eval --zoo zoo-a --zoo zoo-b                    # each zoo on its own, tasks pooled\n"
              + EXIT_STATUS)
 @click.option("--history", type=click.Path(exists=True, dir_okay=False),
               help="past results: long CSV (model,task,score) or --wide")
-@click.option("--zoo", "zoo_path", type=ZOO, help="evaluate on a zoo instead: its finetune (else linear_probe) "
-                                                   "results are the truth, every other kind (logme, leep...) a "
-                                                   "baseline, and its metadata, archi2vec embeddings and proxy "
-                                                   "descriptors the side information")
+@click.option("--zoo", "zoo_paths", type=ZOO, multiple=True,
+              help="evaluate on a zoo instead: its finetune (else linear_probe) results are the truth, every "
+                   "other kind (logme, leep...) a baseline, and its metadata, archi2vec embeddings and proxy "
+                   "descriptors the side information; repeatable: each zoo is evaluated on its own and the "
+                   "tasks of all are pooled")
 @click.option("--kind", help="--zoo: the kind of result taken as the truth")
 @click.option("--no-archi2vec", is_flag=True, help="--zoo: leave the architecture embeddings out")
 @click.option("--wide", is_flag=True, help="the history is a model x task table")
@@ -322,7 +324,7 @@ def demo(models, dim, k, fp16, repeat, seed, as_json):
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="also write one self-contained HTML page with the tables and pictures")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def eval_command(history, zoo_path, kind, no_archi2vec, wide, model_col, task_col, score_col, models, model_key,
+def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_col, score_col, models, model_key,
                  type_col, tasks, task_key, task_distance, forward_scores, exclude_task, protocol, shots, probe, seed,
                  report, as_json):
     """Evaluate recommendation on a history table, with the baselines in the same run.
@@ -330,14 +332,27 @@ def eval_command(history, zoo_path, kind, no_archi2vec, wide, model_col, task_co
     Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
     ranking: weighted Kendall tau, Kendall tau, Pearson, top-1 regret, top-3 hit.
     """
-    from .evaluate import evaluate, format_table, load_eval_data, load_zoo_eval_data
+    from .evaluate import evaluate, format_table, load_eval_data, load_zoo_eval_data, pool_results
+    from .zoo import Zoo
 
-    if (history is None) == (zoo_path is None):
+    if (history is None) == (not zoo_paths):
         raise _usage_error("give --history FILE or --zoo PATH (one of them)")
-    if zoo_path is not None:
-        from .zoo import Zoo
-
-        with _progress("reading the zoo"), Zoo.open(zoo_path) as opened:
+    if len(zoo_paths) > 1:
+        if report:
+            raise _usage_error("--report draws one zoo's evaluation; give one --zoo with it")
+        names = _zoo_names(zoo_paths)
+        results = {}
+        for name, path in zip(names, zoo_paths):
+            with _progress(f"reading the zoo {name}"), Zoo.open(path) as opened:
+                data = load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task,
+                                          embeddings=not no_archi2vec)
+            with _progress(f"evaluating {name} ({protocol}, {len(data.tasks)} tasks)"):
+                results[name] = evaluate(data, protocol, shots=shots, probe=probe, seed=seed)
+        result = pool_results(results)
+        _emit(as_json, result, format_table(result))
+        return
+    if zoo_paths:
+        with _progress("reading the zoo"), Zoo.open(zoo_paths[0]) as opened:
             data = load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task, embeddings=not no_archi2vec)
     else:
         with _progress("reading the history"):
@@ -355,6 +370,15 @@ def eval_command(history, zoo_path, kind, no_archi2vec, wide, model_col, task_co
                               command="fennec " + " ".join(sys.argv[1:]) if sys.argv else None)
         result = {**result, "report": str(report)}
     _emit(as_json, result, format_table(result) + (f"\nwrote {report}" if report else ""))
+
+
+def _zoo_names(paths) -> list[str]:
+    """Short names for pooled zoos: their folder names, or the paths as given where two share one."""
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) < len(resolved):
+        raise _usage_error("--zoo: the same zoo was given twice")
+    names = [Path(p).name for p in resolved]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
 # -- zoo ----------------------------------------------------------------------------

@@ -396,8 +396,14 @@ HELDOUT5_TASKS = _carved({
     "digits": [(3, 5, 8), (1, 2, 6, 9)],
     "animal_mnist": [(4, 6, 9), (0, 1, 2, 3), (5, 8)],
 })
+HELDOUT6_TASKS = _carved({
+    "fashion_mnist": [(0, 2, 5), (3, 4, 7, 8), (1, 9)],
+    "mnist": [(0, 4, 6), (1, 5, 8, 9), (2, 3)],
+    "digits": [(0, 1, 7), (3, 4, 6, 8)],
+    "animal_mnist": [(2, 5, 9), (1, 4, 6, 7), (0, 8)],
+})
 TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS, "heldout3": HELDOUT3_TASKS,
-             "heldout4": HELDOUT4_TASKS, "heldout5": HELDOUT5_TASKS}
+             "heldout4": HELDOUT4_TASKS, "heldout5": HELDOUT5_TASKS, "heldout6": HELDOUT6_TASKS}
 
 
 def _pool(labels: np.ndarray, seed: int) -> dict[int, np.ndarray]:

@@ -13,20 +13,28 @@ Metrics, per task and averaged over tasks: weighted Kendall tau exactly as the f
 computes it (``scipy.stats.weightedtau(score, truth)[0]``, defaults), Kendall tau,
 Pearson, top-1 regret (best score minus the score of the model ranked first) and
 top-3 hit (the best model is among the three ranked first).
+
+With a dozen tasks, a gap in mean weighted tau between two methods is often
+smaller than its noise, so every result also holds ``paired``: for each other
+method, fennec's weighted tau minus that method's over the tasks both ranked,
+with its standard error and the count of tasks won and lost. Results on
+several zoos (each its own leave-one-out) are pooled task by task with
+:func:`pool_results`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import kendalltau, pearsonr, weightedtau
+from scipy.stats import NearConstantInputWarning, kendalltau, pearsonr, weightedtau
 
 from .recommend import identifier_like
 from .taskspace import DescriptorEncoder, DistanceEmbedding
 from .transfer import fit_transfer, normalize_scores, predict_cold_models
 
-__all__ = ["EvalData", "METRICS", "evaluate", "ranking_metrics"]
+__all__ = ["EvalData", "METRICS", "evaluate", "paired_differences", "pool_results", "ranking_metrics"]
 
 METRICS = ("wtau", "kendall", "pearson", "regret", "top3")
 NMF_RANK = 5  # the original Fennec recipe
@@ -64,10 +72,14 @@ def ranking_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, floa
     constant = np.ptp(p) == 0 or np.ptp(y) == 0
     first = int(np.argmax(p))  # ties: the first listed model, as a ranked table shows it
     top3 = np.argsort(-p, kind="stable")[:3]
+    with warnings.catch_warnings():
+        # accuracies of 100.0, 100.0, 99.9...: the coefficient is still computed, and defined
+        warnings.simplefilter("ignore", NearConstantInputWarning)
+        pearson = float("nan") if constant else float(pearsonr(p, y)[0])
     return {
         "wtau": float(weightedtau(p, y)[0]) if np.ptp(y) > 0 else float("nan"),
         "kendall": float("nan") if constant else float(kendalltau(p, y)[0]),
-        "pearson": float("nan") if constant else float(pearsonr(p, y)[0]),
+        "pearson": pearson,
         "regret": float(y.max() - y[first]),
         "top3": float(int(np.argmax(y)) in set(top3.tolist())),
     }
@@ -159,7 +171,8 @@ def _fit_without(data: EvalData, train: np.ndarray, target: int, seed: int):
 def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
     scores = data.scores[:, train]
     model, task_target, task_train = _fit_without(data, train, target, seed)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a model measured on none of the training tasks: NaN, not ranked
+        warnings.simplefilter("ignore", RuntimeWarning)
         prior = np.nanmean(scores, 1)
         prior_std = np.nanmean(normalize_scores(scores, "z"), 1)
     out = {
@@ -288,11 +301,59 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
         per_task = _cold_model(data, seed)
     else:
         per_task = _lodo(data, seed, shots if protocol == "kshot" else 0, probe)
-    methods = sorted({m for rows in per_task.values() for m in rows})
-    mean = {m: _average([rows[m] for rows in per_task.values() if m in rows]) for m in methods}
     return {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
             "probe": probe if protocol == "kshot" else None, "seed": seed,
-            "n_models": len(data.models), "n_tasks": len(per_task), "mean": mean, "tasks": per_task}
+            "n_models": len(data.models), **_summary(per_task)}
+
+
+def _summary(per_task: dict) -> dict:
+    methods = sorted({m for rows in per_task.values() for m in rows})
+    mean = {m: _average([rows[m] for rows in per_task.values() if m in rows]) for m in methods}
+    return {"n_tasks": len(per_task), "mean": mean, "paired": paired_differences(per_task), "tasks": per_task}
+
+
+def paired_differences(per_task: dict, method: str = "fennec", metric: str = "wtau") -> dict:
+    """``method``'s ``metric`` minus every other method's, over the tasks where both are defined.
+
+    Per other method: ``diff`` (the mean difference), ``se`` (its standard error,
+    the tasks' spread over the square root of their count; NaN with one task),
+    ``n`` tasks, and ``wins`` / ``losses`` (tasks where ``method`` is above /
+    below). A ``diff`` within about two ``se`` of 0 is a gap these tasks do not
+    establish.
+    """
+    others = sorted({m for rows in per_task.values() for m in rows} - {method})
+    out = {}
+    for other in others:
+        gaps = np.array([rows[method][metric] - rows[other][metric] for rows in per_task.values()
+                         if method in rows and other in rows], dtype=float)
+        gaps = gaps[~np.isnan(gaps)]
+        if len(gaps) == 0:
+            continue
+        se = float(gaps.std(ddof=1) / np.sqrt(len(gaps))) if len(gaps) >= 2 else float("nan")
+        out[other] = {"diff": float(gaps.mean()), "se": se, "n": int(len(gaps)),
+                      "wins": int(np.sum(gaps > 0)), "losses": int(np.sum(gaps < 0))}
+    return out
+
+
+def pool_results(results: dict[str, dict]) -> dict:
+    """Results of one protocol on several zoos (name -> :func:`evaluate`'s result) as one.
+
+    Each zoo was evaluated on its own (its tasks held out from its own history);
+    the pooled ``mean`` and ``paired`` weigh every task of every zoo alike, tasks
+    are named ``zoo/task``, and ``zoos`` keeps each zoo's own means.
+    """
+    if not results:
+        raise ValueError("pool_results: no results to pool")
+    settings = {(r["protocol"], r["shots"], r["probe"], r["seed"]) for r in results.values()}
+    if len(settings) != 1:
+        raise ValueError(f"pool_results: the results differ in protocol, shots, probe or seed: {sorted(settings)}")
+    first = next(iter(results.values()))
+    per_task = {f"{name}/{task}": rows for name, r in results.items() for task, rows in r["tasks"].items()}
+    return {"protocol": first["protocol"], "shots": first["shots"], "probe": first["probe"], "seed": first["seed"],
+            "n_models": max(r["n_models"] for r in results.values()),
+            "zoos": {name: {"n_tasks": r["n_tasks"], "n_models": r["n_models"], "mean": r["mean"],
+                            "paired": r["paired"]} for name, r in results.items()},
+            **_summary(per_task)}
 
 
 # ---------------------------------------------------------------------------
@@ -471,6 +532,18 @@ def format_table(result: dict) -> str:
              + (f", {result['shots']} shots, probe {result['probe']}" if result["protocol"] == "kshot" else "")
              + f": {result['n_tasks']} tasks, {result['n_models']} models",
              f"{'method':<14}" + "".join(f"{m:>9}" for m in METRICS)]
+    paired = result.get("paired", {})
+    if paired:
+        lines[-1] += "   fennec-wtau +-se (won/lost)"
     for method in sorted(mean, key=lambda m: -np.nan_to_num(mean[m]["wtau"], nan=-9)):
-        lines.append(f"{method:<14}" + "".join(f"{mean[method][m]:>9.4f}" for m in METRICS))
+        line = f"{method:<14}" + "".join(f"{mean[method][m]:>9.4f}" for m in METRICS)
+        if method in paired:
+            gap = paired[method]
+            line += f"   {gap['diff']:+.3f} +-{gap['se']:.3f} ({gap['wins']}/{gap['losses']})"
+        lines.append(line)
+    for name, zoo in result.get("zoos", {}).items():
+        wtau = {m: np.nan_to_num(v["wtau"], nan=-9.0) for m, v in zoo["mean"].items() if m != "random"}
+        ours = f"fennec {wtau.pop('fennec'):.4f}, " if "fennec" in wtau else ""
+        best = max(wtau, key=wtau.get)
+        lines.append(f"  {name}: {zoo['n_tasks']} tasks, {ours}best other {best} {wtau[best]:.4f}")
     return "\n".join(lines)
