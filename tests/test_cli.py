@@ -278,3 +278,16 @@ def test_eval_pools_several_zoos_task_by_task(tmp_path):
     assert "fennec-wtau" in text and "  c: 4 tasks" in text
     assert "same zoo was given twice" in run("eval", "--zoo", c, "--zoo", c, code=2).output
     assert "one --zoo" in run("eval", "--zoo", a, "--zoo", c, "--report", tmp_path / "r.html", code=2).output
+
+
+def test_eval_exclude_related(tmp_path):
+    plain = _truth_and_logme_zoo(tmp_path / "plain", 4)
+    assert "--exclude-related reads" in run("eval", "--history", plain / "zoo.sqlite", "--exclude-related",
+                                            code=2).output
+    assert "needs which tasks are related" in run("eval", "--zoo", plain, "--exclude-related", code=1).stderr
+    with Zoo.open(plain) as zoo:  # t0 and t1 share a class, t2 is a whole dataset, t3 another dataset
+        zoo.add_tasks([{"id": "t0", "dataset": "d", "classes": "a,b"}, {"id": "t1", "dataset": "d", "classes": "b,c"},
+                       {"id": "t2", "dataset": "e"}, {"id": "t3", "dataset": "f", "classes": "a"}], replace=True)
+    out = json.loads(run("eval", "--zoo", plain, "--exclude-related", "--json").output)
+    assert out["exclude_related"] is True and out["n_tasks"] == 4
+    assert "related tasks held out" in run("eval", "--zoo", plain, "--exclude-related").output

@@ -316,3 +316,48 @@ def test_pooled_zoos_weigh_every_task_alike():
         pool_results({"small": small, "kshot": evaluate(planted(1, n_tasks=4), "kshot")})
     with pytest.raises(ValueError, match="no results"):
         pool_results({})
+
+
+def test_related_tasks_from_dataset_and_classes():
+    from fennec.evaluate import related_tasks
+
+    rows = [{"id": "whole", "extra": {"dataset": "mnist"}},
+            {"id": "low", "extra": {"dataset": "mnist", "classes": "zero, one,two"}},
+            {"id": "high", "dataset": "mnist", "classes": "seven,eight"},
+            {"id": "two_seven", "extra": {"dataset": "mnist", "classes": "two,seven"}},
+            {"id": "other", "extra": {"dataset": "fashion", "classes": "two"}},
+            {"id": "bare"}, {"id": "bare2"}]
+    want = np.array([[1, 1, 1, 1, 0, 0, 0],
+                     [1, 1, 0, 1, 0, 0, 0],
+                     [1, 0, 1, 1, 0, 0, 0],
+                     [1, 1, 1, 1, 0, 0, 0],
+                     [0, 0, 0, 0, 1, 0, 0],
+                     [0, 0, 0, 0, 0, 1, 0],
+                     [0, 0, 0, 0, 0, 0, 1]], dtype=bool)
+    np.testing.assert_array_equal(related_tasks(rows), want)
+
+
+def test_exclude_related_holds_the_related_tasks_out_of_the_fit():
+    data = planted(4, n_tasks=8)
+    data.scores[:, 1] = data.scores[:, 0] + 0.01  # task 1 is a near copy of task 0
+    data.related = np.eye(8, dtype=bool)
+    assert evaluate(data, "lodo", exclude_related=True)["tasks"] == evaluate(data, "lodo")["tasks"]
+    data.related[0, 1] = data.related[1, 0] = True
+    held = evaluate(data, "lodo", exclude_related=True)
+    assert held["exclude_related"] is True
+    keep = [j for j in range(8) if j != 1]
+    without_copy = EvalData(data.scores[:, keep], data.models, [data.tasks[j] for j in keep],
+                            model_features=data.model_features, task_features=data.task_features[keep])
+    assert held["tasks"]["t0"]["fennec"] == evaluate(without_copy, "lodo")["tasks"]["t0"]["fennec"]
+    assert held["tasks"]["t2"]["fennec"] == evaluate(data, "lodo")["tasks"]["t2"]["fennec"]
+
+
+def test_exclude_related_bad_input():
+    data = planted(4, n_tasks=4)
+    with pytest.raises(ValueError, match="needs which tasks are related"):
+        evaluate(data, "lodo", exclude_related=True)
+    data.related = np.ones((4, 4), dtype=bool)
+    with pytest.raises(ValueError, match="cold-model protocol holds models out"):
+        evaluate(data, "cold-model", exclude_related=True)
+    with pytest.raises(ValueError, match="task 't0': fewer than 2 tasks are left"):
+        evaluate(data, "kshot", exclude_related=True)

@@ -320,13 +320,16 @@ def demo(models, dim, k, fp16, repeat, seed, as_json):
 @click.option("--shots", default=3, show_default=True, help="kshot: scores known on the new task")
 @click.option("--probe", type=click.Choice(["top", "random"]), default="top", show_default=True,
               help="kshot: which models were fine-tuned (the method's own top, or random)")
+@click.option("--exclude-related", is_flag=True,
+              help="--zoo, lodo or kshot: hold out with each task every task sharing a class of its dataset "
+                   "(the zoo's task metadata), so the new task's classes are new to the history")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="also write one self-contained HTML page with the tables and pictures")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_col, score_col, models, model_key,
-                 type_col, tasks, task_key, task_distance, forward_scores, exclude_task, protocol, shots, probe, seed,
-                 report, as_json):
+                 type_col, tasks, task_key, task_distance, forward_scores, exclude_task, protocol, shots, probe,
+                 exclude_related, seed, report, as_json):
     """Evaluate recommendation on a history table, with the baselines in the same run.
 
     Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
@@ -337,6 +340,10 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
 
     if (history is None) == (not zoo_paths):
         raise _usage_error("give --history FILE or --zoo PATH (one of them)")
+    if exclude_related and history is not None:
+        raise _usage_error("--exclude-related reads which tasks share data from a zoo's task metadata; use --zoo")
+    if exclude_related and protocol == "cold-model":
+        raise _usage_error("--exclude-related holds tasks out; the cold-model protocol holds models out")
     if len(zoo_paths) > 1:
         if report:
             raise _usage_error("--report draws one zoo's evaluation; give one --zoo with it")
@@ -347,7 +354,8 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
                 data = load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task,
                                           embeddings=not no_archi2vec)
             with _progress(f"evaluating {name} ({protocol}, {len(data.tasks)} tasks)"):
-                results[name] = evaluate(data, protocol, shots=shots, probe=probe, seed=seed)
+                results[name] = evaluate(data, protocol, shots=shots, probe=probe, seed=seed,
+                                         exclude_related=exclude_related)
         result = pool_results(results)
         _emit(as_json, result, format_table(result))
         return
@@ -361,7 +369,7 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
                 models_path=models, model_key=model_key, type_col=type_col, tasks_path=tasks, task_key=task_key,
                 task_distance_path=task_distance, forward_scores_path=forward_scores, exclude_tasks=exclude_task)
     with _progress(f"evaluating ({protocol}, {len(data.tasks)} tasks)"):
-        result = evaluate(data, protocol, shots=shots, probe=probe, seed=seed)
+        result = evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related)
     if report:
         from .report import write_eval_report
 

@@ -402,8 +402,24 @@ HELDOUT6_TASKS = _carved({
     "digits": [(0, 1, 7), (3, 4, 6, 8)],
     "animal_mnist": [(2, 5, 9), (1, 4, 6, 7), (0, 8)],
 })
-TASK_SETS = {"default": TASKS, "heldout": HELDOUT_TASKS, "heldout2": HELDOUT2_TASKS, "heldout3": HELDOUT3_TASKS,
-             "heldout4": HELDOUT4_TASKS, "heldout5": HELDOUT5_TASKS, "heldout6": HELDOUT6_TASKS}
+
+
+def _union(*task_sets) -> list:
+    """The tasks of several sets, each class subset once (the first set's name for it)."""
+    seen, out = set(), []
+    for tasks in task_sets:
+        for task_id, dataset, classes in tasks:
+            key = (dataset, None if classes is None else tuple(sorted(classes)))
+            if key not in seen:
+                seen.add(key)
+                out.append((task_id, dataset, classes))
+    return out
+
+
+_HELDOUT_SETS = (HELDOUT_TASKS, HELDOUT2_TASKS, HELDOUT3_TASKS, HELDOUT4_TASKS, HELDOUT5_TASKS, HELDOUT6_TASKS)
+TASK_SETS = {"default": TASKS, **{f"heldout{i if i > 1 else ''}": tasks for i, tasks in enumerate(_HELDOUT_SETS, 1)},
+             # a longer history, as a team's zoo grows: every held-out task in one zoo
+             "heldout_all": _union(*_HELDOUT_SETS)}
 
 
 def _pool(labels: np.ndarray, seed: int) -> dict[int, np.ndarray]:

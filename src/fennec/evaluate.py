@@ -34,7 +34,8 @@ from .recommend import identifier_like
 from .taskspace import DescriptorEncoder, DistanceEmbedding
 from .transfer import fit_transfer, normalize_scores, predict_cold_models
 
-__all__ = ["EvalData", "METRICS", "evaluate", "paired_differences", "pool_results", "ranking_metrics"]
+__all__ = ["EvalData", "METRICS", "evaluate", "paired_differences", "pool_results", "ranking_metrics",
+           "related_tasks"]
 
 METRICS = ("wtau", "kendall", "pearson", "regret", "top3")
 NMF_RANK = 5  # the original Fennec recipe
@@ -61,6 +62,9 @@ class EvalData:
     task_descriptors: np.ndarray | None = None
     task_numeric: np.ndarray | None = None
     forward_scores: dict[str, np.ndarray] | None = None  # method -> models x tasks, NaN where absent
+    # tasks x tasks, True where two tasks share data (a class of the same dataset): with
+    # exclude_related, a held-out task's related tasks leave the fit with it
+    related: np.ndarray | None = None
 
 
 def ranking_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -198,14 +202,42 @@ def _task_rows(data: EvalData, target: int, predictions: dict[str, np.ndarray], 
     return rows
 
 
-def _lodo(data: EvalData, seed: int, shots: int, probe: str):
+def related_tasks(rows: list[dict]) -> np.ndarray:
+    """Which tasks share data, from each task's ``dataset`` and ``classes`` (comma-separated).
+
+    Two tasks are related when they come from the same dataset and share a class, or one
+    of them has no class list (the whole dataset); a task without a dataset is related to
+    itself only.
+    """
+    def meta(row):
+        extra = row.get("extra") or {}
+        dataset = row.get("dataset", extra.get("dataset"))
+        classes = row.get("classes", extra.get("classes"))
+        names = None if classes in (None, "") else {c.strip() for c in str(classes).split(",") if c.strip()}
+        return dataset, names
+
+    info = [meta(row) for row in rows]
+    out = np.eye(len(rows), dtype=bool)
+    for i, (dataset_i, classes_i) in enumerate(info):
+        for j, (dataset_j, classes_j) in enumerate(info[:i]):
+            if dataset_i is not None and dataset_i == dataset_j and \
+                    (classes_i is None or classes_j is None or bool(classes_i & classes_j)):
+                out[i, j] = out[j, i] = True
+    return out
+
+
+def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bool = False):
     rng = np.random.default_rng(seed)
     per_task = {}
     for target, name in enumerate(data.tasks):
         truth = data.scores[:, target]
         if np.sum(~np.isnan(truth)) < 2:
             continue
-        train = np.array([j for j in range(len(data.tasks)) if j != target])
+        held = data.related[target] if exclude_related else np.arange(len(data.tasks)) == target
+        train = np.flatnonzero(~held)
+        if len(train) < 2:
+            raise ValueError(f"task {name!r}: fewer than 2 tasks are left to fit on once its related tasks "
+                             f"are held out with it")
         predictions, model, task_target = _zero_shot_predictions(data, train, target, seed)
         if shots:
             predictions = _with_observations(data, truth, predictions, model, task_target, shots, probe, rng)
@@ -283,8 +315,13 @@ def _type_mean(normalized_train, model_types, train, held_out):
 
 
 def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: str = "top",
-             seed: int = 0) -> dict:
-    """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``."""
+             seed: int = 0, exclude_related: bool = False) -> dict:
+    """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``.
+
+    ``exclude_related`` (lodo, kshot): every task related to the held-out one
+    (``data.related``: sharing a class of the same dataset) is held out of the fit
+    with it, so the history holds nothing of the new task's classes.
+    """
     if protocol not in ("lodo", "kshot", "cold-model"):
         raise ValueError(f"protocol must be 'lodo', 'kshot' or 'cold-model', got {protocol!r}")
     if probe not in ("top", "random"):
@@ -295,14 +332,20 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
         raise ValueError("scores must be models x tasks")
     if len(data.tasks) < 3:
         raise ValueError(f"evaluation needs at least 3 tasks with scores, got {len(data.tasks)}")
+    if exclude_related:
+        if protocol == "cold-model":
+            raise ValueError("exclude_related holds tasks out; the cold-model protocol holds models out")
+        if data.related is None or data.related.shape != (len(data.tasks), len(data.tasks)):
+            raise ValueError("exclude_related needs which tasks are related (a zoo whose tasks record "
+                             "their dataset and classes)")
     if protocol == "cold-model":
         if data.model_features is None and data.model_types is None:
             raise ValueError("the cold-model protocol needs model side information (--models)")
         per_task = _cold_model(data, seed)
     else:
-        per_task = _lodo(data, seed, shots if protocol == "kshot" else 0, probe)
+        per_task = _lodo(data, seed, shots if protocol == "kshot" else 0, probe, exclude_related)
     return {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
-            "probe": probe if protocol == "kshot" else None, "seed": seed,
+            "probe": probe if protocol == "kshot" else None, "seed": seed, "exclude_related": exclude_related,
             "n_models": len(data.models), **_summary(per_task)}
 
 
@@ -344,12 +387,14 @@ def pool_results(results: dict[str, dict]) -> dict:
     """
     if not results:
         raise ValueError("pool_results: no results to pool")
-    settings = {(r["protocol"], r["shots"], r["probe"], r["seed"]) for r in results.values()}
+    keys = ("protocol", "shots", "probe", "seed", "exclude_related")
+    settings = {tuple(str(r.get(k)) for k in keys) for r in results.values()}
     if len(settings) != 1:
-        raise ValueError(f"pool_results: the results differ in protocol, shots, probe or seed: {sorted(settings)}")
+        raise ValueError(f"pool_results: the results differ in protocol, shots, probe, seed or exclude_related: "
+                         f"{sorted(settings)}")
     first = next(iter(results.values()))
     per_task = {f"{name}/{task}": rows for name, r in results.items() for task, rows in r["tasks"].items()}
-    return {"protocol": first["protocol"], "shots": first["shots"], "probe": first["probe"], "seed": first["seed"],
+    return {**{k: first.get(k) for k in keys},
             "n_models": max(r["n_models"] for r in results.values()),
             "zoos": {name: {"n_tasks": r["n_tasks"], "n_models": r["n_models"], "mean": r["mean"],
                             "paired": r["paired"]} for name, r in results.items()},
@@ -501,6 +546,10 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     families = {row["id"]: row.get("family") for row in zoo.models()}
     if all(families.get(m) for m in models):
         data.model_types = [families[m] for m in models]
+    rows = {row["id"]: row for row in zoo.tasks()}
+    task_rows = [rows.get(t, {"id": t}) for t in tasks]
+    if any(row.get("dataset", (row.get("extra") or {}).get("dataset")) for row in task_rows):
+        data.related = related_tasks(task_rows)  # else unknown: exclude_related refuses
     data.task_features, names, encoder_state = _task_features(zoo, tuple(tasks))
     if encoder_state:
         data.task_distances = DescriptorEncoder.from_state(encoder_state, DESCRIPTOR_PREFIX).known_distances()
@@ -530,7 +579,8 @@ def format_table(result: dict) -> str:
     mean = result["mean"]
     lines = [f"protocol {result['protocol']}"
              + (f", {result['shots']} shots, probe {result['probe']}" if result["protocol"] == "kshot" else "")
-             + f": {result['n_tasks']} tasks, {result['n_models']} models",
+             + f": {result['n_tasks']} tasks, {result['n_models']} models"
+             + (", related tasks held out with each" if result.get("exclude_related") else ""),
              f"{'method':<14}" + "".join(f"{m:>9}" for m in METRICS)]
     paired = result.get("paired", {})
     if paired:
