@@ -83,7 +83,7 @@ def test_small_build_stores_truth_metrics_descriptors_and_architectures(small_de
     assert report["models"] == ["mobilenet_v2", "pplcnet_x1"] and list(report["tasks"]) == \
         ["digits10", "digits_even", "faces"]
     saved = json.loads((path / "report.json").read_text())
-    assert saved["tasks"] == report["tasks"]
+    assert saved["tasks"] == report["tasks"] and saved["task_set"] == "default" and saved["seed"] == 0
     with Zoo.open(path) as zoo:
         kinds = zoo.history_kinds()
         assert kinds[0] == "linear_probe" and {"logme", "hscore", "sfda", "knn"} <= set(kinds)
@@ -99,6 +99,13 @@ def test_small_build_stores_truth_metrics_descriptors_and_architectures(small_de
         assert zoo.models_by_id(["pplcnet_x1"])["pplcnet_x1"]["family"] == "lcnet"
         for task in report["tasks"].values():
             assert all(0.0 <= a <= 1.0 for a in task["accuracy"].values())
+        # the tasks record their data, so an evaluation can hold related tasks out together
+        from fennec.evaluate import load_zoo_eval_data
+
+        data = load_zoo_eval_data(zoo)
+        related = {(a, b) for i, a in enumerate(data.tasks) for j, b in enumerate(data.tasks)
+                   if i < j and data.related[i, j]}
+        assert related == {tuple(sorted(("digits10", "digits_even"), key=data.tasks.index))}
 
 
 def test_rank_images_command_ranks_a_fitted_demo_zoo(small_demo_zoo, tmp_path):

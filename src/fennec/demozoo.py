@@ -537,7 +537,8 @@ def build_demo_zoo(path, *, cache_dir=None, models=None, tasks=None, seed: int =
     zoo = Zoo.create(path)
     zoo.set_setting("proxy", PROXY_NAME)
     state: dict = {}
-    report = {"input_size": INPUT_SIZE, "proxy": PROXY_NAME, "models": [m.id for m in chosen], "skipped_models": skipped,
+    report = {"task_set": task_set, "seed": seed, "input_size": INPUT_SIZE, "proxy": PROXY_NAME,
+              "models": [m.id for m in chosen], "skipped_models": skipped,
               "skipped_datasets": skipped_data, "tasks": {}, "extraction_seconds": {}, "metric_seconds": {}}
     start = time.perf_counter()
     for model in chosen:
