@@ -173,6 +173,8 @@ def test_report_is_one_self_contained_page(report):
     for method, metrics in result["mean"].items():
         assert f"<td>{method}</td>" in page
         assert f"{metrics['wtau']:.3f}" in page
+    gap = result["paired"]["prior"]
+    assert f"<td>{gap['diff']:+.3f} &plusmn; {gap['se']:.3f} ({gap['wins']}/{gap['losses']})</td>" in page
     for task in data.tasks:
         assert f"<td>{task}</td>" in page
     images = page.split('src="data:image/png;base64,')[1:]

@@ -64,6 +64,7 @@ def _mean_table(result: dict) -> str:
         values = [mean[m][metric] for m in methods if not math.isnan(mean[m][metric])]
         if values:
             best[metric] = max(values) if HIGHER_IS_BETTER[metric] else min(values)
+    paired = result.get("paired") or {}
     rows = []
     for method in methods:
         cells = []
@@ -71,8 +72,14 @@ def _mean_table(result: dict) -> str:
             value = mean[method][metric]
             css = "na" if math.isnan(value) else "best" if value == best.get(metric) else ""
             cells.append(f'<td class="{css}">{_fmt(value)}</td>')
+        if paired:
+            gap = paired.get(method)
+            cells.append("<td></td>" if gap is None else
+                         f"<td>{gap['diff']:+.3f} &plusmn; {_fmt(gap['se'])} ({gap['wins']}/{gap['losses']})</td>")
         rows.append(f"<tr><td>{html.escape(method)}</td>{''.join(cells)}</tr>")
     head = "".join(f"<th>{html.escape(METRIC_NAMES[m])}</th>" for m in METRICS)
+    if paired:
+        head += "<th>fennec minus it, weighted tau &plusmn; s.e. (tasks won/lost)</th>"
     return f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
