@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -127,46 +129,10 @@ def linear_probe(f, y):
         return LogisticRegression(max_iter=100).fit(f, y).score(f, y)
 
 
-@pytest.mark.benchmark(group="metric-logme")
-def test_fennec_logme(benchmark, task):
-    features, labels, _ = task
-    assert np.isfinite(run(benchmark, "fennec_logme", metrics.logme, (features, labels)))
-
-
-@pytest.mark.benchmark(group="metric-logme")
-def test_released_logme_loop(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "released_logme", logme_released, (features, labels), rounds=1)
-    assert metrics.logme(features, labels) == pytest.approx(peer, rel=1e-6)
-    report(extra_report, "logme vs released per-class loop", "released_logme", "fennec_logme")
-
-
-@pytest.mark.benchmark(group="metric-logme")
-def test_sklearn_linear_probe(benchmark, task, extra_report):
-    features, labels, _ = task
-    assert run(benchmark, "linear_probe", linear_probe, (features, labels), rounds=1) > 1.5 / C
-    report(extra_report, "logme vs fitting a linear probe", "linear_probe", "fennec_logme")
-
-
 def nleep_sklearn(f, y):
     reduced = PCA(n_components=0.8, svd_solver="covariance_eigh").fit_transform(f)
     posteriors = GaussianMixture(5 * C, covariance_type="diag", random_state=0).fit(reduced).predict_proba(reduced)
     return metrics.leep(posteriors, y)
-
-
-@pytest.mark.benchmark(group="metric-nleep")
-def test_fennec_nleep(benchmark, task):
-    features, labels, _ = task
-    assert np.log(1 / C) < run(benchmark, "fennec_nleep", metrics.nleep, (features, labels)) <= 0
-
-
-@pytest.mark.benchmark(group="metric-nleep")
-def test_sklearn_nleep(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "sklearn_nleep", nleep_sklearn, (features, labels), rounds=1)
-    # different k-means starts: same quantity, different local optimum of the mixture
-    assert metrics.nleep(features, labels) == pytest.approx(peer, abs=0.1)
-    report(extra_report, "nleep vs scikit-learn PCA + GaussianMixture", "sklearn_nleep", "fennec_nleep")
 
 
 def class_mean_rows(f, y):
@@ -185,34 +151,6 @@ def hscore_reg_released(f, y):
     estimator = LedoitWolf().fit(f)
     cov_g = np.cov(class_mean_rows(f, y), rowvar=False, bias=True)
     return float(np.trace(np.linalg.pinv(estimator.covariance_, rcond=1e-15) @ ((1 - estimator.shrinkage_) * cov_g)))
-
-
-@pytest.mark.benchmark(group="metric-hscore")
-def test_fennec_hscore(benchmark, task):
-    features, labels, _ = task
-    assert run(benchmark, "fennec_hscore", metrics.hscore, (features, labels)) > 0
-
-
-@pytest.mark.benchmark(group="metric-hscore")
-def test_numpy_pinv_hscore(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "numpy_hscore", hscore_released, (features, labels), rounds=1)
-    assert metrics.hscore(features, labels) == pytest.approx(peer, rel=1e-6)
-    report(extra_report, "hscore vs numpy cov + pinv", "numpy_hscore", "fennec_hscore")
-
-
-@pytest.mark.benchmark(group="metric-hscore_reg")
-def test_fennec_hscore_reg(benchmark, task):
-    features, labels, _ = task
-    assert run(benchmark, "fennec_hscore_reg", metrics.hscore_regularized, (features, labels)) > 0
-
-
-@pytest.mark.benchmark(group="metric-hscore_reg")
-def test_sklearn_ledoit_wolf_hscore(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "sklearn_hscore_reg", hscore_reg_released, (features, labels), rounds=1)
-    assert metrics.hscore_regularized(features, labels) == pytest.approx(peer, rel=1e-6)
-    report(extra_report, "hscore_reg vs scikit-learn Ledoit-Wolf + pinv", "sklearn_hscore_reg", "fennec_hscore_reg")
 
 
 def sfda_released(f, y):
@@ -240,20 +178,6 @@ def sfda_released(f, y):
     return float(np.mean(probs[np.arange(len(y)), y]))
 
 
-@pytest.mark.benchmark(group="metric-sfda")
-def test_fennec_sfda(benchmark, task):
-    features, labels, _ = task
-    assert 1 / C < run(benchmark, "fennec_sfda", metrics.sfda, (features, labels)) <= 1
-
-
-@pytest.mark.benchmark(group="metric-sfda")
-def test_released_sfda(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "released_sfda", sfda_released, (features, labels), rounds=1)
-    assert metrics.sfda(features, labels) == pytest.approx(peer, rel=1e-6)
-    report(extra_report, "sfda vs generalized eigenproblem", "released_sfda", "fennec_sfda")
-
-
 def gbc_sklearn(f, y):
     x = PCA(n_components=64, svd_solver="covariance_eigh").fit_transform(f)
     means = [x[y == c].mean(axis=0) for c in range(C)]
@@ -269,40 +193,12 @@ def gbc_sklearn(f, y):
     return -total
 
 
-@pytest.mark.benchmark(group="metric-gbc")
-def test_fennec_gbc(benchmark, task):
-    features, labels, _ = task
-    assert -C * (C - 1) < run(benchmark, "fennec_gbc", metrics.gbc, (features, labels)) <= 0
-
-
-@pytest.mark.benchmark(group="metric-gbc")
-def test_sklearn_gbc(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "sklearn_gbc", gbc_sklearn, (features, labels), rounds=1)
-    assert metrics.gbc(features, labels) == pytest.approx(peer, rel=1e-6)
-    report(extra_report, "gbc vs scikit-learn PCA + pair loop", "sklearn_gbc", "fennec_gbc")
-
-
 def transrate_released(f, y, eps=1e-4):
     def rate(z):
         return 0.5 * np.linalg.slogdet(np.eye(z.shape[1]) + z.T @ z / (len(z) * eps))[1]
 
     z = f - f.mean(axis=0)
     return rate(z) - np.mean([rate(z[y == c]) for c in range(C)])
-
-
-@pytest.mark.benchmark(group="metric-transrate")
-def test_fennec_transrate(benchmark, task):
-    features, labels, _ = task
-    assert run(benchmark, "fennec_transrate", metrics.transrate, (features, labels)) > 0
-
-
-@pytest.mark.benchmark(group="metric-transrate")
-def test_released_transrate(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "released_transrate", transrate_released, (features, labels), rounds=1)
-    assert metrics.transrate(features, labels) == pytest.approx(peer, rel=1e-9)
-    report(extra_report, "transrate vs D x D log-determinants", "released_transrate", "fennec_transrate")
 
 
 def parc_scipy(f, y):
@@ -315,20 +211,6 @@ def parc_scipy(f, y):
     return spearmanr((1 - np.corrcoef(reduced))[upper], np.round(1 - np.corrcoef(onehot), 12)[upper])[0]
 
 
-@pytest.mark.benchmark(group="metric-parc")
-def test_fennec_parc(benchmark, task):
-    features, labels, _ = task
-    assert 0 < run(benchmark, "fennec_parc", metrics.parc, (features, labels)) <= 1
-
-
-@pytest.mark.benchmark(group="metric-parc")
-def test_scipy_parc(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "scipy_parc", parc_scipy, (features, labels), rounds=1)
-    assert metrics.parc(features, labels) == pytest.approx(peer, rel=1e-6)
-    report(extra_report, "parc vs scikit-learn PCA + scipy spearmanr", "scipy_parc", "fennec_parc")
-
-
 def knn_sklearn(f, y, k=10):
     sims, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute").fit(f).kneighbors(f)
     sims, idx = 1 - sims[:, 1:], idx[:, 1:]  # the first neighbour is the sample itself
@@ -338,20 +220,6 @@ def knn_sklearn(f, y, k=10):
         weight = np.bincount(y[idx[i]], weights=sims[i], minlength=C)
         correct += np.argmax(np.where(votes == votes.max(), weight, -np.inf)) == y[i]
     return correct / len(y)
-
-
-@pytest.mark.benchmark(group="metric-knn")
-def test_fennec_knn(benchmark, task):
-    features, labels, _ = task
-    assert 1 / C < run(benchmark, "fennec_knn", metrics.knn_probe, (features, labels)) <= 1
-
-
-@pytest.mark.benchmark(group="metric-knn")
-def test_sklearn_knn(benchmark, task, extra_report):
-    features, labels, _ = task
-    peer = run(benchmark, "sklearn_knn", knn_sklearn, (features, labels), rounds=1)
-    assert metrics.knn_probe(features, labels) == peer
-    report(extra_report, "knn vs scikit-learn brute-force neighbours", "sklearn_knn", "fennec_knn")
 
 
 def leep_onehot_matmul(probs, y):
@@ -367,32 +235,74 @@ def nce_sklearn(probs, y):
     return mutual_info_score(y, z) - label_entropy
 
 
-@pytest.mark.benchmark(group="metric-leep")
-def test_fennec_leep(benchmark, task):
-    _, labels, probs = task
-    assert np.log(1 / C) - 0.1 < run(benchmark, "fennec_leep", metrics.leep, (probs, labels)) < 0
+@dataclass(frozen=True)
+class Peer:
+    bench: str  # benchmark name
+    fn: Callable
+    label: str  # "logme vs <label>" in the ratio table
+    agree: dict | None  # pytest.approx tolerances against fennec's value ({}: equal); None: not the same quantity
+    rounds: int = 1
+    check: Callable[[float], bool] = lambda value: True
 
 
-@pytest.mark.benchmark(group="metric-leep")
-def test_onehot_matmul_leep(benchmark, task, extra_report):
-    _, labels, probs = task
-    peer = run(benchmark, "numpy_leep", leep_onehot_matmul, (probs, labels))
-    assert metrics.leep(probs, labels) == pytest.approx(peer, rel=1e-9)
-    report(extra_report, "leep vs one-hot matmul", "numpy_leep", "fennec_leep")
+@dataclass(frozen=True)
+class Case:
+    name: str
+    fn: Callable
+    check: Callable[[float], bool]  # a sanity bound on fennec's value
+    peers: tuple[Peer, ...]
+    probs: bool = False  # source-model probabilities (leep, nce) instead of features
 
 
-@pytest.mark.benchmark(group="metric-nce")
-def test_fennec_nce(benchmark, task):
-    _, labels, probs = task
-    assert run(benchmark, "fennec_nce", metrics.nce, (probs, labels)) < 0
+CASES = [
+    Case("logme", metrics.logme, np.isfinite,
+         (Peer("released_logme", logme_released, "released per-class loop", {"rel": 1e-6}),
+          Peer("linear_probe", linear_probe, "fitting a linear probe", None, check=lambda v: v > 1.5 / C))),
+    # different k-means starts: the same quantity, a different local optimum of the mixture
+    Case("nleep", metrics.nleep, lambda v: np.log(1 / C) < v <= 0,
+         (Peer("sklearn_nleep", nleep_sklearn, "scikit-learn PCA + GaussianMixture", {"abs": 0.1}),)),
+    Case("hscore", metrics.hscore, lambda v: v > 0,
+         (Peer("numpy_hscore", hscore_released, "numpy cov + pinv", {"rel": 1e-6}),)),
+    Case("hscore_reg", metrics.hscore_regularized, lambda v: v > 0,
+         (Peer("sklearn_hscore_reg", hscore_reg_released, "scikit-learn Ledoit-Wolf + pinv", {"rel": 1e-6}),)),
+    Case("sfda", metrics.sfda, lambda v: 1 / C < v <= 1,
+         (Peer("released_sfda", sfda_released, "generalized eigenproblem", {"rel": 1e-6}),)),
+    Case("gbc", metrics.gbc, lambda v: -C * (C - 1) < v <= 0,
+         (Peer("sklearn_gbc", gbc_sklearn, "scikit-learn PCA + pair loop", {"rel": 1e-6}),)),
+    Case("transrate", metrics.transrate, lambda v: v > 0,
+         (Peer("released_transrate", transrate_released, "D x D log-determinants", {"rel": 1e-9}),)),
+    Case("parc", metrics.parc, lambda v: 0 < v <= 1,
+         (Peer("scipy_parc", parc_scipy, "scikit-learn PCA + scipy spearmanr", {"rel": 1e-6}),)),
+    Case("knn", metrics.knn_probe, lambda v: 1 / C < v <= 1,
+         (Peer("sklearn_knn", knn_sklearn, "scikit-learn brute-force neighbours", {}),)),
+    Case("leep", metrics.leep, lambda v: np.log(1 / C) - 0.1 < v < 0,
+         (Peer("numpy_leep", leep_onehot_matmul, "one-hot matmul", {"rel": 1e-9}, rounds=ROUNDS),), probs=True),
+    Case("nce", metrics.nce, lambda v: v < 0,
+         (Peer("sklearn_nce", nce_sklearn, "scikit-learn mutual information", {"rel": 1e-9}, rounds=ROUNDS),),
+         probs=True),
+]
 
 
-@pytest.mark.benchmark(group="metric-nce")
-def test_sklearn_mutual_information_nce(benchmark, task, extra_report):
-    _, labels, probs = task
-    peer = run(benchmark, "sklearn_nce", nce_sklearn, (probs, labels))
-    assert metrics.nce(probs, labels) == pytest.approx(peer, rel=1e-9)
-    report(extra_report, "nce vs scikit-learn mutual information", "sklearn_nce", "fennec_nce")
+def _inputs(case, task):
+    features, labels, probs = task
+    return (probs if case.probs else features, labels)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_fennec_metric(benchmark, task, case):
+    benchmark.group = f"metric-{case.name}"
+    assert case.check(run(benchmark, f"fennec_{case.name}", case.fn, _inputs(case, task)))
+
+
+@pytest.mark.parametrize("case, peer", [pytest.param(c, p, id=p.bench) for c in CASES for p in c.peers])
+def test_peer_metric(benchmark, task, extra_report, case, peer):
+    benchmark.group = f"metric-{case.name}"
+    args = _inputs(case, task)
+    value = run(benchmark, peer.bench, peer.fn, args, rounds=peer.rounds)
+    assert peer.check(value)
+    if peer.agree is not None:
+        assert case.fn(*args) == (pytest.approx(value, **peer.agree) if peer.agree else value)
+    report(extra_report, f"{case.name} vs {peer.label}", peer.bench, f"fennec_{case.name}")
 
 
 @pytest.mark.benchmark(group="metric-all")
