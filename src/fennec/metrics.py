@@ -247,6 +247,15 @@ def _subsample(y: np.ndarray, max_samples: int, seed) -> np.ndarray | None:
     return np.sort(np.concatenate(chosen))
 
 
+def _subsampled(features, labels, max_samples, seed):
+    """Checked features and labels (with the class count), on a class-stratified subset of
+    ``max_samples`` rows when there are more."""
+    f = _as_features(features)
+    y, n_classes = _as_labels(labels, f.shape[0])
+    idx = _subsample(y, _positive_int(max_samples, "max_samples"), seed)
+    return (f, y, n_classes) if idx is None else (f[idx], y[idx], n_classes)
+
+
 def _leep_from_probs(probs: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     n = len(y)
     joint = _class_sums(probs, y, n_classes) / n  # P(y, z)
@@ -712,13 +721,8 @@ def parc(features, labels, *, n_components: int = 32, max_samples: int = 2000, s
     score is the Spearman correlation of the two upper triangles, in [-1, 1] (the release
     multiplies it by 100). Runs on a class-stratified subset of ``max_samples`` rows.
     """
-    f = _as_features(features)
-    y, _ = _as_labels(labels, f.shape[0])
     n_components = _positive_int(n_components, "n_components")
-    max_samples = _positive_int(max_samples, "max_samples")
-    idx = _subsample(y, max_samples, seed)
-    if idx is not None:
-        f, y = f[idx], y[idx]
+    f, y, _ = _subsampled(features, labels, max_samples, seed)
     std = f.std(axis=0)
     x = (f - f.mean(axis=0)) / np.where(std > 0, std, 1.0)
     if x.shape[1] > n_components:
@@ -758,13 +762,8 @@ def knn_probe(features, labels, k: int = 10, seed=0, *, max_samples: int = 5000)
     tied vote goes to the tied class with the larger summed similarity, then the smaller
     label. ``k`` is capped at N - 1. Runs on a class-stratified subset of ``max_samples`` rows.
     """
-    f = _as_features(features)
-    y, n_classes = _as_labels(labels, f.shape[0])
     k = _positive_int(k, "k")
-    max_samples = _positive_int(max_samples, "max_samples")
-    idx = _subsample(y, max_samples, seed)
-    if idx is not None:
-        f, y = f[idx], y[idx]
+    f, y, n_classes = _subsampled(features, labels, max_samples, seed)
     n = len(y)
     k = min(k, n - 1)
     norms = np.linalg.norm(f, axis=1, keepdims=True)
