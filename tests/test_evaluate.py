@@ -335,6 +335,7 @@ def test_related_tasks_from_dataset_and_classes():
                      [0, 0, 0, 0, 0, 1, 0],
                      [0, 0, 0, 0, 0, 0, 1]], dtype=bool)
     np.testing.assert_array_equal(related_tasks(rows), want)
+    assert related_tasks([{"id": "bare"}, {"id": "bare2", "extra": {"classes": "a"}}]) is None
 
 
 def test_exclude_related_holds_the_related_tasks_out_of_the_fit():

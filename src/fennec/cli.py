@@ -344,32 +344,31 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
         raise _usage_error("--exclude-related reads which tasks share data from a zoo's task metadata; use --zoo")
     if exclude_related and protocol == "cold-model":
         raise _usage_error("--exclude-related holds tasks out; the cold-model protocol holds models out")
+
+    def zoo_data(path, name=""):
+        with _progress(f"reading the zoo{name}"), Zoo.open(path) as opened:
+            return load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task, embeddings=not no_archi2vec)
+
+    def evaluated(data, name=""):
+        with _progress(f"evaluating{name} ({protocol}, {len(data.tasks)} tasks)"):
+            return evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related)
+
     if len(zoo_paths) > 1:
         if report:
             raise _usage_error("--report draws one zoo's evaluation; give one --zoo with it")
-        names = _zoo_names(zoo_paths)
-        results = {}
-        for name, path in zip(names, zoo_paths):
-            with _progress(f"reading the zoo {name}"), Zoo.open(path) as opened:
-                data = load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task,
-                                          embeddings=not no_archi2vec)
-            with _progress(f"evaluating {name} ({protocol}, {len(data.tasks)} tasks)"):
-                results[name] = evaluate(data, protocol, shots=shots, probe=probe, seed=seed,
-                                         exclude_related=exclude_related)
-        result = pool_results(results)
+        result = pool_results({name: evaluated(zoo_data(path, f" {name}"), f" {name}")
+                               for name, path in zip(_zoo_names(zoo_paths), zoo_paths)})
         _emit(as_json, result, format_table(result))
         return
     if zoo_paths:
-        with _progress("reading the zoo"), Zoo.open(zoo_paths[0]) as opened:
-            data = load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task, embeddings=not no_archi2vec)
+        data = zoo_data(zoo_paths[0])
     else:
         with _progress("reading the history"):
             data = load_eval_data(
                 history, wide=wide, model_col=model_col, task_col=task_col, score_col=score_col,
                 models_path=models, model_key=model_key, type_col=type_col, tasks_path=tasks, task_key=task_key,
                 task_distance_path=task_distance, forward_scores_path=forward_scores, exclude_tasks=exclude_task)
-    with _progress(f"evaluating ({protocol}, {len(data.tasks)} tasks)"):
-        result = evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related)
+    result = evaluated(data)
     if report:
         from .report import write_eval_report
 

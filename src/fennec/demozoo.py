@@ -133,7 +133,6 @@ def _efficientnet_lite(variant):
         if missing or unexpected:
             raise ValueError(f"{weights}: weights do not fit EfficientNet-Lite{variant} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        module.eval()
         # The TF-Lite models take (x - 127) / 128; the port keeps that normalisation.
         return _proxy(TorchBackend(module, output="_avg_pooling"),
                       {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)},

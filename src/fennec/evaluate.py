@@ -202,12 +202,12 @@ def _task_rows(data: EvalData, target: int, predictions: dict[str, np.ndarray], 
     return rows
 
 
-def related_tasks(rows: list[dict]) -> np.ndarray:
+def related_tasks(rows: list[dict]) -> np.ndarray | None:
     """Which tasks share data, from each task's ``dataset`` and ``classes`` (comma-separated).
 
     Two tasks are related when they come from the same dataset and share a class, or one
     of them has no class list (the whole dataset); a task without a dataset is related to
-    itself only.
+    itself only. None when no task records a dataset: then nothing is known.
     """
     def meta(row):
         extra = row.get("extra") or {}
@@ -217,6 +217,8 @@ def related_tasks(rows: list[dict]) -> np.ndarray:
         return dataset, names
 
     info = [meta(row) for row in rows]
+    if all(dataset is None for dataset, _ in info):
+        return None
     out = np.eye(len(rows), dtype=bool)
     for i, (dataset_i, classes_i) in enumerate(info):
         for j, (dataset_j, classes_j) in enumerate(info[:i]):
@@ -547,9 +549,7 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     if all(families.get(m) for m in models):
         data.model_types = [families[m] for m in models]
     rows = {row["id"]: row for row in zoo.tasks()}
-    task_rows = [rows.get(t, {"id": t}) for t in tasks]
-    if any(row.get("dataset", (row.get("extra") or {}).get("dataset")) for row in task_rows):
-        data.related = related_tasks(task_rows)  # else unknown: exclude_related refuses
+    data.related = related_tasks([rows.get(t, {"id": t}) for t in tasks])  # None: exclude_related refuses
     data.task_features, names, encoder_state = _task_features(zoo, tuple(tasks))
     if encoder_state:
         data.task_distances = DescriptorEncoder.from_state(encoder_state, DESCRIPTOR_PREFIX).known_distances()
