@@ -349,6 +349,36 @@ class History:
         m, t = np.nonzero(~np.isnan(matrix))
         return cls(models, tasks, m, t, matrix[m, t], kind=(kind,) * len(m))
 
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Iterable[Sequence],
+    ) -> History:
+        """From ``(model, task, score)`` rows, optionally ``(model, task, score, kind)`` or
+        ``(model, task, score, kind, source)``; models and tasks are listed in order of first
+        appearance. A row without a kind is ``finetune``; a ``None`` source is ``""``."""
+        rows = [tuple(row) for row in rows]
+        for i, row in enumerate(rows):
+            if not 3 <= len(row) <= 5:
+                raise ValueError(
+                    f"rows: row {i} has {len(row)} fields; expected (model, task, score[, kind[, source]])"
+                )
+        models = tuple(dict.fromkeys(row[0] for row in rows))
+        tasks = tuple(dict.fromkeys(row[1] for row in rows))
+        model_at = {m: i for i, m in enumerate(models)}
+        task_at = {t: j for j, t in enumerate(tasks)}
+        kinds = tuple(row[3] if len(row) > 3 and row[3] is not None else DEFAULT_KIND for row in rows)
+        sources = tuple((row[4] or "") if len(row) > 4 else "" for row in rows)
+        return cls(
+            models=models,
+            tasks=tasks,
+            model_index=np.array([model_at[row[0]] for row in rows], dtype=np.int64),
+            task_index=np.array([task_at[row[1]] for row in rows], dtype=np.int64),
+            scores=np.array([row[2] for row in rows], dtype=np.float64),
+            kind=kinds,
+            source=sources,
+        )
+
     def to_long_csv(self, path: str | os.PathLike) -> None:
         """Writes ``model,task,score`` (plus ``kind``/``source`` when present), atomically."""
         header = ["model", "task", "score"]
