@@ -19,9 +19,10 @@ import pytest
 
 import fennec
 from fennec import kernels
-from fennec.evaluate import _nmf
+from fennec.evaluate import nmf
+from fennec.features import place_task
 from fennec.history import History
-from fennec.recommend import Ranker
+from fennec.ranking import Ranker
 
 FIT_MODELS, FIT_TASKS, DENSITY = 10_000, 1_000, 0.05
 RANK_MODELS, RANK_TASKS = 1_000_000, 12
@@ -81,7 +82,7 @@ def test_nmf_rank5_10k_x_1k(benchmark, fit_zoo):
     matrix = history.matrix()
     shifted = matrix - np.nanmin(matrix)
     # 100 multiplicative updates (the recipe's evaluation uses 500): the peer is timed generously.
-    w, h = benchmark.pedantic(_nmf, args=(shifted, 5, 0), kwargs={"iterations": 100}, rounds=1, iterations=1)
+    w, h = benchmark.pedantic(nmf, args=(shifted, 5, 0), kwargs={"iterations": 100}, rounds=1, iterations=1)
     assert w.shape == (FIT_MODELS, 5) and h.shape == (5, FIT_TASKS)
 
 
@@ -89,7 +90,8 @@ def test_nmf_rank5_10k_x_1k(benchmark, fit_zoo):
 def test_fit_transfer_with_task_distances_10k_x_1k(benchmark, extra_report):
     """Neighbour tasks on a large zoo: 20 clusters of tasks (descriptor distances), each with
     its own model order; the fit keeps 16 factors of the residuals instead of 1,000 columns."""
-    from fennec.transfer import PRIOR_SHRINKAGE, fit_transfer, neighbour_weights, normalize_scores
+    from fennec.space import fit_transfer, neighbour_weights, normalize_scores
+    from fennec.space.transfer import PRIOR_SHRINKAGE
 
     rng = np.random.default_rng(2)
     cluster = rng.integers(0, 20, FIT_TASKS)
@@ -125,11 +127,12 @@ def rank_zoo(tmp_path_factory):
     zoo.add_history(history)
     fennec.fit(zoo)
     ranker = Ranker(zoo)
-    state, meta = zoo.read_fitted()
     task = {"n_classes": 100, "n_train": 5_000}
     ranker.rank(task, k=10)  # load the fitted state once, as a service does
-    vectors = np.ascontiguousarray(state["model_vectors"])
-    task_vector = ranker._task_vector(state, meta, task, [])[0]
+    space = ranker.fitted().space
+    vectors = np.ascontiguousarray(space.model_vectors)
+    placed = place_task(space, task)
+    task_vector = space.task_vector(placed.features, placed.distances)
     return ranker, task, vectors, task_vector
 
 
@@ -144,7 +147,7 @@ def test_fennec_rank_1m(benchmark, rank_zoo):
     ranker, task, vectors, task_vector = rank_zoo
     ranking = benchmark(ranker.rank, task, k=10)
     want = _numpy_top(vectors, task_vector, 10)
-    got_scores = np.sort(vectors[[ranker._state()[3][row["model"]] for row in ranking.rows]] @ task_vector)
+    got_scores = np.sort(vectors[[ranker.fitted().index[row["model"]] for row in ranking.rows]] @ task_vector)
     np.testing.assert_allclose(got_scores, np.sort(vectors[want] @ task_vector), rtol=1e-4)
 
 

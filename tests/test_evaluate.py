@@ -13,7 +13,7 @@ import fennec
 from scipy.stats import kendalltau, pearsonr, weightedtau
 
 from fennec.evaluate import METRICS, EvalData, evaluate, load_eval_data, ranking_metrics
-from fennec.transfer import fit_transfer, normalize_scores
+from fennec.space import fit_transfer, normalize_scores
 
 
 def shared_benchmarks() -> Path | None:
@@ -207,7 +207,7 @@ def _clustered_tasks(seed=0, n_models=14, per_cluster=4, clusters=3):
 
 
 def test_neighbour_weights_are_scale_free_and_favour_the_nearest():
-    from fennec.transfer import neighbour_weights
+    from fennec.space import neighbour_weights
 
     d = np.array([3.0, 1.0, 2.0, 5.0])
     for width in (1.0, 0.3):
@@ -233,7 +233,8 @@ def test_neighbour_tasks_rank_a_new_task_like_its_cluster():
     tau_prior = weightedtau(model.predict(), scores[:, target])[0]
     assert tau_neighbours > 0.8 and tau_neighbours > tau_prior + 0.3
     # The vector form is the neighbour average itself: prior + residuals weighted by neighbour_weights.
-    from fennec.transfer import PRIOR_SHRINKAGE, neighbour_weights
+    from fennec.space import neighbour_weights
+    from fennec.space.transfer import PRIOR_SHRINKAGE
 
     normalized = normalize_scores(scores[:, train])
     prior = normalized.sum(1) / (normalized.shape[1] + PRIOR_SHRINKAGE)
@@ -252,7 +253,7 @@ def test_neighbour_tasks_rank_a_new_task_like_its_cluster():
 
 
 def test_neighbour_factors_are_truncated_on_zoos_with_many_tasks():
-    from fennec.transfer import MAX_NEIGHBOUR_RANK
+    from fennec.space.transfer import MAX_NEIGHBOUR_RANK
 
     scores, distances, cluster = _clustered_tasks(seed=1, per_cluster=8, clusters=3)  # 24 tasks
     model = fit_transfer(scores, task_distances=distances)
@@ -262,7 +263,7 @@ def test_neighbour_factors_are_truncated_on_zoos_with_many_tasks():
     # vectors give nearly the exact neighbour average.
     d = distances[0]
     exact_model = fit_transfer(scores, task_distances=distances, choices={"bandwidth": model.bandwidth})
-    from fennec.transfer import neighbour_weights
+    from fennec.space import neighbour_weights
 
     normalized = normalize_scores(scores)
     prior = exact_model.model_vectors[:, 0].astype(float)

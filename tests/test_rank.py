@@ -79,7 +79,7 @@ def test_refit_is_picked_up_and_errors_are_clear(tmp_path):
         fennec.rank(zoo, observed={"nope": 1.0})
     with pytest.raises(ValueError, match="missing feature"):
         fennec.rank(zoo, {"n_classes": 10})
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
         fennec.rank(zoo, k=0)
 
 
@@ -90,7 +90,7 @@ def test_fit_needs_history(tmp_path):
 
 
 def test_fold_in_keeps_the_choices_and_skips_cross_validation(tmp_path, monkeypatch):
-    from fennec import transfer
+    from fennec.space import transfer
 
     zoo, scores, models = build_zoo(tmp_path / "zoo", n_models=30, n_tasks=8)
     first = fennec.fit(zoo)
@@ -151,7 +151,7 @@ def test_model_embeddings_are_stored_checked_and_used_as_side_information(tmp_pa
     with pytest.raises(ValueError, match="NaN"):
         zoo.set_model_embeddings({models[0]: np.full(16, np.nan)})
     assert zoo.model_embeddings()[models[0]].shape == (16,)  # nothing changed by the refused writes
-    from fennec.recommend import model_side_information
+    from fennec.features import model_side_information
     _, columns = model_side_information(zoo, models)
     assert [c for c in columns if c.startswith("archi2vec")] == ["archi2vec_0", "archi2vec_1", "archi2vec_2"]
     _, without = model_side_information(zoo, models, embeddings=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from . import archi2vec, kernels, metrics
 from .kernels import build_info, pool, topk, wl_features
-from .recommend import Ranker, Ranking, fit, rank
+from .fitting import fit
+from .ranking import Ranker, Ranking, rank
+from .space import TransferSpace
 from .registry import add_model
 from .zoo import Zoo, ZooError
 
@@ -13,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Ranker",
     "Ranking",
+    "TransferSpace",
     "Zoo",
     "ZooError",
     "__version__",

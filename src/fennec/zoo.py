@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .history import DEFAULT_KIND, History, SideTable, _write_atomically, read_history
+from ._atomic import fsync_folder, write_atomically
+from .history import DEFAULT_KIND, History, SideTable, read_history
 
 try:
     import fcntl
@@ -170,7 +171,7 @@ class Zoo:
                 os.replace(tmp, db)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        _fsync_dir(path)
+        fsync_folder(path)
         return cls.open(path)
 
     @classmethod
@@ -232,6 +233,11 @@ class Zoo:
     def change_counter(self) -> int:
         """A number that changes whenever another connection commits to the zoo's database."""
         return int(self._con.execute("PRAGMA data_version").fetchone()[0])
+
+    def data_signal(self) -> tuple[int, int]:
+        """Changes whenever the database changed: another connection's commits (SQLite's
+        data_version) and this connection's own (its total_changes)."""
+        return (int(self._con.execute("PRAGMA data_version").fetchone()[0]), self._con.total_changes)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -561,9 +567,9 @@ class Zoo:
                     fh.write(meta_text)
                     fh.flush()
                     os.fsync(fh.fileno())
-                _fsync_dir(staging)
+                fsync_folder(staging)
                 os.rename(staging, final)
-                _fsync_dir(self.path)
+                fsync_folder(self.path)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -660,22 +666,7 @@ def _check_history_row(i: int, row: tuple) -> None:
 def _switch_pointer(folder: Path, version: int, name: str, arrays: list[str]) -> None:
     """Makes fitted-<version> current: the single rename that commits a fitted state."""
     text = json.dumps({"version": version, "dir": name, "arrays": arrays})
-    _write_atomically(folder / POINTER_NAME, lambda fh: fh.write(text))
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Makes a rename inside ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomically(folder / POINTER_NAME, text)
 
 
 def _load_array(path: Path) -> np.ndarray:

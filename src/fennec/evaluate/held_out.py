@@ -1,0 +1,47 @@
+"""A held-out task predicted as a new task meets fennec: a space fitted without it, the task
+placed in it, every model scored, by the same functions ``fennec.fit`` and ``fennec.rank`` run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..features import TaskPlacement, place_task
+from ..space import TransferSpace, fit_space
+from .data import EvalData
+
+__all__ = ["fit_without", "held_out_prediction", "place_held_out"]
+
+
+def fit_without(data: EvalData, train: np.ndarray, seed: int = 0) -> TransferSpace:
+    """The space fitted on the ``train`` tasks only (their scores and side information)."""
+    tasks = [data.tasks[j] for j in train]
+    if data.known_tasks is not None:
+        known = data.known_tasks.subset(train)
+        return fit_space(data.scores[:, train], data.models, tasks, model_features=data.model_features,
+                         task_features=known.features, task_columns=known.columns,
+                         task_descriptors=known.descriptors, seed=seed)
+    features, distances = data.task_features, data.task_distances
+    return fit_space(data.scores[:, train], data.models, tasks, model_features=data.model_features,
+                     task_features=None if features is None else features[train],
+                     task_distances=None if distances is None else distances[np.ix_(train, train)], seed=seed)
+
+
+def place_held_out(data: EvalData, space: TransferSpace, target: int, train: np.ndarray) -> TaskPlacement:
+    """Task ``target`` placed in a space fitted on ``train``: from the features a new task would
+    be given by (a zoo's tasks), or from its row of the data's task features and distances."""
+    if data.known_tasks is not None:
+        task = data.known_tasks.as_new_task(target)
+        if not space.takes_descriptor:  # too few training tasks to place a descriptor
+            task.pop("descriptor", None)
+        return place_task(space, task)
+    features, distances = data.task_features, data.task_distances
+    return TaskPlacement(None if features is None else features[target],
+                         None if distances is None else distances[target, train], "task features")
+
+
+def held_out_prediction(data: EvalData, target: int, seed: int = 0) -> np.ndarray:
+    """fennec's prediction for task ``target`` from a fit on the other tasks (the ``lodo`` protocol)."""
+    train = np.array([j for j in range(len(data.tasks)) if j != target])
+    space = fit_without(data, train, seed)
+    placed = place_held_out(data, space, target, train)
+    return space.predict(placed.features, placed.distances)

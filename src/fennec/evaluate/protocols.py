@@ -1,0 +1,198 @@
+"""The evaluation protocols, each run with its baselines on the same held-out tasks.
+
+``lodo``        leave one task out: the task is new; each method ranks all models for it.
+``kshot``       as ``lodo``, but ``shots`` scores on the new task are known: drawn at
+                random (``probe="random"``, repeated over seeds) or the ``shots`` models
+                the method itself ranked first (``probe="top"``), reported back.
+``cold-model``  k-fold over models: the held-out models have no history and are
+                known only by their side information; each task ranks them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..space import normalize_scores, predict_cold_models
+from .baselines import nmf_predict, reorder_observed, type_mean
+from .data import EvalData
+from .held_out import fit_without, place_held_out
+from .scoring import average_metrics, paired_differences, ranking_metrics
+
+__all__ = ["COLD_MODEL_FOLDS", "RANDOM_DRAWS", "RANDOM_PROBE_REPEATS", "evaluate", "pool_results"]
+
+RANDOM_DRAWS = 20
+RANDOM_PROBE_REPEATS = 5
+COLD_MODEL_FOLDS = 5
+
+
+def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: str = "top",
+             seed: int = 0, exclude_related: bool = False) -> dict:
+    """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``.
+
+    ``exclude_related`` (lodo, kshot): every task related to the held-out one
+    (``data.related``: sharing a class of the same dataset) is held out of the fit
+    with it, so the history holds nothing of the new task's classes.
+    """
+    if protocol not in ("lodo", "kshot", "cold-model"):
+        raise ValueError(f"protocol must be 'lodo', 'kshot' or 'cold-model', got {protocol!r}")
+    if probe not in ("top", "random"):
+        raise ValueError(f"probe must be 'top' or 'random', got {probe!r}")
+    if protocol == "kshot" and shots < 1:
+        raise ValueError(f"shots must be >= 1 for the kshot protocol, got {shots}")
+    if data.scores.shape != (len(data.models), len(data.tasks)):
+        raise ValueError("scores must be models x tasks")
+    if len(data.tasks) < 3:
+        raise ValueError(f"evaluation needs at least 3 tasks with scores, got {len(data.tasks)}")
+    if exclude_related:
+        if protocol == "cold-model":
+            raise ValueError("exclude_related holds tasks out; the cold-model protocol holds models out")
+        if data.related is None or data.related.shape != (len(data.tasks), len(data.tasks)):
+            raise ValueError("exclude_related needs which tasks are related (a zoo whose tasks record "
+                             "their dataset and classes)")
+    if protocol == "cold-model":
+        if data.model_features is None and data.model_types is None:
+            raise ValueError("the cold-model protocol needs model side information (--models)")
+        per_task = _cold_model(data, seed)
+    else:
+        per_task = _lodo(data, seed, shots if protocol == "kshot" else 0, probe, exclude_related)
+    return {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
+            "probe": probe if protocol == "kshot" else None, "seed": seed, "exclude_related": exclude_related,
+            "n_models": len(data.models), **_summary(per_task)}
+
+
+def _summary(per_task: dict) -> dict:
+    methods = sorted({m for rows in per_task.values() for m in rows})
+    mean = {m: average_metrics([rows[m] for rows in per_task.values() if m in rows]) for m in methods}
+    return {"n_tasks": len(per_task), "mean": mean, "paired": paired_differences(per_task), "tasks": per_task}
+
+
+def pool_results(results: dict[str, dict]) -> dict:
+    """Results of one protocol on several zoos (name -> :func:`evaluate`'s result) as one.
+
+    Each zoo was evaluated on its own (its tasks held out from its own history);
+    the pooled ``mean`` and ``paired`` weigh every task of every zoo alike, tasks
+    are named ``zoo/task``, and ``zoos`` keeps each zoo's own means.
+    """
+    if not results:
+        raise ValueError("pool_results: no results to pool")
+    keys = ("protocol", "shots", "probe", "seed", "exclude_related")
+    settings = {tuple(str(r.get(k)) for k in keys) for r in results.values()}
+    if len(settings) != 1:
+        raise ValueError(f"pool_results: the results differ in protocol, shots, probe, seed or exclude_related: "
+                         f"{sorted(settings)}")
+    first = next(iter(results.values()))
+    per_task = {f"{name}/{task}": rows for name, r in results.items() for task, rows in r["tasks"].items()}
+    return {**{k: first.get(k) for k in keys},
+            "n_models": max(r["n_models"] for r in results.values()),
+            "zoos": {name: {"n_tasks": r["n_tasks"], "n_models": r["n_models"], "mean": r["mean"],
+                            "paired": r["paired"]} for name, r in results.items()},
+            **_summary(per_task)}
+
+
+def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
+    scores = data.scores[:, train]
+    space = fit_without(data, train, seed)
+    placed = place_held_out(data, space, target, train)
+    with warnings.catch_warnings():  # a model measured on none of the training tasks: NaN, not ranked
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prior = np.nanmean(scores, 1)
+        prior_std = np.nanmean(normalize_scores(scores, "z"), 1)
+    out = {
+        "fennec": space.predict(placed.features, placed.distances),
+        "prior": prior,
+        "prior_std": prior_std,
+        "fennec_nmf": nmf_predict(scores, space.task_features, placed.features, seed),
+    }
+    return out, space, placed
+
+
+def _task_rows(data: EvalData, target: int, predictions: dict[str, np.ndarray], rng) -> dict:
+    truth = data.scores[:, target]
+    rows = {}
+    for name, p in predictions.items():
+        runs = p if isinstance(p, list) else [p]  # random probes: one prediction per repeat
+        rows[name] = average_metrics([ranking_metrics(q, truth) for q in runs])
+    draws = [ranking_metrics(rng.standard_normal(len(truth)), truth) for _ in range(RANDOM_DRAWS)]
+    rows["random"] = average_metrics(draws)
+    for method, matrix in (data.forward_scores or {}).items():
+        if np.any(~np.isnan(matrix[:, target]) & ~np.isnan(truth)):
+            rows[method] = ranking_metrics(matrix[:, target], truth)
+    return rows
+
+
+def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bool = False):
+    rng = np.random.default_rng(seed)
+    per_task = {}
+    for target, name in enumerate(data.tasks):
+        truth = data.scores[:, target]
+        if np.sum(~np.isnan(truth)) < 2:
+            continue
+        held = data.related[target] if exclude_related else np.arange(len(data.tasks)) == target
+        train = np.flatnonzero(~held)
+        if len(train) < 2:
+            raise ValueError(f"task {name!r}: fewer than 2 tasks are left to fit on once its related tasks "
+                             f"are held out with it")
+        predictions, space, placed = _zero_shot_predictions(data, train, target, seed)
+        if shots:
+            predictions = _with_observations(truth, predictions, space, placed, shots, probe, rng)
+        per_task[name] = _task_rows(data, target, predictions, rng)
+    return per_task
+
+
+def _with_observations(truth, predictions, space, placed, shots, probe, rng):
+    measured = np.flatnonzero(~np.isnan(truth))
+    shots = min(shots, len(measured))
+    out = {}
+    if probe == "top":
+        for name, p in predictions.items():
+            observed = measured[np.argsort(-p[measured], kind="stable")[:shots]]
+            if name == "fennec":
+                out[name] = space.predict(placed.features, placed.distances, observed=(observed, truth[observed]))
+            else:
+                out[name] = reorder_observed(p, observed, truth[observed])
+        out["fennec_0shot"] = predictions["fennec"]
+        return out
+    # Random probes: the same draws for every method, averaged over repeats.
+    draws = [rng.choice(measured, shots, replace=False) for _ in range(RANDOM_PROBE_REPEATS)]
+    out["fennec_0shot"] = predictions["fennec"]
+    for name, p in predictions.items():
+        runs = []
+        for observed in draws:
+            if name == "fennec":
+                runs.append(space.predict(placed.features, placed.distances, observed=(observed, truth[observed])))
+            else:
+                runs.append(reorder_observed(p, observed, truth[observed]))
+        out[name] = runs
+    return out
+
+
+def _cold_model(data: EvalData, seed: int):
+    """Models held out in folds, each predicted from side information by a fit without its
+    fold; every task's ranking of all models by those out-of-fold predictions is then scored
+    (ranking the one or two models of a small zoo's fold among themselves would say little)."""
+    rng = np.random.default_rng(seed)
+    n_models, n_tasks = data.scores.shape
+    folds = np.array_split(rng.permutation(n_models), min(COLD_MODEL_FOLDS, n_models))
+    normalized = normalize_scores(data.scores, "gauss")
+    methods = (["fennec"] if data.model_features is not None else []) + \
+        (["type_mean"] if data.model_types is not None else [])
+    predictions = {m: np.full((n_models, n_tasks), np.nan) for m in methods}
+    for fold in folds:
+        train = np.setdiff1d(np.arange(n_models), fold)
+        if data.model_features is not None:
+            predictions["fennec"][fold] = predict_cold_models(
+                data.scores[train], data.model_features[train], data.model_features[fold], seed=seed)
+        if data.model_types is not None:
+            predictions["type_mean"][fold] = type_mean(normalized[train], data.model_types, train, fold)
+    per_task = {}
+    for target, name in enumerate(data.tasks):
+        truth = data.scores[:, target]
+        if np.sum(~np.isnan(truth)) < 2:
+            continue
+        rows = {m: ranking_metrics(p[:, target], truth) for m, p in predictions.items()}
+        rows["random"] = average_metrics([ranking_metrics(rng.standard_normal(n_models), truth)
+                                   for _ in range(RANDOM_DRAWS)])
+        per_task[name] = rows
+    return per_task

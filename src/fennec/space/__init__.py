@@ -1,0 +1,21 @@
+"""The transfer space: its fitted type, the fit that produces it, and the task coordinates it uses."""
+
+from .fitted import DESCRIPTOR_COLUMN, TransferSpace
+from .fit import fit_space
+from .taskspace import DescriptorEncoder, DistanceEmbedding
+from .transfer import cold_ridge_strength, fit_transfer, normalize_scores, predict_cold_models
+from .vectors import neighbour_weights, task_vector
+
+__all__ = [
+    "DESCRIPTOR_COLUMN",
+    "DescriptorEncoder",
+    "DistanceEmbedding",
+    "TransferSpace",
+    "cold_ridge_strength",
+    "fit_space",
+    "fit_transfer",
+    "neighbour_weights",
+    "normalize_scores",
+    "predict_cold_models",
+    "task_vector",
+]

@@ -1,0 +1,162 @@
+"""The fitted transfer space: one type that owns its arrays, its choices and its storage.
+
+A model's vector is ``[prior_m, x_m, f_m]`` (its prior, its standardised side
+information when the interaction is used, its residual factors when neighbour
+tasks are used); a task's vector is ``[w_prior, W t, B^T a]`` (see
+:func:`fennec.space.vectors.task_vector`). A prediction is their product, in the
+space's normalised units; :meth:`TransferSpace.calibrated` maps it to the
+history's scale.
+
+``fennec.fit`` produces a space and stores it with :meth:`TransferSpace.to_arrays`
+in the zoo's memory-mapped files; a ranking reads it back with
+:meth:`TransferSpace.from_arrays`; an evaluation predicts a held-out task with a
+space fitted without it. All three meet the same :meth:`task_vector` and
+:meth:`predict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .taskspace import DescriptorEncoder
+from .vectors import task_vector, update_with_observations
+
+__all__ = ["DESCRIPTOR_COLUMN", "TransferSpace"]
+
+# The task columns that hold a proxy descriptor's coordinates are named descriptor_0, descriptor_1...
+DESCRIPTOR_COLUMN = "descriptor_"
+# ...and the descriptor encoder's arrays are stored under this prefix.
+DESCRIPTOR_STATE = "task_descriptor_"
+_OPTIONAL_ARRAYS = ("interaction", "task_mean", "task_scale", "neighbour_basis", "task_features")
+_CHOICES = ("normalization", "ridge", "sharpness", "bandwidth", "slope", "intercept", "cold_ridge")
+
+
+@dataclass
+class TransferSpace:
+    """A fitted transfer space (see the module's docstring).
+
+    ``normalized`` holds the history's per-task normalised scores (models x known
+    tasks, NaN where not measured): observed scores on a new task re-weight the
+    known tasks by how well they agree. ``spread`` is each model's spread around
+    its prior (its uncertainty, in normalised units); ``slope`` and ``intercept``
+    map normalised predictions back to the history's scale.
+    """
+
+    normalization: str
+    ridge: float | None  # None: side information unused
+    model_vectors: np.ndarray  # n_models x (1 + p + r), float32
+    interaction: np.ndarray | None  # (1 + p*q): weights of [prior, x_m (x) t_t]
+    task_mean: np.ndarray | None  # the known tasks' side information: mean and scale per column
+    task_scale: np.ndarray | None
+    normalized: np.ndarray
+    sharpness: float = 0.0
+    bandwidth: float | None = None  # neighbour tasks' kernel width; None: not used
+    neighbour_basis: np.ndarray | None = None  # known tasks x r: task weights -> residual factors
+    choices: dict = field(default_factory=dict)  # the inner cross-validation's scores per candidate
+    task_features: np.ndarray | None = None  # known tasks x q, as given (before standardising)
+    models: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    model_columns: tuple[str, ...] = ()
+    task_columns: tuple[str, ...] = ()  # named features, then descriptor_0...: one per task_features column
+    encoder: DescriptorEncoder | None = None  # places a new task's proxy descriptor among the known tasks'
+    spread: np.ndarray | None = None
+    slope: float = 1.0
+    intercept: float = 0.0
+    cold_ridge: float | None = None  # the ridge that places a model with no history
+
+    @property
+    def n_models(self) -> int:
+        return int(self.model_vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.model_vectors.shape[1])
+
+    @property
+    def named_features(self) -> list[str]:
+        """The task features a new task is described by (the descriptor aside)."""
+        return [c for c in self.task_columns if not c.startswith(DESCRIPTOR_COLUMN)]
+
+    @property
+    def takes_descriptor(self) -> bool:
+        """Whether the space places a new task by its proxy descriptor."""
+        return any(c.startswith(DESCRIPTOR_COLUMN) for c in self.task_columns)
+
+    @property
+    def uses_task_information(self) -> bool:
+        """False when the fit chose neither side information nor neighbour tasks: every task
+        then ranks by the prior."""
+        return self.interaction is not None or self.neighbour_basis is not None
+
+    def task_vector(self, task_features: np.ndarray | None = None,
+                    task_distances: np.ndarray | None = None) -> np.ndarray:
+        """The vector of a new task from its side information (in :attr:`task_columns`, as
+        given) and its distances to the known tasks; with neither it ranks by the prior."""
+        t = None
+        if self.interaction is not None and task_features is not None:
+            t = (np.asarray(task_features, dtype=float) - self.task_mean) / self.task_scale
+        rank = 0 if self.neighbour_basis is None else self.neighbour_basis.shape[1]
+        return task_vector(self.interaction, t, self.dim - 1 - rank, self.neighbour_basis, self.bandwidth,
+                           task_distances)
+
+    def predict(self, task_features: np.ndarray | None = None, task_distances: np.ndarray | None = None, *,
+                observed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Every model's normalised prediction for a new task; ``observed``: ``(model rows,
+        their measured scores on it)``, which re-weight the known tasks and order those models."""
+        vector = self.task_vector(task_features, task_distances)
+        prediction = np.asarray(self.model_vectors, dtype=np.float64) @ vector.astype(np.float64)
+        if observed is not None:
+            rows, scores = observed
+            prediction = update_with_observations(prediction, np.asarray(self.normalized, dtype=np.float64),
+                                                  rows, scores, self.sharpness)
+        return prediction
+
+    def calibrated(self, prediction: np.ndarray | float) -> np.ndarray | float:
+        """Normalised predictions on the history's scale."""
+        return self.intercept + self.slope * prediction
+
+    def uncertainty(self, rows: np.ndarray | int) -> np.ndarray | float:
+        """The models' spread around their prior, on the history's scale."""
+        spread = np.zeros(self.n_models) if self.spread is None else self.spread
+        return abs(self.slope) * np.asarray(spread, dtype=np.float64)[rows]
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays and the JSON-serialisable choices that :meth:`from_arrays` reads back."""
+        state: dict[str, np.ndarray] = {
+            "model_vectors": np.ascontiguousarray(self.model_vectors, dtype=np.float32),
+            "model_ids": np.array(self.models, dtype=str),
+            "normalized": np.ascontiguousarray(self.normalized, dtype=np.float32),
+            "spread": np.zeros(self.n_models) if self.spread is None else np.asarray(self.spread),
+        }
+        for name in _OPTIONAL_ARRAYS:
+            value = getattr(self, name)
+            if value is not None and (name != "task_mean" and name != "task_scale" or self.interaction is not None):
+                state[name] = np.asarray(value)
+        if self.encoder is not None:
+            state.update(self.encoder.to_state(DESCRIPTOR_STATE))
+        meta = {name: getattr(self, name) for name in _CHOICES}
+        meta.update(model_columns=list(self.model_columns), task_columns=list(self.task_columns),
+                    tasks=list(self.tasks), n_models=self.n_models, choices=self.choices)
+        return state, meta
+
+    @classmethod
+    def from_arrays(cls, state: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> TransferSpace:
+        """A space from :meth:`to_arrays`' output (memory-mapped arrays are kept as they are)."""
+        encoder = None
+        if f"{DESCRIPTOR_STATE}descriptors" in state:
+            encoder = DescriptorEncoder.from_state(state, DESCRIPTOR_STATE)
+        return cls(
+            normalization=meta["normalization"], ridge=meta["ridge"], model_vectors=state["model_vectors"],
+            interaction=state.get("interaction"), task_mean=state.get("task_mean"),
+            task_scale=state.get("task_scale"), normalized=state["normalized"],
+            sharpness=float(meta["sharpness"]), bandwidth=meta.get("bandwidth"),
+            neighbour_basis=state.get("neighbour_basis"), choices=dict(meta.get("choices", {})),
+            task_features=state.get("task_features"), models=tuple(str(m) for m in state["model_ids"]),
+            tasks=tuple(meta.get("tasks", ())), model_columns=tuple(meta.get("model_columns", ())),
+            task_columns=tuple(meta.get("task_columns", ())), encoder=encoder, spread=state["spread"],
+            slope=float(meta["slope"]), intercept=float(meta["intercept"]), cold_ridge=meta.get("cold_ridge"),
+        )

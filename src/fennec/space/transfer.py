@@ -1,0 +1,393 @@
+"""The transfer space: model vectors and task vectors learned from past results.
+
+Scores are first normalised within each task, since only the order of models
+on a task matters to the user: ``gauss`` maps each task's scores to normal
+quantiles of their ranks (robust to a task where a few models fail badly),
+``z`` standardises them. A model's vector is then
+
+    [prior_m, x_m]
+
+where ``prior_m`` is its mean normalised score over the tasks it was tried on
+(shrunk towards 0 when it was tried on few) and ``x_m`` its side information
+(architecture family, size, source data...). A task's vector is
+
+    [w_prior, W t_t]
+
+where ``t_t`` is the task's side information (size, class count...) and
+``w_prior``, ``W`` are learned by ridge regression across the known tasks, each
+predicted from the others (a leave-one-task-out prior), so the learned
+interaction says how side information moves a model away from its prior. With
+no task information the task vector is ``[1, 0...]`` and the ranking is the
+prior. Every choice (normalisation, whether to use side information, ridge
+strength) is made by inner cross-validation over the training tasks only.
+
+Neighbour tasks: given distances between tasks (proxy descriptors, or a domain
+distance table), a new task's prediction also moves each model from its prior by
+its residuals on the known tasks nearest the new one, weighted by a Gaussian
+kernel whose width (or absence) inner cross-validation picks. The model vectors
+carry those residuals (their leading factors on zoos with many tasks), the task
+vector the kernel weights, so ranking stays one product per model.
+
+Observed scores on the new task ("we already fine-tuned these three") re-weight
+the known tasks by how well each one agrees with what was observed, with a
+sharpness chosen by inner cross-validation (0 keeps the prior), and the
+observed models are placed in their measured order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtri
+from scipy.stats import rankdata, weightedtau
+
+from .fitted import TransferSpace
+from .vectors import neighbour_weights, row_sums, seen_and_values, update_with_observations
+
+__all__ = [
+    "cold_ridge_strength",
+    "fit_transfer",
+    "normalize_scores",
+    "predict_cold_models",
+]
+
+NORMALIZATIONS = ("gauss", "z")
+# Ranks mapped to normal quantiles: as good as or better than the raw or z-scored
+# prior on every table tried, and one knob fewer for inner cross-validation to
+# get wrong with ten-odd tasks.
+NORMALIZATION = "gauss"
+RIDGE_STRENGTHS = (100.0, 10.0, 1.0)  # from the simplest (most shrunk)
+AGREEMENT_SHARPNESS = (0.0, 1.0, 2.0, 4.0)
+PRIOR_SHRINKAGE = 1.0  # pseudo-observations at 0 in each model's prior
+# Neighbour tasks: kernel widths relative to the median distance, from the widest; None: no neighbours.
+NEIGHBOUR_BANDWIDTHS = (1.0, 0.5, 0.3, 0.1)
+MAX_NEIGHBOUR_RANK = 16  # model vectors carry at most this many factors of the residual scores
+MAX_INNER_TASKS = 24  # inner cross-validation looks at most at this many held-out tasks
+MAX_INNER_MODELS = 50_000  # ...and scores its rankings on at most this many models (a fixed random subset)
+
+
+def normalize_scores(matrix: np.ndarray, method: str = "gauss") -> np.ndarray:
+    """Per-task normalisation of a models x tasks matrix (NaN = not measured)."""
+    out = np.full(matrix.shape, np.nan)
+    for j in range(matrix.shape[1]):
+        seen = ~np.isnan(matrix[:, j])
+        values = matrix[seen, j]
+        if values.size == 0:
+            continue
+        if method == "gauss":
+            out[seen, j] = ndtri((rankdata(values) - 0.5) / values.size)
+        elif method == "z":
+            spread = values.std()
+            out[seen, j] = (values - values.mean()) / spread if spread > 0 else 0.0
+        else:
+            raise ValueError(f"normalisation must be one of {NORMALIZATIONS}, got {method!r}")
+    return out
+
+
+def _standardize_columns(x: np.ndarray) -> np.ndarray:
+    """Centres every column; scales the non-binary ones (indicator columns keep their 0/1 step)."""
+    x = np.asarray(x, dtype=float)
+    binary = np.all((x == 0) | (x == 1), axis=0)
+    spread = x.std(0)
+    spread[(spread == 0) | binary] = 1.0
+    return (x - x.mean(0)) / spread
+
+
+def _ridge_statistics(seen, values, model_x, task_x, tasks, rows=slice(None)):
+    """Normal equations of the ridge over every measured (model, task) pair of ``tasks``.
+
+    The design row of a pair is [loo_prior_mt, x_m (x) t_t]; its Gram matrix and
+    right-hand side are assembled from per-model and per-task sums, so the cost
+    is a few dense products over models x tasks instead of one row per pair.
+    Both are sums of per-model terms, each depending on that model's row only, so
+    the statistics of ``rows`` can be added to or taken from those of all models.
+    """
+    s = seen[rows][:, tasks]
+    y = values[rows][:, tasks]
+    if model_x is not None:
+        model_x = model_x[rows]
+    count = s.sum(1, keepdims=True)
+    total = y.sum(1, keepdims=True)
+    loo = np.where(s > 0, (total - y) / (count - s + PRIOR_SHRINKAGE), 0.0)
+    gram_pp = float((loo * loo).sum())
+    rhs_p = float((loo * y).sum())
+    if model_x is None or task_x is None:
+        return np.array([[gram_pp]]), np.array([rhs_p])
+    t = task_x[tasks]  # tasks x q
+    p, q = model_x.shape[1], t.shape[1]
+    # cross term: sum_pairs loo * x_m (x) t_t  = x^T (loo @ t)
+    cross = (model_x.T @ (loo @ t)).reshape(-1)
+    # interaction block: sum_m (x_m x_m^T) (x) (sum_t s_mt t_t t_t^T)
+    tt = (t[:, :, None] * t[:, None, :]).reshape(len(tasks), q * q)
+    per_model = s @ tt  # models x q^2
+    xx = (model_x[:, :, None] * model_x[:, None, :]).reshape(len(model_x), p * p)
+    block = (xx.T @ per_model).reshape(p, p, q, q).transpose(0, 2, 1, 3).reshape(p * q, p * q)
+    rhs_x = (model_x.T @ (y @ t)).reshape(-1)
+    gram = np.empty((1 + p * q, 1 + p * q))
+    gram[0, 0] = gram_pp
+    gram[0, 1:] = gram[1:, 0] = cross
+    gram[1:, 1:] = block
+    return gram, np.concatenate([[rhs_p], rhs_x])
+
+
+def _predict_pairs(weights, prior, model_x, task_x_row):
+    """[prior, x_m (x) t] @ weights for every model, without forming the pair features."""
+    if model_x is None or task_x_row is None:
+        return weights[0] * prior
+    return weights[0] * prior + model_x @ (weights[1:].reshape(model_x.shape[1], -1) @ task_x_row)
+
+
+def _solve_ridge(gram, rhs, ridge):
+    penalty = ridge * np.eye(len(rhs))
+    penalty[0, 0] = 0.0  # the prior's weight is not shrunk
+    return np.linalg.solve(gram + penalty, rhs)
+
+
+def _weighted_tau(prediction, truth):
+    seen = ~np.isnan(truth) & ~np.isnan(prediction)
+    if seen.sum() < 2 or np.ptp(truth[seen]) == 0:
+        return np.nan
+    return weightedtau(prediction[seen], truth[seen])[0]
+
+
+def _inner_tasks(n_tasks, rng):
+    order = rng.permutation(n_tasks)
+    return np.sort(order[: min(n_tasks, MAX_INNER_TASKS)])
+
+
+def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
+                 task_features: np.ndarray | None = None, *, task_distances: np.ndarray | None = None,
+                 seed: int = 0, probe_shots: int = 3, choices: dict | None = None) -> TransferSpace:
+    """Fits the transfer space on a models x tasks matrix of scores (NaN = not measured).
+
+    ``model_features`` (n_models x p) and ``task_features`` (n_tasks x q) are
+    numeric side information; both are needed for the side-information term.
+    ``task_distances`` (n_tasks x n_tasks: proxy-descriptor or domain distances)
+    allow the neighbour-task term: a new task's prediction moves each model from
+    its prior by its residuals on the known tasks nearest the new one.
+    Choices are made by inner leave-one-task-out cross-validation, unless
+    ``choices`` (``{"ridge": ..., "sharpness": ...}`` from an earlier fit) fixes
+    them: folding new results into a fitted space then costs one pass over the
+    history instead of a cross-validation.
+    """
+    history = np.asarray(history, dtype=float)
+    n_models, n_tasks = history.shape
+    rng = np.random.default_rng(seed)
+    if model_features is not None and np.asarray(model_features).shape[1] == 0:
+        model_features = None
+    if task_features is not None and np.asarray(task_features).shape[1] == 0:
+        task_features = None
+    model_x = _standardize_columns(model_features) if model_features is not None else None
+    task_mean = task_scale = task_x = None
+    if task_features is not None:
+        task_features = np.asarray(task_features, dtype=float)
+        task_mean = task_features.mean(0)
+        task_scale = task_features.std(0)
+        task_scale[task_scale == 0] = 1.0
+        task_x = (task_features - task_mean) / task_scale
+    use_side = model_x is not None and task_x is not None and n_tasks >= 3
+    if task_distances is not None:
+        task_distances = np.asarray(task_distances, dtype=float)
+        if task_distances.shape != (n_tasks, n_tasks):
+            raise ValueError(f"task_distances: expected shape ({n_tasks}, {n_tasks}), got {task_distances.shape}")
+        if not np.all(np.isfinite(task_distances)) or np.any(task_distances < 0):
+            raise ValueError("task_distances: must be finite and non-negative")
+    use_neighbours = task_distances is not None and n_tasks >= 3
+
+    ridges = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
+    held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
+    normalized = normalize_scores(history, NORMALIZATION)
+
+    filled = seen_and_values(normalized)
+    count, total = sums = row_sums(filled)
+    all_tasks = np.arange(n_tasks)
+    scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
+    zero_shot = {}  # (held-out task, ridge) -> prediction; the ridge statistics are shared by all strengths
+    full_statistics = _ridge_statistics(*filled, model_x, task_x, all_tasks) if use_side else None
+
+    def zero_shot_prediction(t, ridge):
+        if (t, ridge) not in zero_shot:
+            seen_t = filled[0][:, t]
+            prior = (total - filled[1][:, t]) / (count - seen_t + PRIOR_SHRINKAGE)
+            zero_shot[(t, None)] = prior
+            if use_side:
+                # Leaving task t out changes the leave-one-out priors of the models measured on t only.
+                rows = np.flatnonzero(seen_t)
+                without = _ridge_statistics(*filled, model_x, task_x, all_tasks[all_tasks != t], rows)
+                with_t = _ridge_statistics(*filled, model_x, task_x, all_tasks, rows)
+                gram = full_statistics[0] - with_t[0] + without[0]
+                rhs = full_statistics[1] - with_t[1] + without[1]
+                for strength in RIDGE_STRENGTHS:
+                    weights = _solve_ridge(gram, rhs, strength)
+                    zero_shot[(t, strength)] = _predict_pairs(weights, prior, model_x, task_x[t])
+        return zero_shot[(t, ridge)]
+
+    shifts = {}  # (held-out task, bandwidth) -> neighbour shift
+
+    def neighbour_shift(t, bandwidth):
+        """The models' residuals on the tasks near t (t left out), relative to their priors without t."""
+        if (t, bandwidth) not in shifts:
+            others = all_tasks[all_tasks != t]
+            weights = neighbour_weights(task_distances[t, others], bandwidth)
+            prior = (total - filled[1][:, t]) / (count - filled[0][:, t] + PRIOR_SHRINKAGE)
+            shifts[(t, bandwidth)] = filled[1][:, others] @ weights - prior * (filled[0][:, others] @ weights)
+        return shifts[(t, bandwidth)]
+
+    def inner_taus(ridge, sharpness=None, bandwidth=None):
+        taus = []
+        for t in held_out:
+            prediction = zero_shot_prediction(t, ridge)
+            if bandwidth is not None:
+                prediction = prediction + neighbour_shift(t, bandwidth)
+            truth = history[:, t]
+            if sharpness is not None and probe_shots:
+                seen = np.flatnonzero(~np.isnan(truth))
+                probe = seen[np.argsort(-prediction[seen], kind="stable")[:probe_shots]]
+                prediction = update_with_observations(prediction, normalized, probe, truth[probe],
+                                                       sharpness, filled=filled, exclude=t, sums=sums)
+            taus.append(_weighted_tau(prediction[scored], truth[scored]))
+        return np.array(taus, dtype=float)
+
+    def choose(candidates, taus_of, one_standard_error=True):
+        """The simplest candidate whose inner weighted tau is within one standard error of the best's.
+
+        ``candidates`` go from the simplest; the standard error is that of the paired
+        per-task differences to the best, so a gain the held-out tasks do not agree on
+        does not buy complexity (the one-standard-error rule). Without the rule: the best.
+        """
+        taus = {c: taus_of(c) for c in candidates}
+        means = {c: np.nanmean(taus[c]) for c in candidates}
+        best = max(candidates, key=lambda c: means[c])
+        for c in candidates if one_standard_error else ():
+            diff = taus[best] - taus[c]
+            diff = diff[~np.isnan(diff)]
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
+            if means[c] >= means[best] - se:
+                return c, {str(c): float(v) for c, v in means.items()}
+        return best, {str(c): float(v) for c, v in means.items()}
+
+    ridge, sharpness, bandwidth = None, 0.0, None
+    inner_side, inner_sharpness, inner_bandwidth = {}, {}, {}
+    if choices is not None:
+        ridge, sharpness = choices.get("ridge"), float(choices.get("sharpness", 0.0))
+        bandwidth = choices.get("bandwidth")
+        if ridge is not None and not use_side:
+            raise ValueError("choices: a ridge strength was given but the side information to use it is missing")
+        if bandwidth is not None and not use_neighbours:
+            raise ValueError("choices: a neighbour bandwidth was given but the task distances to use it are missing")
+    elif len(held_out) >= 2:
+        if use_neighbours:
+            # Neighbours first, then the side information on top of them. The best width, not
+            # the one-standard-error rule: each inner fold leaves out one more task, so a task
+            # whose one close sibling is the outer held-out task has no neighbour inside, and
+            # the inner folds understate what neighbours give.
+            bandwidth, inner_bandwidth = choose([None, *NEIGHBOUR_BANDWIDTHS],
+                                                lambda h: inner_taus(None, bandwidth=h), one_standard_error=False)
+        ridge, inner_side = choose(ridges, lambda r: inner_taus(r, bandwidth=bandwidth))
+        sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS),
+                                            lambda b: inner_taus(ridge, b, bandwidth))
+
+    prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
+    interaction = None
+    if ridge is not None:
+        interaction = _solve_ridge(*full_statistics, ridge)
+    blocks = [prior[:, None]] if interaction is None else [prior[:, None], model_x]
+    neighbour_basis = None
+    if bandwidth is not None:
+        # Residuals from the prior (0 where not measured); a new task's neighbour shift is
+        # residual @ weights, carried as r factors: residual @ B per model, B^T weights per task.
+        residual = filled[1] - prior[:, None] * filled[0]
+        if n_tasks <= MAX_NEIGHBOUR_RANK:
+            neighbour_basis = np.eye(n_tasks)
+        else:
+            values, vectors_ = np.linalg.eigh(residual.T @ residual)
+            neighbour_basis = vectors_[:, np.argsort(values)[::-1][:MAX_NEIGHBOUR_RANK]]
+        blocks.append(residual @ neighbour_basis)
+    vectors = np.column_stack(blocks)
+    return TransferSpace(
+        normalization=NORMALIZATION,
+        ridge=ridge,
+        model_vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        interaction=interaction,
+        task_features=task_features,
+        task_mean=task_mean,
+        task_scale=task_scale,
+        normalized=normalized,
+        sharpness=float(sharpness),
+        bandwidth=bandwidth,
+        neighbour_basis=neighbour_basis,
+        choices={"inner_wtau": inner_side, "inner_wtau_sharpness": inner_sharpness,
+                 "inner_wtau_bandwidth": inner_bandwidth},
+    )
+
+
+COLD_RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0)
+COLD_INNER_FOLDS = 5
+
+
+def _ridge_per_task(x, normalized, ridge):
+    """Per task, ridge of the measured normalised scores on model features (with intercept)."""
+    x1 = np.column_stack([np.ones(len(x)), x])
+    penalty = ridge * np.eye(x1.shape[1])
+    penalty[0, 0] = 0.0
+    coef = np.zeros((x1.shape[1], normalized.shape[1]))
+    for j in range(normalized.shape[1]):
+        seen = ~np.isnan(normalized[:, j])
+        if seen.sum() == 0:
+            continue
+        xs = x1[seen]
+        coef[:, j] = np.linalg.solve(xs.T @ xs + penalty, xs.T @ normalized[seen, j])
+    return coef
+
+
+def _standardize_like(features, new):
+    features = np.asarray(features, dtype=float)
+    new = np.asarray(new, dtype=float)
+    binary = np.all((features == 0) | (features == 1), axis=0)
+    mean, spread = features.mean(0), features.std(0)
+    spread[(spread == 0) | binary] = 1.0
+    return (features - mean) / spread, (new - mean) / spread
+
+
+def cold_ridge_strength(history: np.ndarray, model_features: np.ndarray, *, seed: int = 0) -> float:
+    """The ridge strength :func:`predict_cold_models` would choose for these known models."""
+    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
+    x, _ = _standardize_like(model_features, np.asarray(model_features)[:0])
+    return _choose_cold_ridge(x, normalized, seed)
+
+
+def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
+                        *, seed: int = 0, ridge: float | None = None, return_ridge: bool = False):
+    """Normalised scores of models with no history, from their side information alone.
+
+    Returns n_new x n_tasks (and the ridge strength used, with ``return_ridge``).
+    Unless ``ridge`` is given, its strength is chosen by inner k-fold over the
+    known models (weighted tau per task on the held-out models).
+    """
+    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
+    x, x_new = _standardize_like(model_features, new_model_features)
+    if ridge is None:
+        ridge = _choose_cold_ridge(x, normalized, seed)
+    coef = _ridge_per_task(x, normalized, ridge)
+    prediction = np.column_stack([np.ones(len(x_new)), x_new]) @ coef
+    return (prediction, ridge) if return_ridge else prediction
+
+
+def _choose_cold_ridge(x, normalized, seed):
+    rng = np.random.default_rng(seed)
+    normalized = normalized[:, _inner_tasks(normalized.shape[1], rng)]
+    if len(x) > MAX_INNER_MODELS:
+        rows = np.sort(rng.permutation(len(x))[:MAX_INNER_MODELS])
+        x, normalized = x[rows], normalized[rows]
+    folds = np.array_split(rng.permutation(len(x)), min(COLD_INNER_FOLDS, len(x)))
+    best, best_score = COLD_RIDGE_STRENGTHS[-1], -np.inf
+    for ridge in COLD_RIDGE_STRENGTHS:
+        taus = []
+        for fold in folds:
+            train = np.setdiff1d(np.arange(len(x)), fold)
+            coef = _ridge_per_task(x[train], normalized[train], ridge)
+            prediction = np.column_stack([np.ones(len(fold)), x[fold]]) @ coef
+            taus += [_weighted_tau(prediction[:, j], normalized[fold, j]) for j in range(normalized.shape[1])]
+        score = np.nanmean(taus) if np.any(~np.isnan(taus)) else -np.inf
+        if score > best_score:
+            best, best_score = ridge, score
+    return best
