@@ -154,6 +154,94 @@ def _inner_tasks(n_tasks, rng):
     return np.sort(order[: min(n_tasks, MAX_INNER_TASKS)])
 
 
+def choose_simplest(candidates: list, taus_of, one_standard_error: bool = True) -> tuple[object, dict[str, float]]:
+    """The simplest candidate whose inner weighted tau is within one standard error of the best's.
+
+    ``candidates`` go from the simplest; the standard error is that of the paired
+    per-task differences to the best, so a gain the held-out tasks do not agree on
+    does not buy complexity (the one-standard-error rule). Without the rule: the best.
+    Returns the choice and every candidate's mean inner weighted tau.
+    """
+    taus = {c: taus_of(c) for c in candidates}
+    means = {c: np.nanmean(taus[c]) for c in candidates}
+    best = max(candidates, key=lambda c: means[c])
+    for c in candidates if one_standard_error else ():
+        diff = taus[best] - taus[c]
+        diff = diff[~np.isnan(diff)]
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
+        if means[c] >= means[best] - se:
+            return c, {str(c): float(v) for c, v in means.items()}
+    return best, {str(c): float(v) for c, v in means.items()}
+
+
+class _InnerFolds:
+    """The inner leave-one-task-out folds of a fit: each held-out task's zero-shot prediction
+    (per ridge strength) and neighbour shift (per bandwidth), computed once and shared by every
+    candidate that needs them. ``model_x``/``task_x`` are None when side information is not
+    used; every sum is taken over all models once, and a fold subtracts its task's share."""
+
+    def __init__(self, history, normalized, model_x, task_x, task_distances, held_out, scored, probe_shots):
+        self.history, self.normalized = history, normalized
+        self.model_x, self.task_x, self.task_distances = model_x, task_x, task_distances
+        self.held_out, self.scored, self.probe_shots = held_out, scored, probe_shots
+        self.filled = seen_and_values(normalized)
+        self.sums = row_sums(self.filled)
+        self.all_tasks = np.arange(history.shape[1])
+        self.full_statistics = (_ridge_statistics(*self.filled, model_x, task_x, self.all_tasks)
+                                if model_x is not None and task_x is not None else None)
+        self._zero_shot: dict = {}  # (held-out task, ridge) -> prediction; one ridge system serves every strength
+        self._shifts: dict = {}  # (held-out task, bandwidth) -> neighbour shift
+
+    def _prior_without(self, t):
+        count, total = self.sums
+        return (total - self.filled[1][:, t]) / (count - self.filled[0][:, t] + PRIOR_SHRINKAGE)
+
+    def zero_shot(self, t, ridge):
+        if (t, ridge) not in self._zero_shot:
+            seen_t = self.filled[0][:, t]
+            prior = self._prior_without(t)
+            self._zero_shot[(t, None)] = prior
+            if self.full_statistics is not None:
+                # Leaving task t out changes the leave-one-out priors of the models measured on t only.
+                rows = np.flatnonzero(seen_t)
+                tasks = self.all_tasks
+                without = _ridge_statistics(*self.filled, self.model_x, self.task_x, tasks[tasks != t], rows)
+                with_t = _ridge_statistics(*self.filled, self.model_x, self.task_x, tasks, rows)
+                gram = self.full_statistics[0] - with_t[0] + without[0]
+                rhs = self.full_statistics[1] - with_t[1] + without[1]
+                for strength in RIDGE_STRENGTHS:
+                    weights = _solve_ridge(gram, rhs, strength)
+                    self._zero_shot[(t, strength)] = _predict_pairs(weights, prior, self.model_x, self.task_x[t])
+        return self._zero_shot[(t, ridge)]
+
+    def neighbour_shift(self, t, bandwidth):
+        """The models' residuals on the tasks near t (t left out), relative to their priors without t."""
+        if (t, bandwidth) not in self._shifts:
+            others = self.all_tasks[self.all_tasks != t]
+            weights = neighbour_weights(self.task_distances[t, others], bandwidth)
+            filled = self.filled
+            self._shifts[(t, bandwidth)] = (filled[1][:, others] @ weights
+                                            - self._prior_without(t) * (filled[0][:, others] @ weights))
+        return self._shifts[(t, bandwidth)]
+
+    def taus(self, ridge, sharpness=None, bandwidth=None) -> np.ndarray:
+        """Each held-out task's weighted tau under one candidate (with ``sharpness``: after the
+        candidate's own top ``probe_shots`` models are observed)."""
+        taus = []
+        for t in self.held_out:
+            prediction = self.zero_shot(t, ridge)
+            if bandwidth is not None:
+                prediction = prediction + self.neighbour_shift(t, bandwidth)
+            truth = self.history[:, t]
+            if sharpness is not None and self.probe_shots:
+                seen = np.flatnonzero(~np.isnan(truth))
+                probe = seen[np.argsort(-prediction[seen], kind="stable")[:self.probe_shots]]
+                prediction = update_with_observations(prediction, self.normalized, probe, truth[probe], sharpness,
+                                                      filled=self.filled, exclude=t, sums=self.sums)
+            taus.append(_weighted_tau(prediction[self.scored], truth[self.scored]))
+        return np.array(taus, dtype=float)
+
+
 def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                  task_features: np.ndarray | None = None, *, task_distances: np.ndarray | None = None,
                  seed: int = 0, probe_shots: int = 3, choices: dict | None = None) -> TransferSpace:
@@ -193,77 +281,12 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
             raise ValueError("task_distances: must be finite and non-negative")
     use_neighbours = task_distances is not None and n_tasks >= 3
 
-    ridges = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
     normalized = normalize_scores(history, NORMALIZATION)
-
-    filled = seen_and_values(normalized)
-    count, total = sums = row_sums(filled)
-    all_tasks = np.arange(n_tasks)
     scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
-    zero_shot = {}  # (held-out task, ridge) -> prediction; the ridge statistics are shared by all strengths
-    full_statistics = _ridge_statistics(*filled, model_x, task_x, all_tasks) if use_side else None
-
-    def zero_shot_prediction(t, ridge):
-        if (t, ridge) not in zero_shot:
-            seen_t = filled[0][:, t]
-            prior = (total - filled[1][:, t]) / (count - seen_t + PRIOR_SHRINKAGE)
-            zero_shot[(t, None)] = prior
-            if use_side:
-                # Leaving task t out changes the leave-one-out priors of the models measured on t only.
-                rows = np.flatnonzero(seen_t)
-                without = _ridge_statistics(*filled, model_x, task_x, all_tasks[all_tasks != t], rows)
-                with_t = _ridge_statistics(*filled, model_x, task_x, all_tasks, rows)
-                gram = full_statistics[0] - with_t[0] + without[0]
-                rhs = full_statistics[1] - with_t[1] + without[1]
-                for strength in RIDGE_STRENGTHS:
-                    weights = _solve_ridge(gram, rhs, strength)
-                    zero_shot[(t, strength)] = _predict_pairs(weights, prior, model_x, task_x[t])
-        return zero_shot[(t, ridge)]
-
-    shifts = {}  # (held-out task, bandwidth) -> neighbour shift
-
-    def neighbour_shift(t, bandwidth):
-        """The models' residuals on the tasks near t (t left out), relative to their priors without t."""
-        if (t, bandwidth) not in shifts:
-            others = all_tasks[all_tasks != t]
-            weights = neighbour_weights(task_distances[t, others], bandwidth)
-            prior = (total - filled[1][:, t]) / (count - filled[0][:, t] + PRIOR_SHRINKAGE)
-            shifts[(t, bandwidth)] = filled[1][:, others] @ weights - prior * (filled[0][:, others] @ weights)
-        return shifts[(t, bandwidth)]
-
-    def inner_taus(ridge, sharpness=None, bandwidth=None):
-        taus = []
-        for t in held_out:
-            prediction = zero_shot_prediction(t, ridge)
-            if bandwidth is not None:
-                prediction = prediction + neighbour_shift(t, bandwidth)
-            truth = history[:, t]
-            if sharpness is not None and probe_shots:
-                seen = np.flatnonzero(~np.isnan(truth))
-                probe = seen[np.argsort(-prediction[seen], kind="stable")[:probe_shots]]
-                prediction = update_with_observations(prediction, normalized, probe, truth[probe],
-                                                       sharpness, filled=filled, exclude=t, sums=sums)
-            taus.append(_weighted_tau(prediction[scored], truth[scored]))
-        return np.array(taus, dtype=float)
-
-    def choose(candidates, taus_of, one_standard_error=True):
-        """The simplest candidate whose inner weighted tau is within one standard error of the best's.
-
-        ``candidates`` go from the simplest; the standard error is that of the paired
-        per-task differences to the best, so a gain the held-out tasks do not agree on
-        does not buy complexity (the one-standard-error rule). Without the rule: the best.
-        """
-        taus = {c: taus_of(c) for c in candidates}
-        means = {c: np.nanmean(taus[c]) for c in candidates}
-        best = max(candidates, key=lambda c: means[c])
-        for c in candidates if one_standard_error else ():
-            diff = taus[best] - taus[c]
-            diff = diff[~np.isnan(diff)]
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
-            if means[c] >= means[best] - se:
-                return c, {str(c): float(v) for c, v in means.items()}
-        return best, {str(c): float(v) for c, v in means.items()}
+    folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
+                        task_distances, held_out, scored, probe_shots)
+    filled, (count, total) = folds.filled, folds.sums
 
     ridge, sharpness, bandwidth = None, 0.0, None
     inner_side, inner_sharpness, inner_bandwidth = {}, {}, {}
@@ -280,16 +303,18 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
             # the one-standard-error rule: each inner fold leaves out one more task, so a task
             # whose one close sibling is the outer held-out task has no neighbour inside, and
             # the inner folds understate what neighbours give.
-            bandwidth, inner_bandwidth = choose([None, *NEIGHBOUR_BANDWIDTHS],
-                                                lambda h: inner_taus(None, bandwidth=h), one_standard_error=False)
-        ridge, inner_side = choose(ridges, lambda r: inner_taus(r, bandwidth=bandwidth))
-        sharpness, inner_sharpness = choose(list(AGREEMENT_SHARPNESS),
-                                            lambda b: inner_taus(ridge, b, bandwidth))
+            bandwidth, inner_bandwidth = choose_simplest([None, *NEIGHBOUR_BANDWIDTHS],
+                                                         lambda h: folds.taus(None, bandwidth=h),
+                                                         one_standard_error=False)
+        ridges = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
+        ridge, inner_side = choose_simplest(ridges, lambda r: folds.taus(r, bandwidth=bandwidth))
+        sharpness, inner_sharpness = choose_simplest(list(AGREEMENT_SHARPNESS),
+                                                     lambda b: folds.taus(ridge, b, bandwidth))
 
     prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
     interaction = None
     if ridge is not None:
-        interaction = _solve_ridge(*full_statistics, ridge)
+        interaction = _solve_ridge(*folds.full_statistics, ridge)
     blocks = [prior[:, None]] if interaction is None else [prior[:, None], model_x]
     neighbour_basis = None
     if bandwidth is not None:
