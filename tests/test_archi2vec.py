@@ -27,7 +27,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 from fennec import archi2vec  # noqa: E402
-from fennec.archi2vec import ArchGraph, Archi2Vec, embed, graph_of, model_side_features  # noqa: E402
+from fennec.archi2vec import ArchGraph, embed, graph_of  # noqa: E402
 
 IMAGE = 32
 
@@ -279,15 +279,14 @@ def test_corpus_spans_six_families_and_forty_graphs(corpus):
     assert all(graph.route == "fx" for _, graph in corpus)
 
 
-@pytest.mark.parametrize("fitted", [False, True], ids=["embed", "idf"])
-def test_nearest_neighbour_shares_the_family(corpus, fitted):
+def test_nearest_neighbour_shares_the_family(corpus):
     families = [family for family, _ in corpus]
     graphs = [graph for _, graph in corpus]
-    rows = Archi2Vec().fit_transform(graphs) if fitted else embed(graphs)
+    rows = embed(graphs)
     assert rows.shape == (len(graphs), 3072) and rows.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, rtol=1e-5)
     accuracy = family_accuracy(rows, families)
-    print(f"family retrieval, nearest neighbour ({'idf' if fitted else 'embed'}): {accuracy:.3f} "
+    print(f"family retrieval, nearest neighbour (embed): {accuracy:.3f} "
           f"over {len(graphs)} graphs")
     assert accuracy >= 0.9
 
@@ -459,6 +458,10 @@ def test_bad_onnx_files_and_inputs(tmp_path):
         embed([])
     with pytest.raises(ValueError, match="multiple of the 12 blocks"):
         embed([graph_of(build("vgg", 0))], dim=1000)
+    with pytest.raises(ValueError, match=r"iterations must be an integer in \[0, 16\], got 17"):
+        embed([graph_of(build("vgg", 0))], iterations=17)
+    with pytest.raises(TypeError, match="dim must be an integer >= 12, got 3072.0"):
+        embed([graph_of(build("vgg", 0))], dim=3072.0)
 
 
 def test_labels_carry_the_attributes_on_both_routes(tmp_path):
@@ -556,55 +559,12 @@ def test_same_graph_same_row_across_processes(corpus, tmp_path):
     assert bytes.fromhex(out) == embed([graph]).tobytes()
 
 
-def test_fit_is_inductive_and_state_round_trips(corpus, tmp_path):
-    zoo = [graph for family, graph in corpus if family != "mixer"]
+def test_a_row_does_not_depend_on_the_rest_of_the_batch(corpus):
     newcomers = [graph for family, graph in corpus if family == "mixer"]
-    encoder = Archi2Vec(n_components=5).fit(zoo)
-    before = {k: np.copy(v) for k, v in encoder.state().items()}
-    rows = encoder.transform(newcomers)
-    one_by_one = np.vstack([encoder.transform([g]) for g in newcomers])
+    rows = embed(newcomers)
+    one_by_one = np.vstack([embed([g]) for g in newcomers])
     np.testing.assert_array_equal(rows, one_by_one)
     np.testing.assert_array_equal(embed(newcomers)[3], embed([newcomers[3]])[0])
-    for key, value in encoder.state().items():
-        np.testing.assert_array_equal(value, before[key])
-    encoder.save(tmp_path / "archi2vec.npz")
-    np.testing.assert_array_equal(Archi2Vec.load(tmp_path / "archi2vec.npz").transform(newcomers), rows)
-    np.testing.assert_array_equal(Archi2Vec.from_json(encoder.to_json()).transform(newcomers), rows)
-    with pytest.raises(ValueError, match="pca_components"):
-        Archi2Vec.from_state({**encoder.state(), "pca_components": np.zeros((2, 3), np.float32)})
-
-
-def test_idf_weights_closed_form(corpus):
-    graph = corpus[0][1]
-    other = corpus[-1][1]
-    encoder = Archi2Vec(iterations=1, dim=600).fit([graph, graph, other])
-    tf = embed([graph, other], iterations=1, dim=600)
-    in_graph, in_other = tf[0] > 0, tf[1] > 0
-    weights = encoder.idf_weights
-    # idf = log((1 + n) / (1 + df)) + 1 with n = 3 graphs (Salton & Buckley; smoothed as in scikit-learn).
-    np.testing.assert_allclose(weights[in_graph & in_other], 1.0, rtol=1e-6)
-    np.testing.assert_allclose(weights[in_graph & ~in_other], np.log(4 / 3) + 1, rtol=1e-6)
-    np.testing.assert_allclose(weights[~in_graph & in_other], np.log(4 / 2) + 1, rtol=1e-6)
-    np.testing.assert_allclose(weights[~in_graph & ~in_other], np.log(4) + 1, rtol=1e-6)
-
-
-def test_side_features_match_sklearn_pca(corpus):
-    decomposition = pytest.importorskip("sklearn.decomposition")
-    zoo = [graph for _, graph in corpus][::4]
-    features, encoder = model_side_features(zoo)
-    assert features.shape == (len(zoo), 3) and features.dtype == np.float32
-    unreduced = Archi2Vec().fit(zoo).transform(zoo).astype(np.float64)
-    pca = decomposition.PCA(n_components=3, svd_solver="full")
-    reference = pca.fit_transform(unreduced)
-    np.testing.assert_allclose(np.abs(features), np.abs(reference), atol=1e-4)
-    np.testing.assert_allclose(encoder.pca_explained, pca.explained_variance_ratio_, rtol=1e-4)
-    np.testing.assert_allclose(encoder.pca_components @ encoder.pca_components.T, np.eye(3), atol=1e-5)
-    new_model = corpus[1][1]
-    assert encoder.transform([new_model]).shape == (1, 3)
-    with pytest.raises(ValueError, match="at least two models"):
-        model_side_features(zoo[:1])
-    with pytest.raises(ValueError, match="n_components must be at most"):
-        Archi2Vec(n_components=len(zoo)).fit(zoo)
 
 
 def test_arch_graph_checks_and_round_trip():
