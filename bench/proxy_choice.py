@@ -47,14 +47,14 @@ def redescribe(zoo_path: Path, proxy_id: str, cache: Path, seed: int = 0) -> Non
         for task_id, dataset, keep in _task_set(zoo_path):
             if dataset not in datasets:
                 images, labels, names = demozoo.load_dataset(dataset)
-                pool = demozoo._pool(labels, seed)
-                row_of, features, seconds = demozoo._pooled_features(cache, model, dataset, pool, images, {})
+                pool = demozoo.draw_pool(labels, seed)
+                row_of, features, seconds = demozoo.pooled_features(cache, model, dataset, pool, images, {})
                 if seconds:
                     print(f"note: {proxy_id} on {dataset} was not cached; it ran for {seconds:.1f} s",
                           file=sys.stderr)
                 datasets[dataset] = (labels, names, pool, row_of, features)
             labels, names, pool, row_of, features = datasets[dataset]
-            classes, train, _, y, _ = demozoo._task_split(labels, names, pool, keep)
+            classes, train, _, y, _ = demozoo.task_split(labels, names, pool, keep)
             zoo.set_task_descriptor(task_id, describe(features[[row_of[int(i)] for i in train]], y, len(classes)))
 
 

