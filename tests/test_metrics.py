@@ -560,20 +560,26 @@ def test_source_output_metrics_reject_bad_input():
 def test_parameters_are_checked():
     rng = np.random.default_rng(31)
     f, _, y = clustered(rng, n=60, d=5, c=3)
-    with pytest.raises(ValueError, match="eps must be a positive number"):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         transrate(f, y, eps=0.0)
-    with pytest.raises(ValueError, match="tol must be a non-negative number"):
+    with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
         logme(f, y, tol=-1.0)
-    with pytest.raises(ValueError, match="max_iter must be a positive integer"):
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
         logme(f, y, max_iter=0)
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
         knn_probe(f, y, k=0)
     with pytest.raises(ValueError, match="n_components .* cannot exceed"):
         nleep(f, y, n_components=61)
-    with pytest.raises(ValueError, match="variance must be a float"):
+    with pytest.raises(ValueError, match=r"variance must be a finite number in \(0, 1\]"):
         nleep(f, y, variance=2.0)
-    with pytest.raises(ValueError, match="max_samples must be a positive integer"):
+    with pytest.raises(ValueError, match="max_samples must be an integer >= 1"):
         parc(f, y, max_samples=-1)
+    with pytest.raises(TypeError, match="k must be an integer >= 1, got 2.0"):
+        knn_probe(f, y, k=2.0)
+    with pytest.raises(TypeError, match="max_iter must be an integer"):
+        logme(f, y, max_iter=True)
+    with pytest.raises(TypeError, match="eps must be a number"):
+        transrate(f, y, eps="small")
     with pytest.raises(ValueError, match="unknown metric"):
         score_all(f, y, names=["logme", "leep"])
     with pytest.raises(TypeError, match="names must be a list"):

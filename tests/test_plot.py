@@ -16,7 +16,7 @@ Image = pytest.importorskip("PIL.Image")
 import fennec  # noqa: E402
 from fennec import plot  # noqa: E402
 from fennec.evaluate import EvalData, evaluate, ranking_metrics  # noqa: E402
-from fennec.serve.load import synthetic_zoo  # noqa: E402
+from fennec.benchmarks.synthetic import synthetic_zoo  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -121,6 +121,16 @@ def test_ranking_figure_bars_are_the_ranking(zoo_path):
     assert np.allclose([w for _, w in widths], [r["uncertainty"] for r in ranking.rows])
     with pytest.raises(ValueError, match="no rows"):
         plot.ranking_figure({"rows": []})
+
+
+def test_save_png_writes_whole_files_and_names_a_missing_folder(tmp_path):
+    figure = plot.new_figure(2.0, 1.5)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    width, height = plot.save_png(figure, tmp_path / "a.png", dpi=50)
+    assert decoded((tmp_path / "a.png").read_bytes()).shape[:2] == (height, width) == (75, 100)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary file left
+    with pytest.raises(ValueError, match="output: the folder .* does not exist"):
+        plot.save_png(figure, tmp_path / "missing" / "a.png")
 
 
 def test_plot_command_writes_pngs(zoo_path, tmp_path):

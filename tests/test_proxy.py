@@ -142,6 +142,10 @@ def test_preprocess_rejects_bad_input():
         Preprocess(layout="CHW")
     with pytest.raises(ValueError, match="center_crop"):
         Preprocess(center_crop=1.5)
+    with pytest.raises(ValueError, match=r"size\[1\] \(width\) must be an integer >= 1, got 0"):
+        Preprocess(size=(4, 0))
+    with pytest.raises(TypeError, match="scale must be a number"):
+        Preprocess(scale=True)
 
 
 # -- ONNX backend ------------------------------------------------------------------------------------
@@ -433,6 +437,8 @@ def test_load_images_bad_arguments(tmp_path):
         load_images(np.zeros((3, 4, 4), np.float32))
     with pytest.raises(ValueError, match="per_class"):
         load_images(np.zeros((3, 4, 4), np.uint8), per_class=0)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        load_images(np.zeros((3, 4, 4), np.uint8), seed=1.5)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         load_images(tmp_path / "empty")
@@ -518,6 +524,8 @@ def test_proxy_rejects_bad_arguments():
         Proxy(object(), Preprocess(), name="x")
     with pytest.raises(ValueError, match="batch_size"):
         Proxy(CountingBackend(), Preprocess(), name="x", batch_size=0)
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        Proxy(CountingBackend(), Preprocess(), name="x", batch_size=8.0)
     with pytest.raises(ValueError, match="no images"):
         Proxy(CountingBackend(), Preprocess(), name="x").features([])
 

@@ -22,10 +22,14 @@ def write_atomically(
     data: bytes | str | Callable[[IO[bytes]], object],
     *,
     what: str | None = None,
+    durable: bool = True,
 ) -> None:
     """Writes ``data`` (bytes, text as UTF-8, or a function given the open binary file) to ``path``.
 
     ``what`` names the output in the error raised when the folder does not exist.
+    ``durable=False`` keeps the all-or-nothing rename but skips both fsyncs: only for a
+    cache, whose entry lost in a crash is recomputed, and which writes too many small
+    files to pay two disk flushes for each.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -40,7 +44,8 @@ def write_atomically(
             else:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -48,7 +53,8 @@ def write_atomically(
         except FileNotFoundError:
             pass
         raise
-    fsync_folder(folder)
+    if durable:
+        fsync_folder(folder)
 
 
 def fsync_folder(folder: str | os.PathLike[str]) -> None:

@@ -34,8 +34,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import linalg as sla
 from scipy.special import softmax
+
+from ._checks import integer, real
 
 __all__ = [
     "METRICS",
@@ -112,12 +115,6 @@ def _as_probs(source_probs, name: str = "source_probs", normalize: bool = True) 
                          "apply a softmax to logits")
     # softmax outputs are already normalised to rounding; only rescale rows that are not
     return p / sums[:, None] if normalize and np.max(np.abs(sums - 1.0)) > 1e-9 else p
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _class_sums(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -252,7 +249,7 @@ def _subsampled(features, labels, max_samples, seed):
     ``max_samples`` rows when there are more."""
     f = _as_features(features)
     y, n_classes = _as_labels(labels, f.shape[0])
-    idx = _subsample(y, _positive_int(max_samples, "max_samples"), seed)
+    idx = _subsample(y, integer(max_samples, "max_samples", low=1), seed)
     return (f, y, n_classes) if idx is None else (f[idx], y[idx], n_classes)
 
 
@@ -269,7 +266,7 @@ def _leep_from_probs(probs: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     return float(np.mean(np.log(eep)))
 
 
-def logme(features, labels, *, tol: float = 1e-5, max_iter: int = 100) -> float:
+def logme(features: ArrayLike, labels: ArrayLike, *, tol: float = 1e-5, max_iter: int = 100) -> float:
     """LogME: mean over classes of the maximised log evidence per sample (You et al., ICML 2021).
 
     For each class c, y_c (the 0/1 indicator) is modelled as F w + noise with
@@ -285,9 +282,8 @@ def logme(features, labels, *, tol: float = 1e-5, max_iter: int = 100) -> float:
     """
     f = _as_features(features)
     y, n_classes = _as_labels(labels, f.shape[0])
-    max_iter = _positive_int(max_iter, "max_iter")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    max_iter = integer(max_iter, "max_iter", low=1)
+    tol = real(tol, "tol", low=0)
     n, d = f.shape
     if n >= d:
         # w_i = v_i^T F^T y, so |u_i^T y|^2 = w_i^2 / s_i without dividing by small s_i
@@ -334,7 +330,7 @@ def logme(features, labels, *, tol: float = 1e-5, max_iter: int = 100) -> float:
     return float(np.mean(evidence / n))
 
 
-def leep(source_probs, labels) -> float:
+def leep(source_probs: ArrayLike, labels: ArrayLike) -> float:
     """LEEP: log expected empirical prediction (Nguyen et al., ICML 2020).
 
     ``source_probs`` is the source model's classifier output on the target images,
@@ -347,7 +343,7 @@ def leep(source_probs, labels) -> float:
     return _leep_from_probs(probs, y, n_classes)
 
 
-def nce(source_labels_or_probs, labels) -> float:
+def nce(source_labels_or_probs: ArrayLike, labels: ArrayLike) -> float:
     """NCE: negative conditional entropy -H(Y | Z) of target given source labels (Tran et al., ICCV 2019).
 
     Takes either the source model's hard predictions on the target images (N integers,
@@ -455,7 +451,8 @@ def _gmm_diag(x, k, seed, *, max_iter=100, tol=1e-3, reg_covar=1e-6, kmeans_iter
     return _gmm_diag_em(x, weights, means, variances, max_iter=max_iter, tol=tol, reg_covar=reg_covar)[3]
 
 
-def nleep(features, labels, n_components: int | None = None, seed=0, *, variance: float = 0.8,
+def nleep(features: ArrayLike, labels: ArrayLike, n_components: int | None = None, seed: int = 0, *,
+          variance: float = 0.8,
           max_iter: int = 100, tol: float = 1e-3) -> float:
     """N-LEEP: LEEP with a Gaussian mixture's posteriors as source labels (Li et al., CVPR 2021).
 
@@ -466,12 +463,13 @@ def nleep(features, labels, n_components: int | None = None, seed=0, *, variance
     """
     f = _as_features(features)
     y, n_classes = _as_labels(labels, f.shape[0])
-    if not (isinstance(variance, float) and 0 < variance <= 1):
-        raise ValueError(f"variance must be a float in (0, 1], got {variance!r}")
+    variance = real(variance, "variance")  # a float: _pca reads it as a fraction of the variance
+    if not 0 < variance <= 1:
+        raise ValueError(f"variance must be a finite number in (0, 1], got {variance!r}")
     if n_components is None:
         k = max(1, min(5 * n_classes, f.shape[0] // 2))
     else:
-        k = _positive_int(n_components, "n_components")
+        k = integer(n_components, "n_components", low=1)
         if k > f.shape[0]:
             raise ValueError(f"n_components ({k}) cannot exceed the number of samples ({f.shape[0]})")
     reduced = _pca(f, variance)
@@ -486,7 +484,7 @@ def _between_rows(xc: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     return means * np.sqrt(counts)[:, None]
 
 
-def hscore(features, labels, *, rcond: float = 1e-15) -> float:
+def hscore(features: ArrayLike, labels: ArrayLike, *, rcond: float = 1e-15) -> float:
     """H-score: tr(cov(f)^+ cov(E[f | y])) (Bao et al., ICIP 2019).
 
     cov(f)^+ is the pseudo-inverse with relative cutoff ``rcond`` (as in the authors'
@@ -537,7 +535,7 @@ def _ledoit_wolf_shrinkage(xc: np.ndarray, gram: np.ndarray | None = None) -> fl
     return 0.0 if delta <= 0 else float(beta / delta)
 
 
-def hscore_regularized(features, labels) -> float:
+def hscore_regularized(features: ArrayLike, labels: ArrayLike) -> float:
     """Regularised H-score: tr(S_a^-1 (1 - a) cov(E[f | y])) (Ibrahim et al., ICLR 2023).
 
     S_a = (1 - a) S + a (tr S / D) I is the Ledoit-Wolf shrinkage of the biased feature
@@ -614,7 +612,7 @@ def _shrunk_lda_probs(x: np.ndarray, y: np.ndarray, n_classes: int, shrinkage: f
     return softmax(logits, axis=1), means, shrinkage
 
 
-def sfda(features, labels, *, self_challenging: bool = True, log: bool = False) -> float:
+def sfda(features: ArrayLike, labels: ArrayLike, *, self_challenging: bool = True, log: bool = False) -> float:
     """SFDA: self-challenging Fisher discriminant analysis (Shao et al., ECCV 2022).
 
     1. Regularised FDA: S_w' = (1 - l) S_w + l (tr S_w / D) I with l = exp(-5 lambda_max(S_w))
@@ -641,7 +639,7 @@ def sfda(features, labels, *, self_challenging: bool = True, log: bool = False) 
     return float(np.mean(true))
 
 
-def gbc(features, labels, *, n_components: int = 64, var_floor: float = 1e-4) -> float:
+def gbc(features: ArrayLike, labels: ArrayLike, *, n_components: int = 64, var_floor: float = 1e-4) -> float:
     """GBC: minus the summed Bhattacharyya coefficients between class Gaussians (Pandy et al., CVPR 2022).
 
     Features are reduced by PCA to ``n_components`` axes (64 in the paper) when wider;
@@ -651,7 +649,7 @@ def gbc(features, labels, *, n_components: int = 64, var_floor: float = 1e-4) ->
     """
     f = _as_features(features)
     y, n_classes = _as_labels(labels, f.shape[0])
-    n_components = _positive_int(n_components, "n_components")
+    n_components = integer(n_components, "n_components", low=1)
     x = _pca(f, n_components) if f.shape[1] > n_components else f
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)[:, None]
     means = _class_sums(x, y, n_classes) / counts
@@ -684,7 +682,7 @@ def _coding_rate(z: np.ndarray, eps: float) -> float:
         return float(0.5 * np.sum(np.log(np.maximum(np.linalg.eigvalsh(gram), 1.0))))
 
 
-def transrate(features, labels, eps: float = 1e-4) -> float:
+def transrate(features: ArrayLike, labels: ArrayLike, eps: float = 1e-4) -> float:
     """TransRate: R(Z, eps) - (1/C) sum_c R(Z_c, eps) on centered features (Huang et al., ICML 2022).
 
     R(Z, eps) = 1/2 logdet(I + Z^T Z / (n eps)) is the coding rate; Z_c are the rows of
@@ -692,8 +690,9 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
     """
     f = _as_features(features)
     y, n_classes = _as_labels(labels, f.shape[0])
-    if not (isinstance(eps, (int, float)) and np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    eps = real(eps, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     z = f - f.mean(axis=0)
     order = np.argsort(y, kind="stable")
     bounds = np.cumsum(np.bincount(y, minlength=n_classes))[:-1]
@@ -712,7 +711,8 @@ def _average_ranks_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat((starts + ends + 1) / 2.0, ends - starts), order
 
 
-def parc(features, labels, *, n_components: int = 32, max_samples: int = 2000, seed=0) -> float:
+def parc(features: ArrayLike, labels: ArrayLike, *, n_components: int = 32, max_samples: int = 2000,
+         seed: int = 0) -> float:
     """PARC: Spearman correlation of the feature and label dissimilarity matrices (Bolya et al., NeurIPS 2021).
 
     Features are standardised per dimension and reduced by PCA to ``n_components`` axes
@@ -721,7 +721,7 @@ def parc(features, labels, *, n_components: int = 32, max_samples: int = 2000, s
     score is the Spearman correlation of the two upper triangles, in [-1, 1] (the release
     multiplies it by 100). Runs on a class-stratified subset of ``max_samples`` rows.
     """
-    n_components = _positive_int(n_components, "n_components")
+    n_components = integer(n_components, "n_components", low=1)
     f, y, _ = _subsampled(features, labels, max_samples, seed)
     std = f.std(axis=0)
     x = (f - f.mean(axis=0)) / np.where(std > 0, std, 1.0)
@@ -755,14 +755,15 @@ def parc(features, labels, *, n_components: int = 32, max_samples: int = 2000, s
 _KNN_BLOCK = 16_000_000  # similarities held at once by knn_probe
 
 
-def knn_probe(features, labels, k: int = 10, seed=0, *, max_samples: int = 5000) -> float:
+def knn_probe(features: ArrayLike, labels: ArrayLike, k: int = 10, seed: int = 0, *,
+              max_samples: int = 5000) -> float:
     """Leave-one-out k-nearest-neighbour accuracy under cosine similarity.
 
     Each sample is classified by majority vote of its k most similar other samples; a
     tied vote goes to the tied class with the larger summed similarity, then the smaller
     label. ``k`` is capped at N - 1. Runs on a class-stratified subset of ``max_samples`` rows.
     """
-    k = _positive_int(k, "k")
+    k = integer(k, "k", low=1)
     f, y, n_classes = _subsampled(features, labels, max_samples, seed)
     n = len(y)
     k = min(k, n - 1)
@@ -800,7 +801,7 @@ METRICS: dict[str, Callable[..., float]] = {
 }
 
 
-def score_all(features, labels, names: Iterable[str] | None = None) -> dict[str, float]:
+def score_all(features: ArrayLike, labels: ArrayLike, names: Iterable[str] | None = None) -> dict[str, float]:
     """Every feature-only metric named in ``names`` (default: all of ``METRICS``), in that order."""
     if names is None:
         chosen = list(METRICS)

@@ -20,10 +20,20 @@ import io
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-__all__ = ["figure_png", "leave_one_task_out", "predicted_figure", "ranking_figure", "save_png",
+from ._atomic import write_atomically
+from ._checks import integer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .zoo import Zoo
+
+__all__ = ["figure_png", "leave_one_task_out", "new_figure", "predicted_figure", "ranking_figure", "save_png",
            "space_figure", "task_directions", "zoo_predicted_figure", "zoo_ranking_figure", "zoo_space_figure"]
 
 MAX_FAMILIES = 9  # colours shown; the rest are "other"
@@ -31,7 +41,9 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 OTHER = "#b0b0b0"
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
+    """An empty matplotlib figure of ``width`` x ``height`` inches (100 dpi, constrained layout) on its
+    own Agg canvas, so drawing it leaves the program's matplotlib backend alone."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -42,32 +54,15 @@ def _figure(width: float, height: float):
     return figure
 
 
-def figure_png(figure, *, dpi: int = 110) -> bytes:
+def figure_png(figure: Figure, *, dpi: int = 110) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
-def write_atomically(path: str | os.PathLike, data: bytes, *, what: str) -> None:
-    """Writes ``data`` to ``path`` through a temporary file renamed into place, so a reader
-    never sees half of it; ``what`` names the output in the error for a missing folder."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"{what}: the folder {folder} does not exist")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save_png(figure, path: str | os.PathLike, *, dpi: int = 110) -> tuple[int, int]:
-    """Writes the figure as a PNG, atomically (a temporary file renamed into place); returns
+def save_png(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> tuple[int, int]:
+    """Writes the figure as a PNG, atomically (:func:`fennec._atomic.write_atomically`); returns
     its (width, height) in pixels."""
     data = figure_png(figure, dpi=dpi)
     write_atomically(path, data, what="output")
@@ -85,7 +80,7 @@ def _family_colours(families: Sequence[str | None]) -> tuple[list[str], list[tup
     return [colour_of.get(name, OTHER) for name in names], legend
 
 
-def task_directions(model_vectors: np.ndarray, normalized: np.ndarray, *, ridge: float = 1.0) -> np.ndarray:
+def task_directions(model_vectors: ArrayLike, normalized: ArrayLike, *, ridge: float = 1.0) -> np.ndarray:
     """Per known task, the vector t minimising ||y - V t||^2 + ridge ||t||^2 over the models
     measured on it (y: their normalised scores): where the task sits in the transfer space
     according to its own results. Tasks x dim; a row of NaN for a task measured on no model."""
@@ -102,9 +97,9 @@ def task_directions(model_vectors: np.ndarray, normalized: np.ndarray, *, ridge:
     return out
 
 
-def space_figure(model_vectors, families: Sequence[str | None] | None = None, *, task_vectors=None,
-                 task_names: Sequence[str] | None = None, max_points: int = 20_000, seed: int = 0,
-                 title: str = "the transfer space"):
+def space_figure(model_vectors: ArrayLike, families: Sequence[str | None] | None = None, *,
+                 task_vectors: ArrayLike | None = None, task_names: Sequence[str] | None = None,
+                 max_points: int = 20_000, seed: int = 0, title: str = "the transfer space") -> Figure:
     """Models on the first two principal axes of their vectors, coloured by family; tasks as arrows."""
     vectors = np.asarray(model_vectors, dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] < 2:
@@ -126,7 +121,7 @@ def space_figure(model_vectors, families: Sequence[str | None] | None = None, *,
     points = (vectors[shown] - centre) @ axes.T
     colours, legend = _family_colours([families[i] for i in shown])
 
-    figure = _figure(7.5, 6.0)
+    figure = new_figure(7.5, 6.0)
     ax = figure.add_subplot()
     ax.scatter(points[:, 0], points[:, 1], c=colours, s=10 if len(shown) < 2000 else 3, alpha=0.75, linewidths=0)
     for name, colour in legend:
@@ -165,7 +160,7 @@ def _strip_figure(prior, families, n_models, rng, title):
     row_of = {name: i for i, name in enumerate(order)}
     rows = np.array([row_of.get(name, len(order)) for name in names], dtype=float)
     labels = order + (["other"] if len(legend) > len(order) else [])
-    figure = _figure(7.5, 1.5 + 0.45 * len(labels))
+    figure = new_figure(7.5, 1.5 + 0.45 * len(labels))
     ax = figure.add_subplot()
     ax.scatter(prior, rows + rng.uniform(-0.25, 0.25, len(rows)), c=colours, s=12, alpha=0.75, linewidths=0)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -175,8 +170,8 @@ def _strip_figure(prior, families, n_models, rng, title):
     return figure
 
 
-def predicted_figure(predicted, measured, names: Sequence[str] | None = None, *, task: str = "",
-                     annotate: int = 5):
+def predicted_figure(predicted: ArrayLike, measured: ArrayLike, names: Sequence[str] | None = None, *,
+                     task: str = "", annotate: int = 5) -> Figure:
     """A task's predicted scores (x) against its measured ones (y), with the weighted Kendall
     tau, Kendall tau and top-1 regret of the prediction in the title."""
     from .evaluate import ranking_metrics
@@ -191,7 +186,7 @@ def predicted_figure(predicted, measured, names: Sequence[str] | None = None, *,
         raise ValueError(f"measured: task {task!r} has {int(seen.sum())} measured model(s); 2 are needed")
     metrics = ranking_metrics(predicted, measured)
     x, y = predicted[seen], measured[seen]
-    figure = _figure(6.5, 5.5)
+    figure = new_figure(6.5, 5.5)
     ax = figure.add_subplot()
     ax.scatter(x, y, s=18, alpha=0.8, color=PALETTE[0], linewidths=0)
     if np.ptp(x) > 0:
@@ -213,7 +208,7 @@ def predicted_figure(predicted, measured, names: Sequence[str] | None = None, *,
     return figure
 
 
-def ranking_figure(ranking, *, title: str | None = None):
+def ranking_figure(ranking: Any, *, title: str | None = None) -> Figure:
     """The ranked models as horizontal bars (best on top) with +/- uncertainty, coloured by
     family; measured scores, when given, as diamonds."""
     data = ranking.to_dict() if hasattr(ranking, "to_dict") else dict(ranking)
@@ -224,7 +219,7 @@ def ranking_figure(ranking, *, title: str | None = None):
     scores = np.array([float(r["score"]) for r in rows])
     errors = np.array([float(r.get("uncertainty", 0.0)) for r in rows])
     colours, legend = _family_colours([r.get("family") for r in rows])
-    figure = _figure(7.5, 1.2 + 0.32 * len(rows))
+    figure = new_figure(7.5, 1.2 + 0.32 * len(rows))
     ax = figure.add_subplot()
     y = np.arange(len(rows))[::-1]
     measured = [float(r["observed"]) for r in rows if r.get("observed") is not None]
@@ -250,7 +245,8 @@ def ranking_figure(ranking, *, title: str | None = None):
     return figure
 
 
-def leave_one_task_out(scores, task: int, *, model_features=None, task_features=None, task_distances=None,
+def leave_one_task_out(scores: ArrayLike, task: int, *, model_features: np.ndarray | None = None,
+                       task_features: ArrayLike | None = None, task_distances: ArrayLike | None = None,
                        seed: int = 0) -> np.ndarray:
     """Predicted scores of every model on task ``task`` from a transfer space fitted on the
     other tasks (``task_distances``: tasks x tasks, for the neighbour-task term), as the
@@ -258,8 +254,7 @@ def leave_one_task_out(scores, task: int, *, model_features=None, task_features=
     from .evaluate import EvalData, held_out_prediction
 
     scores = np.asarray(scores, dtype=np.float64)
-    if not 0 <= task < scores.shape[1]:
-        raise ValueError(f"task: index {task} out of range for {scores.shape[1]} tasks")
+    task = integer(task, "task", low=0, high=scores.shape[1] - 1)
     if scores.shape[1] < 3:
         raise ValueError(f"scores: a held-out prediction needs at least 3 tasks, got {scores.shape[1]}")
     data = EvalData(scores, [str(i) for i in range(scores.shape[0])], [str(j) for j in range(scores.shape[1])],
@@ -272,7 +267,7 @@ def leave_one_task_out(scores, task: int, *, model_features=None, task_features=
 # -- from a zoo -------------------------------------------------------------------
 
 
-def zoo_space_figure(zoo, *, max_points: int = 20_000, seed: int = 0):
+def zoo_space_figure(zoo: Zoo, *, max_points: int = 20_000, seed: int = 0) -> Figure:
     """The transfer space of a fitted zoo, with its known tasks."""
     state, meta = zoo.read_fitted()
     ids = [str(x) for x in state["model_ids"]]
@@ -283,7 +278,7 @@ def zoo_space_figure(zoo, *, max_points: int = 20_000, seed: int = 0):
                         title=f"the transfer space of {zoo.path.name} (fitted version {zoo.fitted_version()})")
 
 
-def zoo_predicted_figure(zoo, task: str | None = None, *, seed: int = 0):
+def zoo_predicted_figure(zoo: Zoo, task: str | None = None, *, seed: int = 0) -> Figure:
     """Predicted (task held out) against measured scores for one of the zoo's tasks
     (default: the task with the most results), from the side information, task
     descriptors and neighbour tasks that ``fennec.fit`` uses."""
@@ -300,7 +295,8 @@ def zoo_predicted_figure(zoo, task: str | None = None, *, seed: int = 0):
     return predicted_figure(held_out_prediction(data, j, seed), data.scores[:, j], data.models, task=task)
 
 
-def zoo_ranking_figure(zoo, task: Mapping | None = None, *, k: int = 20, where=None, observed=None):
+def zoo_ranking_figure(zoo: Zoo, task: Mapping | None = None, *, k: int = 20, where: Any = None,
+                       observed: Any = None) -> Figure:
     """A ranking of the zoo's models (as :func:`fennec.rank`) drawn with its uncertainty."""
     from .recommend import rank
 

@@ -14,12 +14,14 @@ import html
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from . import __version__
+from ._atomic import write_atomically
 from .evaluate import METRICS, EvalData, held_out_prediction, ranking_metrics
-from .plot import PALETTE, _figure, figure_png, space_figure, task_directions, write_atomically
+from .plot import PALETTE, figure_png, new_figure, space_figure, task_directions
 
 __all__ = ["eval_report_html", "write_eval_report"]
 
@@ -97,7 +99,7 @@ def _task_table(result: dict, methods: Sequence[str]) -> str:
 
 
 def _metric_bars(result: dict, methods: Sequence[str]):
-    figure = _figure(7.5, 0.6 + 0.4 * len(methods))
+    figure = new_figure(7.5, 0.6 + 0.4 * len(methods))
     ax = figure.add_subplot()
     means, errors = [], []
     for method in methods:
@@ -119,7 +121,7 @@ def _metric_bars(result: dict, methods: Sequence[str]):
 def _task_heatmap(result: dict, methods: Sequence[str]):
     tasks = list(result["tasks"])
     values = np.array([[result["tasks"][t].get(m, {}).get("wtau", np.nan) for m in methods] for t in tasks])
-    figure = _figure(1.6 + 0.75 * len(methods), 1.2 + 0.32 * len(tasks))
+    figure = new_figure(1.6 + 0.75 * len(methods), 1.2 + 0.32 * len(tasks))
     ax = figure.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(len(methods)), list(methods), rotation=40, ha="right", fontsize=8)
@@ -137,7 +139,7 @@ def _task_heatmap(result: dict, methods: Sequence[str]):
 def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int):
     columns = min(4, len(tasks))
     rows = math.ceil(len(tasks) / columns)
-    figure = _figure(3.2 * columns, 2.9 * rows)
+    figure = new_figure(3.2 * columns, 2.9 * rows)
     for panel, j in enumerate(tasks):
         ax = figure.add_subplot(rows, columns, panel + 1)
         truth = data.scores[:, j]
@@ -203,6 +205,7 @@ def eval_report_html(result: dict, data: EvalData | None = None, *, title: str |
     return "\n".join(parts)
 
 
-def write_eval_report(path: str | os.PathLike, result: dict, data: EvalData | None = None, **options) -> None:
-    """Writes :func:`eval_report_html` to ``path`` (a temporary file renamed into place)."""
+def write_eval_report(path: str | os.PathLike[str], result: dict, data: EvalData | None = None,
+                      **options: Any) -> None:
+    """Writes :func:`eval_report_html` to ``path``, atomically (:func:`fennec._atomic.write_atomically`)."""
     write_atomically(path, eval_report_html(result, data, **options).encode("utf-8"), what="report")

@@ -11,19 +11,23 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .._atomic import write_atomically
+from .._checks import integer
 from ._optional import require
-from .cache import atomic_write
 
 __all__ = ["OnnxBackend", "TorchBackend", "TensorRTBackend", "pool_output", "file_sha256", "select_output"]
 
 _TOKENS = ("cls", "mean")
 
 
-def pool_output(output, *, tokens: str = "cls", channels_last: bool = False) -> np.ndarray:
+def pool_output(output: Any, *, tokens: str = "cls", channels_last: bool = False) -> np.ndarray:
     """A model output -> (N, D) float32 rows.
 
     (N,) -> (N, 1); (N, D) as is; (N, T, C) token sequences -> the first token
@@ -59,7 +63,8 @@ def _check_batch(batch) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def file_sha256(path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, as hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -89,7 +94,7 @@ def _subgraph_inputs(node) -> list[str]:
     return names
 
 
-def select_output(model, output: str, *, source: str = "the model", typed: bool = False):
+def select_output(model: Any, output: str, *, source: str = "the model", typed: bool = False) -> Any:
     """A copy of an ONNX ModelProto whose only output is the tensor ``output``, pruned to what it needs.
 
     ``output`` may be a graph output or any intermediate tensor. ValueError, listing
@@ -201,8 +206,10 @@ class OnnxBackend:
 
     kind = "onnxruntime"
 
-    def __init__(self, path, *, output=None, input_name=None, providers=None, tokens="cls",
-                 channels_last_output=False, dynamic_size=False, threads=None):
+    def __init__(self, path: str | os.PathLike[str], *, output: str | None = None, input_name: str | None = None,
+                 providers: Sequence[str | tuple[str, dict]] | None = None, tokens: str = "cls",
+                 channels_last_output: bool = False, dynamic_size: bool = False,
+                 threads: int | None = None) -> None:
         ort = require("onnxruntime", "OnnxBackend")
         self.path = Path(path)
         if not self.path.is_file():
@@ -231,7 +238,7 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads is not None:
-            options.intra_op_num_threads = int(threads)
+            options.intra_op_num_threads = integer(threads, "threads", low=0)
         try:
             self._session = ort.InferenceSession(model_source, options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
@@ -285,7 +292,8 @@ class OnnxBackend:
                 "or pass dynamic_size=True if the model allows other sizes"
             )
 
-    def run(self, batch) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Feature rows (N, D) float32 of a preprocessed float32 batch."""
         batch = _check_batch(batch)
         self._check_shape(batch)
         fixed = self.input_shape[0]
@@ -324,8 +332,8 @@ class TorchBackend:
 
     kind = "torch"
 
-    def __init__(self, module, *, output=None, device="cpu", tokens="cls", channels_last_output=False,
-                 channels_last=False):
+    def __init__(self, module: Any, *, output: str | None = None, device: str = "cpu", tokens: str = "cls",
+                 channels_last_output: bool = False, channels_last: bool = False) -> None:
         torch = require("torch", "TorchBackend")
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -353,6 +361,7 @@ class TorchBackend:
             self._hooked = submodules[output]
 
     def identity(self) -> dict:
+        """What determines this backend's features (part of the feature cache key)."""
         if self._sha256 is None:
             digest = hashlib.sha256(type(self.module).__qualname__.encode())
             for name, tensor in self.module.state_dict().items():
@@ -363,7 +372,8 @@ class TorchBackend:
         return {"kind": "torch", "sha256": self._sha256, "output": self.output, "tokens": self.tokens,
                 "channels_last_output": self.channels_last_output}
 
-    def run(self, batch) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Feature rows (N, D) float32 of a preprocessed float32 batch."""
         torch = self._torch
         batch = _check_batch(batch)
         x = torch.from_numpy(batch).to(self.device)
@@ -409,8 +419,11 @@ class TensorRTBackend:
 
     kind = "tensorrt"
 
-    def __init__(self, onnx_path, *, output=None, cache_dir=None, input_name=None, input_size=None,
-                 max_batch=64, fp16=False, tokens="cls", channels_last_output=False, workspace_bytes=1 << 30):
+    def __init__(self, onnx_path: str | os.PathLike[str], *, output: str | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, input_name: str | None = None,
+                 input_size: tuple[int, int] | None = None, max_batch: int = 64, fp16: bool = False,
+                 tokens: str = "cls", channels_last_output: bool = False,
+                 workspace_bytes: int = 1 << 30) -> None:
         try:
             import tensorrt as trt
         except ImportError as err:
@@ -454,9 +467,9 @@ class TensorRTBackend:
         if any(shape[a] is None for a in spatial):
             if input_size is None:
                 raise ValueError(f"input_size: {self.path} has a symbolic image size; give input_size=(h, w)")
-            for axis, value in zip(spatial, input_size):
-                shape[axis] = int(value)
-        self.max_batch = int(max_batch)
+            for axis, value, label in zip(spatial, input_size, ("input_size[0]", "input_size[1]")):
+                shape[axis] = integer(value, label, low=1)
+        self.max_batch = integer(max_batch, "max_batch", low=1)
         self.fixed_batch = shape[0]
         self.fp16 = bool(fp16)
         key_text = json.dumps({
@@ -474,7 +487,7 @@ class TensorRTBackend:
         if not self.engine_path.is_file():
             serialized = self._build(trt, logger, model.SerializeToString(), shape, symbolic, fp16,
                                      workspace_bytes)
-            atomic_write(self.engine_path, serialized)
+            write_atomically(self.engine_path, serialized, what="TensorRT engine")
         self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self._engine is None:
             raise RuntimeError(f"TensorRT could not deserialize {self.engine_path}; delete it to rebuild")
@@ -514,10 +527,12 @@ class TensorRTBackend:
         return bytes(serialized)
 
     def identity(self) -> dict:
+        """What determines this backend's features (part of the feature cache key)."""
         return {"kind": "tensorrt", "sha256": self.sha256, "output": self.output, "tokens": self.tokens,
                 "channels_last_output": self.channels_last_output, "fp16": self.fp16}
 
-    def run(self, batch) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Feature rows (N, D) float32 of a preprocessed float32 batch."""
         torch = self._torch
         batch = _check_batch(batch)
         expected = self._input_shape

@@ -3,8 +3,11 @@
 Layout: ``<cache_dir>/<proxy key>/<first two hex digits>/<image sha256>.npy``.
 The proxy key covers the proxy's name, its backend's identity (model file
 hash, output tensor) and its preprocessing, so a change to any of them misses
-the cache. Each row is written to a temporary name and renamed into place, so
-an interrupted extraction leaves only whole rows and the next run resumes.
+the cache. Each row is written through :func:`fennec._atomic.write_atomically`
+(a temporary file renamed into place), so an interrupted extraction leaves
+only whole rows and the next run resumes. Rows are not fsynced: a row a crash
+loses is recomputed, and a disk flush per image would cost more than the
+extraction.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FeatureCache", "atomic_write", "pixel_sha256", "proxy_key"]
+from .._atomic import write_atomically
+
+__all__ = ["FeatureCache", "pixel_sha256", "proxy_key"]
 
 _FORMAT = 1
 
@@ -30,6 +34,7 @@ def pixel_sha256(rgb: np.ndarray) -> str:
 
 
 def proxy_key(description: dict) -> str:
+    """A short hash of a proxy's description (with the cache format): its cache folder's name."""
     text = json.dumps({"format": _FORMAT, **description}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -37,18 +42,20 @@ def proxy_key(description: dict) -> str:
 class FeatureCache:
     """Feature rows of one proxy, by image hash."""
 
-    def __init__(self, cache_dir, key: str, description: dict | None = None):
+    def __init__(self, cache_dir: str | os.PathLike[str], key: str, description: dict | None = None) -> None:
         self.folder = Path(cache_dir) / key
         self.folder.mkdir(parents=True, exist_ok=True)
         if description is not None:
             about = self.folder / "proxy.json"
             if not about.exists():
-                atomic_write(about, json.dumps(description, sort_keys=True, indent=1, default=str).encode())
+                write_atomically(about, json.dumps(description, sort_keys=True, indent=1, default=str),
+                                 what="feature cache")
 
     def _path(self, image_hash: str) -> Path:
         return self.folder / image_hash[:2] / f"{image_hash}.npy"
 
     def get(self, image_hash: str) -> np.ndarray | None:
+        """The stored float32 row of an image, or None when absent or damaged."""
         path = self._path(image_hash)
         try:
             row = np.load(path, allow_pickle=False)
@@ -61,27 +68,9 @@ class FeatureCache:
         return row
 
     def put(self, image_hash: str, row: np.ndarray) -> None:
+        """Stores an image's row as float32, atomically (readers see the old row or the new one)."""
         path = self._path(image_hash)
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npy.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(row, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Writes to a temporary file in the same folder, then renames it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        row = np.ascontiguousarray(row, dtype=np.float32)
+        write_atomically(path, lambda fh: np.save(fh, row, allow_pickle=False), what="feature cache",
+                         durable=False)

@@ -25,11 +25,11 @@ log(n_classes) when n_classes is given (else 0), and ``fisher``, ``cos_means``,
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import kernels
+from .._checks import integer
 
 __all__ = ["describe", "descriptor_layout", "SCALARS"]
 
@@ -38,7 +38,7 @@ SCALARS = ("log_k", "fisher", "cos_means", "ncm", "log_var", "labelled")
 
 def descriptor_layout(feature_dim: int) -> dict[str, slice]:
     """Where each part of a descriptor lies, for features of width ``feature_dim``."""
-    d = int(feature_dim)
+    d = integer(feature_dim, "feature_dim", low=1)
     layout = {"centroid": slice(0, d), "spread": slice(d, 2 * d)}
     for i, name in enumerate(SCALARS):
         layout[name] = slice(2 * d + i, 2 * d + i + 1)
@@ -74,7 +74,8 @@ def _loo_ncm_accuracy(unit: np.ndarray, labels: np.ndarray, means: np.ndarray, c
     return float(np.mean(np.argmin(sq, axis=1) == own))
 
 
-def describe(features, labels=None, n_classes=None, *, threads=None) -> np.ndarray:
+def describe(features: ArrayLike, labels: ArrayLike | None = None, n_classes: int | None = None, *,
+             threads: int | None = None) -> np.ndarray:
     """The task descriptor (float32, length 2 D + 6) of proxy features; see the module doc for the layout.
 
     Parameters
@@ -86,9 +87,7 @@ def describe(features, labels=None, n_classes=None, *, threads=None) -> np.ndarr
     x = _features(features)
     n, d = x.shape
     if n_classes is not None:
-        if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
-            raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
-        n_classes = int(n_classes)
+        n_classes = integer(n_classes, "n_classes", low=1)
     everything = kernels.pool(x, np.zeros(n, dtype=np.int64), 1, normalize=True, threads=threads)
     total_var = float(everything.var[0].sum())
     scalars = dict.fromkeys(SCALARS, 0.0)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
+import os
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from .._checks import integer
 from .cache import FeatureCache, pixel_sha256, proxy_key
 from .images import ImageSet
 from .preprocess import Preprocess, as_rgb
@@ -42,19 +43,18 @@ class Proxy:
     cache_dir : optional folder for the feature cache; None disables caching
     """
 
-    def __init__(self, backend, preprocess: Preprocess, *, name: str, batch_size: int = 64, cache_dir=None):
+    def __init__(self, backend: Any, preprocess: Preprocess, *, name: str, batch_size: int = 64,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
         if not callable(getattr(backend, "run", None)):
             raise TypeError(f"backend must have a run(batch) method, got {type(backend).__name__}")
         if not isinstance(preprocess, Preprocess):
             raise TypeError(f"preprocess must be a Preprocess, got {type(preprocess).__name__}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = integer(batch_size, "batch_size", low=1)
         self.backend = backend
         self.preprocess = preprocess
         self.name = name
-        self.batch_size = int(batch_size)
         self.cache_dir = cache_dir
         self._cache = None
 
@@ -69,6 +69,7 @@ class Proxy:
 
     @property
     def cache(self) -> FeatureCache | None:
+        """The feature cache of this proxy (None without a ``cache_dir``)."""
         if self.cache_dir is None:
             return None
         if self._cache is None:
@@ -82,7 +83,7 @@ class Proxy:
             raise RuntimeError(f"backend returned shape {rows.shape} for {len(rgb_images)} images")
         return rows
 
-    def features(self, images, *, progress: bool = False) -> np.ndarray:
+    def features(self, images: ImageSet | Sequence[Any] | np.ndarray, *, progress: bool = False) -> np.ndarray:
         """Feature rows (N, D) float32, one per image, in order.
 
         ``images``: an ImageSet, a sequence of PIL images / uint8 arrays, or a
@@ -145,7 +146,8 @@ class Proxy:
                                f"{self.cache_dir} holds rows from another model version; clear it")
         return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
 
-    def throughput(self, images, *, repeats: int = 1, warmup: bool = True) -> float:
+    def throughput(self, images: ImageSet | Sequence[Any] | np.ndarray, *, repeats: int = 1,
+                   warmup: bool = True) -> float:
         """Images per second of preprocessing plus forward passes (no cache), best of ``repeats``."""
         items = _as_image_list(images)
         rgb = [as_rgb(item, f"images[{i}]") for i, item in enumerate(items)]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .._checks import integer
 from ._optional import require
 from .preprocess import as_rgb
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["ImageSet", "load_images", "IMAGE_EXTENSIONS", "read_image"]
 
@@ -51,7 +54,8 @@ class UnreadableImage(ValueError):
     """A file that is not a decodable image, or one refused by the pixel limit."""
 
 
-def read_image(path, *, max_pixels: int | None = None, max_side: int | None = None):
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
+               max_side: int | None = None) -> Image.Image:
     """Decodes one image file into an RGB or L PIL image, fully loaded.
 
     Refuses (UnreadableImage) files Pillow cannot decode and images over
@@ -134,16 +138,10 @@ def _folder_entries(root: Path) -> tuple[list, list | None, list[str], list[str]
     return entries, labels, classes, notes
 
 
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def load_images(source, *, labels=None, per_class=None, seed=0, strict=False,
-                max_pixels=None, max_side=512) -> ImageSet:
+def load_images(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray, *,
+                labels: Sequence[Any] | np.ndarray | None = None, per_class: int | None = None,
+                seed: int = 0, strict: bool = False, max_pixels: int | None = None,
+                max_side: int | None = 512) -> ImageSet:
     """Reads a task's images, optionally sampling ``per_class`` of each class.
 
     Parameters
@@ -173,13 +171,12 @@ def load_images(source, *, labels=None, per_class=None, seed=0, strict=False,
         aspect ratio (bounds memory; proxies read 224-pixel inputs). None keeps them whole.
     """
     if per_class is not None:
-        per_class = _positive(per_class, "per_class")
+        per_class = integer(per_class, "per_class", low=1)
     if max_pixels is not None:
-        max_pixels = _positive(max_pixels, "max_pixels")
+        max_pixels = integer(max_pixels, "max_pixels", low=1)
     if max_side is not None:
-        max_side = _positive(max_side, "max_side")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        max_side = integer(max_side, "max_side", low=1)
+    seed = integer(seed, "seed")
     notes: list[str] = []
 
     if isinstance(source, (str, os.PathLike)):
@@ -214,7 +211,7 @@ def load_images(source, *, labels=None, per_class=None, seed=0, strict=False,
     if not entries:
         raise ValueError("source: no images given")
 
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(seed)
     groups = [np.arange(len(entries))] if label_array is None else [
         np.flatnonzero(label_array == c) for c in range(len(classes))
     ]

@@ -34,7 +34,7 @@ class ConvBNReLU6(nn.Sequential):
     """Conv (no bias) -> BatchNorm -> ReLU6; children 0, 1, 2 as in the checkpoint."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1):
+                 groups: int = 1) -> None:
         padding = (kernel_size - 1) // 2
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
@@ -46,7 +46,7 @@ class ConvBNReLU6(nn.Sequential):
 class InvertedResidual(nn.Module):
     """Expand 1x1 -> depthwise 3x3 -> linear project 1x1, with a skip when shapes allow."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
         hidden = int(round(in_channels * expand_ratio))
         self.use_residual = stride == 1 and in_channels == out_channels
@@ -60,7 +60,7 @@ class InvertedResidual(nn.Module):
         ]
         self.conv = nn.Sequential(*layers)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
         return x + out if self.use_residual else out
 
@@ -71,7 +71,7 @@ class MobileNetV2(nn.Module):
 
     feature_dim = 1280
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         in_channels = 32
         layers: list[nn.Module] = [ConvBNReLU6(3, in_channels, stride=2)]
@@ -83,20 +83,20 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
 
-    def embed(self, x):
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
 
 
 class MobileNetV2Embedding(nn.Module):
     """Wraps a MobileNetV2 so that one forward pass gives (features, logits): the form exported to ONNX."""
 
-    def __init__(self, network: MobileNetV2):
+    def __init__(self, network: MobileNetV2) -> None:
         super().__init__()
         self.network = network
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.network.embed(x)
         return features, self.network.classifier(features)

