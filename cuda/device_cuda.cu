@@ -1,14 +1,15 @@
-// What the CUDA side can see, and the plain device-buffer API of cuda_buffer.h.
+// What the CUDA side can see, and the one owner of GPU memory (device_memory.cuh).
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_check.cuh"
-#include "fennec/cuda_buffer.h"
+#include "device_memory.cuh"
 #include "fennec/device.h"
 
 namespace fennec {
 
-int cuda_device_count() {
+int device_count_cuda() {
   int count = 0;
   // No driver (cudaErrorInsufficientDriver) or no GPU (cudaErrorNoDevice) mean
   // "no device", not an error; clear the error so later calls do not see it.
@@ -19,9 +20,9 @@ int cuda_device_count() {
   return count;
 }
 
-std::vector<std::string> cuda_device_names() {
+std::vector<std::string> device_names_cuda() {
   std::vector<std::string> names;
-  const int count = cuda_device_count();
+  const int count = device_count_cuda();
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
@@ -36,49 +37,71 @@ std::vector<std::string> cuda_device_names() {
   return names;
 }
 
-int cuda_runtime_version() { return CUDART_VERSION; }
-
-DeviceBuffer cuda_alloc(size_t bytes) {
-  DeviceBuffer buffer;
-  FENNEC_CUDA_CHECK(cudaGetDevice(&buffer.device));
-  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMalloc(&buffer.ptr, bytes));
-  buffer.bytes = bytes;
-  return buffer;
+DeviceMemory::DeviceMemory(size_t bytes) {
+  FENNEC_CUDA_CHECK(cudaGetDevice(&device_));
+  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
+  bytes_ = bytes;
 }
 
-DeviceBuffer cuda_alloc_copy(const void* host, size_t bytes) {
-  DeviceBuffer buffer = cuda_alloc(bytes);
-  if (bytes == 0) return buffer;
-  const cudaError_t err = cudaMemcpy(buffer.ptr, host, bytes, cudaMemcpyHostToDevice);
-  if (err != cudaSuccess) {
-    cuda_free(buffer);
-    throw_cuda_error(err, "cudaMemcpy(host to device)", FENNEC_SOURCE_FILE, __LINE__);
+// Delegating: once DeviceMemory(bytes) has returned, a failed copy runs the destructor.
+DeviceMemory::DeviceMemory(const void* host, size_t bytes) : DeviceMemory(bytes) { upload(host, bytes); }
+
+DeviceMemory::DeviceMemory(DeviceMemory&& other) noexcept
+    : ptr_(std::exchange(other.ptr_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      device_(std::exchange(other.device_, -1)) {}
+
+DeviceMemory& DeviceMemory::operator=(DeviceMemory&& other) noexcept {
+  if (this != &other) {
+    release();
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+    device_ = std::exchange(other.device_, -1);
   }
-  return buffer;
+  return *this;
 }
 
-void cuda_free(DeviceBuffer& buffer) {
-  if (buffer.ptr != nullptr) {
-    // Free on the owning device, then put the caller's device back; errors are
-    // dropped (this runs in destructors) and a sticky one resurfaces at the next check.
+void DeviceMemory::reserve(size_t bytes) {
+  int current = -1;
+  FENNEC_CUDA_CHECK(cudaGetDevice(&current));
+  if (bytes_ >= bytes && device_ == current) return;
+  release();  // before the new allocation, so the peak is not old + new
+  *this = DeviceMemory(bytes);
+}
+
+void DeviceMemory::release() noexcept {
+  if (ptr_ != nullptr) {
+    // Free on the owning device, then put the caller's device back.
     int current = -1;
-    const bool switched = cudaGetDevice(&current) == cudaSuccess && buffer.device >= 0 &&
-                          buffer.device != current && cudaSetDevice(buffer.device) == cudaSuccess;
-    cudaFree(buffer.ptr);
+    const bool switched = cudaGetDevice(&current) == cudaSuccess && device_ >= 0 && device_ != current &&
+                          cudaSetDevice(device_) == cudaSuccess;
+    cudaFree(ptr_);
     if (switched) cudaSetDevice(current);
   }
-  buffer.ptr = nullptr;
-  buffer.bytes = 0;
+  ptr_ = nullptr;
+  bytes_ = 0;
 }
 
-void cuda_copy_to_host(void* host, const void* dev, size_t bytes) {
-  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
+void DeviceMemory::upload(const void* host, size_t bytes) {
+  FENNEC_CHECK(bytes <= bytes_, "upload of more bytes than the device memory holds");
+  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
 }
 
-void cuda_copy_to_device(void* dev, const void* host, size_t bytes) {
-  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+void DeviceMemory::download(void* host, size_t bytes) const {
+  FENNEC_CHECK(bytes <= bytes_, "download of more bytes than the device memory holds");
+  if (bytes > 0) FENNEC_CUDA_CHECK(cudaMemcpy(host, ptr_, bytes, cudaMemcpyDeviceToHost));
 }
 
-void cuda_synchronize() { FENNEC_CUDA_CHECK(cudaDeviceSynchronize()); }
+DeviceGuard::DeviceGuard(int device) {
+  FENNEC_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (device >= 0 && device != previous_) {
+    FENNEC_CUDA_CHECK(cudaSetDevice(device));
+    switched_ = true;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (switched_) cudaSetDevice(previous_);
+}
 
 }  // namespace fennec

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cuda_check.cuh"
+#include "device_memory.cuh"
 #include "fennec/pool.h"
 #include "loads.cuh"
 
@@ -148,46 +149,46 @@ int64_t pool_on_device(const PoolArgs& a) {
   const int slices = static_cast<int>(std::clamp<int64_t>((target + blocks - 1) / blocks, 1, kMaxSlices));
 
   const size_t cells = static_cast<size_t>(n_classes * d);
-  DeviceArray<T> features(static_cast<size_t>(n * d));
-  DeviceArray<int64_t> rows(static_cast<size_t>(n));
-  DeviceArray<int64_t> starts(class_start.size());
-  DeviceArray<float> scale(a.normalize ? static_cast<size_t>(n) : 0);
-  DeviceArray<double> mean(cells);
-  DeviceArray<double> var(cells);
+  DeviceMemory features(a.features, static_cast<size_t>(n * d) * sizeof(T));
+  DeviceMemory rows(rows_by_class.data(), rows_by_class.size() * sizeof(int64_t));
+  DeviceMemory starts(class_start.data(), class_start.size() * sizeof(int64_t));
+  DeviceMemory scale(a.normalize ? static_cast<size_t>(n) * sizeof(float) : 0);
+  DeviceMemory mean(cells * sizeof(double));
+  DeviceMemory var(cells * sizeof(double));
   // One slice: the partial sums live in `var` until the variance replaces them.
-  DeviceArray<double> slice_sums(slices > 1 ? cells * static_cast<size_t>(slices) : 0);
-  double* partial = slices > 1 ? slice_sums.get() : var.get();
-  DeviceArray<unsigned long long> bad_row(1);
-  features.upload(static_cast<const T*>(a.features));
-  rows.upload(rows_by_class.data());
-  starts.upload(class_start.data());
+  DeviceMemory slice_sums(slices > 1 ? cells * static_cast<size_t>(slices) * sizeof(double) : 0);
+  double* partial = slices > 1 ? slice_sums.get<double>() : var.get<double>();
+  DeviceMemory bad_row(sizeof(unsigned long long));
   FENNEC_CUDA_CHECK(cudaMemset(bad_row.get(), 0xFF, sizeof(unsigned long long)));  // ULLONG_MAX: none
 
   const int64_t scan_blocks = std::min<int64_t>((n + kPoolWarps - 1) / kPoolWarps, 32 * static_cast<int64_t>(std::max(sms, 1)));
-  row_scan_kernel<T><<<static_cast<unsigned>(scan_blocks), kPoolThreads>>>(features.get(), n, d, scale.get(),
-                                                                           bad_row.get());
+  row_scan_kernel<T><<<static_cast<unsigned>(scan_blocks), kPoolThreads>>>(features.get<const T>(), n, d,
+                                                                           scale.get<float>(),
+                                                                           bad_row.get<unsigned long long>());
   FENNEC_CUDA_CHECK_LAUNCH();
 
   const dim3 grid(static_cast<unsigned>(n_classes), static_cast<unsigned>(column_tiles), static_cast<unsigned>(slices));
   const int64_t finish_blocks = std::min<int64_t>((static_cast<int64_t>(cells) + kPoolThreads - 1) / kPoolThreads,
                                                   32 * static_cast<int64_t>(std::max(sms, 1)));
-  class_sum_kernel<T><<<grid, kPoolThreads>>>(features.get(), d, scale.get(), rows.get(), starts.get(), n_classes,
+  class_sum_kernel<T><<<grid, kPoolThreads>>>(features.get<const T>(), d, scale.get<const float>(),
+                                              rows.get<const int64_t>(), starts.get<const int64_t>(), n_classes,
                                               nullptr, partial);
   FENNEC_CUDA_CHECK_LAUNCH();
-  finish_kernel<<<static_cast<unsigned>(finish_blocks), kPoolThreads>>>(partial, slices, starts.get(), n_classes, d,
-                                                                        false, 0, mean.get());
+  finish_kernel<<<static_cast<unsigned>(finish_blocks), kPoolThreads>>>(partial, slices, starts.get<const int64_t>(),
+                                                                        n_classes, d, false, 0, mean.get<double>());
   FENNEC_CUDA_CHECK_LAUNCH();
-  class_sum_kernel<T><<<grid, kPoolThreads>>>(features.get(), d, scale.get(), rows.get(), starts.get(), n_classes,
-                                              mean.get(), partial);
+  class_sum_kernel<T><<<grid, kPoolThreads>>>(features.get<const T>(), d, scale.get<const float>(),
+                                              rows.get<const int64_t>(), starts.get<const int64_t>(), n_classes,
+                                              mean.get<const double>(), partial);
   FENNEC_CUDA_CHECK_LAUNCH();
-  finish_kernel<<<static_cast<unsigned>(finish_blocks), kPoolThreads>>>(partial, slices, starts.get(), n_classes, d,
-                                                                        true, a.ddof, var.get());
+  finish_kernel<<<static_cast<unsigned>(finish_blocks), kPoolThreads>>>(partial, slices, starts.get<const int64_t>(),
+                                                                        n_classes, d, true, a.ddof, var.get<double>());
   FENNEC_CUDA_CHECK_LAUNCH();
 
-  mean.download(a.out_mean);
-  var.download(a.out_var);
+  mean.download(a.out_mean, cells * sizeof(double));
+  var.download(a.out_var, cells * sizeof(double));
   unsigned long long bad = 0;
-  bad_row.download(&bad);
+  bad_row.download(&bad, sizeof bad);
   return bad == ULLONG_MAX ? -1 : static_cast<int64_t>(bad);
 }
 

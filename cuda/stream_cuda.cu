@@ -5,7 +5,8 @@
 #include <cstdint>
 
 #include "cuda_check.cuh"
-#include "fennec/cuda_buffer.h"
+#include "device_memory.cuh"
+#include "fennec/score.h"
 
 namespace fennec {
 namespace {
@@ -23,20 +24,20 @@ __global__ void xor_fold_kernel(const uint4* __restrict__ data, int64_t count, u
 
 }  // namespace
 
-unsigned int cuda_stream_read(const DeviceBuffer& buffer) {
-  FENNEC_CHECK(buffer.bytes % 16 == 0, "the streamed buffer must be a whole number of 16-byte words");
-  int sms = 0;
-  FENNEC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, buffer.device));
-  unsigned int* out = nullptr;
-  FENNEC_CUDA_CHECK(cudaMalloc(&out, sizeof(unsigned int)));
-  FENNEC_CUDA_CHECK(cudaMemset(out, 0, sizeof(unsigned int)));
-  xor_fold_kernel<<<sms * 8, 256>>>(static_cast<const uint4*>(buffer.ptr),
-                                    static_cast<int64_t>(buffer.bytes / 16), out);
+unsigned int stream_read_cuda(const TopKArgs& a) {
+  const size_t bytes = static_cast<size_t>(a.n * a.d) * (a.storage == Storage::F16 ? 2 : 4);
+  FENNEC_CHECK(bytes % 16 == 0, "the streamed matrix must be a whole number of 16-byte words");
+  int device = 0, sms = 0;
+  FENNEC_CUDA_CHECK(cudaGetDevice(&device));
+  FENNEC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  // Owned, so a failed memset or launch check below cannot leak it.
+  DeviceMemory out(sizeof(unsigned int));
+  FENNEC_CUDA_CHECK(cudaMemset(out.get(), 0, sizeof(unsigned int)));
+  xor_fold_kernel<<<sms * 8, 256>>>(static_cast<const uint4*>(a.model_vectors), static_cast<int64_t>(bytes / 16),
+                                    out.get<unsigned int>());
   FENNEC_CUDA_CHECK_LAUNCH();
   unsigned int result = 0;
-  const cudaError_t copied = cudaMemcpy(&result, out, sizeof result, cudaMemcpyDeviceToHost);
-  cudaFree(out);
-  FENNEC_CUDA_CHECK(copied);
+  out.download(&result, sizeof result);  // waits for the kernel
   return result;
 }
 

@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include "cuda_check.cuh"
+#include "device_memory.cuh"
 #include "fennec/score.h"
 #include "loads.cuh"
 #include "topk_select.cuh"
@@ -226,64 +227,41 @@ ScoreKernel pick_kernel(bool l2, bool vec, int64_t nq) {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Device buffers of the merge tree, kept per device between calls (allocating
-// every call would cost more than a small top-k). The lock is held for a whole
-// call, so calls on one device run one at a time. Buffers over kKeepBytes are
-// given back after the call.
+// Device memory of the merge tree, kept per device between calls (allocating
+// every call would cost more than a small top-k). A call holds its device's
+// scratch for its whole length, so calls on one device run one at a time; more
+// than kKeepBytes is given back when the call ends.
 constexpr int kMaxDevices = 64;
 constexpr size_t kKeepBytes = size_t{64} << 20;
 
 struct Scratch {
   std::mutex mutex;
-  void* ptr = nullptr;
-  size_t bytes = 0;
+  DeviceMemory memory;
 };
 
-Scratch& scratch_for(int device) {
-  static Scratch table[kMaxDevices];
-  FENNEC_CHECK(device >= 0 && device < kMaxDevices, "CUDA device id out of range");
-  return table[device];
-}
-
-class ScratchLease {
+// One call's hold on its device's scratch: the lock, and at least `bytes` of it.
+class ScratchHold {
  public:
-  ScratchLease(int device, size_t bytes) : scratch_(scratch_for(device)), lock_(scratch_.mutex) {
-    if (scratch_.bytes < bytes) {
-      release();
-      FENNEC_CUDA_CHECK(cudaMalloc(&scratch_.ptr, bytes));
-      scratch_.bytes = bytes;
-    }
+  ScratchHold(int device, size_t bytes) : scratch_(scratch_for(device)), lock_(scratch_.mutex) {
+    scratch_.memory.reserve(bytes);
   }
-  ~ScratchLease() {
-    if (scratch_.bytes > kKeepBytes) release();
+  ~ScratchHold() {
+    if (scratch_.memory.bytes() > kKeepBytes) scratch_.memory.release();
   }
-  ScratchLease(const ScratchLease&) = delete;
-  ScratchLease& operator=(const ScratchLease&) = delete;
-  char* get() const { return static_cast<char*>(scratch_.ptr); }
+  ScratchHold(const ScratchHold&) = delete;
+  ScratchHold& operator=(const ScratchHold&) = delete;
+  char* get() const { return scratch_.memory.get<char>(); }
 
  private:
-  void release() {
-    if (scratch_.ptr != nullptr) cudaFree(scratch_.ptr);
-    scratch_.ptr = nullptr;
-    scratch_.bytes = 0;
+  static Scratch& scratch_for(int device) {
+    // Never destroyed: freeing at process exit would race the CUDA runtime's own teardown.
+    static Scratch* const table = new Scratch[kMaxDevices];
+    FENNEC_CHECK(device >= 0 && device < kMaxDevices, "CUDA device id out of range");
+    return table[device];
   }
+
   Scratch& scratch_;
   std::lock_guard<std::mutex> lock_;
-};
-
-// Makes `device` current for a scope, then puts the caller's device back.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    FENNEC_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (device != previous_) FENNEC_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
 };
 
 // The device that holds `p`; throws unless `p` is GPU or managed memory on
@@ -345,7 +323,7 @@ TopKStatus topk_cuda_device(const TopKArgs& a) {
   const size_t bytes_index1 = round_up(static_cast<size_t>(a.nq * m1) * sizeof(int64_t));
   const size_t bytes_key2 = round_up(static_cast<size_t>(a.nq * m2) * sizeof(float));
   const size_t bytes_index2 = round_up(static_cast<size_t>(a.nq * m2) * sizeof(int64_t));
-  ScratchLease scratch(device, bytes_bad + bytes_key1 + bytes_index1 + bytes_key2 + bytes_index2);
+  ScratchHold scratch(device, bytes_bad + bytes_key1 + bytes_index1 + bytes_key2 + bytes_index2);
   char* base = scratch.get();
   auto* bad_row = reinterpret_cast<unsigned long long*>(base);
   float* key[2] = {reinterpret_cast<float*>(base + bytes_bad),
@@ -384,24 +362,22 @@ TopKStatus topk_cuda(const TopKArgs& a) {
   check_topk_args(a);
   FENNEC_CHECK(a.k <= kCudaMaxK, "the CUDA top-k handles k <= " + std::to_string(kCudaMaxK));
   const size_t elem = a.storage == Storage::F16 ? 2 : 4;
-  DeviceArray<unsigned char> model(static_cast<size_t>(a.n * a.d) * elem);
-  DeviceArray<float> queries(static_cast<size_t>(a.nq * a.d));
-  DeviceArray<uint8_t> skip(a.skip != nullptr ? static_cast<size_t>(a.n) : 0);
-  DeviceArray<float> scores(static_cast<size_t>(a.nq * a.k));
-  DeviceArray<int64_t> indices(static_cast<size_t>(a.nq * a.k));
-  model.upload(static_cast<const unsigned char*>(a.model_vectors));
-  queries.upload(a.queries);
-  if (a.skip != nullptr) skip.upload(a.skip);
+  const size_t result_count = static_cast<size_t>(a.nq * a.k);
+  const DeviceMemory model(a.model_vectors, static_cast<size_t>(a.n * a.d) * elem);
+  const DeviceMemory queries(a.queries, static_cast<size_t>(a.nq * a.d) * sizeof(float));
+  const DeviceMemory skip(a.skip, a.skip != nullptr ? static_cast<size_t>(a.n) : 0);
+  const DeviceMemory scores(result_count * sizeof(float));
+  const DeviceMemory indices(result_count * sizeof(int64_t));
 
   TopKArgs on_device = a;
   on_device.model_vectors = model.get();
-  on_device.queries = queries.get();
-  on_device.skip = a.skip != nullptr ? skip.get() : nullptr;
-  on_device.out_scores = scores.get();
-  on_device.out_indices = indices.get();
+  on_device.queries = queries.get<const float>();
+  on_device.skip = a.skip != nullptr ? skip.get<const uint8_t>() : nullptr;
+  on_device.out_scores = scores.get<float>();
+  on_device.out_indices = indices.get<int64_t>();
   const TopKStatus status = topk_cuda_device(on_device);
-  scores.download(a.out_scores);
-  indices.download(a.out_indices);
+  scores.download(a.out_scores, result_count * sizeof(float));
+  indices.download(a.out_indices, result_count * sizeof(int64_t));
   return status;
 }
 

@@ -109,8 +109,8 @@ def test_nan_row_is_rejected(device, bad):
         ({"labels": np.array([True, False, True, False])}, TypeError, "labels must be integers"),
         ({"labels": np.array([0, 1, 3, 0])}, ValueError, r"labels\[2\] = 3 is outside \[0, n_classes=3\)"),
         ({"labels": np.array([0, -1, 1, 0])}, ValueError, r"labels\[1\] = -1 is outside"),
-        ({"n_classes": 0}, ValueError, "n_classes must be >= 1"),
-        ({"ddof": -1}, ValueError, "ddof must be a non-negative integer"),
+        ({"n_classes": 0}, ValueError, "n_classes must be an integer >= 1"),
+        ({"ddof": -1}, ValueError, "ddof must be an integer >= 0"),
         ({"normalize": "yes"}, TypeError, "normalize must be a bool"),
     ],
 )

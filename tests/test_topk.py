@@ -225,15 +225,15 @@ def test_bad_model_vectors(model_vectors, error, message):
         ({"queries": np.ones((2, 2, 3))}, ValueError, r"queries must have shape \(d,\) or \(q, d\)"),
         ({"queries": np.ones((0, 3))}, ValueError, "at least one query"),
         ({"queries": np.array(["a", "b", "c"])}, TypeError, "queries must be a numeric array"),
-        ({"k": 0}, ValueError, "k must be >= 1"),
-        ({"k": -3}, ValueError, "k must be >= 1"),
+        ({"k": 0}, ValueError, "k must be an integer >= 1"),
+        ({"k": -3}, ValueError, "k must be an integer >= 1"),
         ({"k": 2.5}, TypeError, "k must be an integer"),
         ({"k": True}, TypeError, "k must be an integer"),
         ({"metric": "cosine"}, ValueError, "metric must be 'ip' or 'l2'"),
         ({"mask": np.zeros(5, dtype=np.int8)}, TypeError, "mask must be a boolean array"),
         ({"mask": np.zeros(4, dtype=bool)}, ValueError, r"mask must have shape \(5,\)"),
         ({"device": "gpu"}, ValueError, "device must be 'auto', 'cpu' or 'cuda'"),
-        ({"threads": 0}, ValueError, "threads must be >= 1"),
+        ({"threads": 0}, ValueError, "threads must be an integer >= 1"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):

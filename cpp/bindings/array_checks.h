@@ -1,4 +1,4 @@
-// Strict array checks for the bindings: inputs are taken as they are (dtype,
+// Strict argument conversion for the bindings: arrays are taken as they are (dtype,
 // C order) and refused otherwise, so a large matrix is never copied silently.
 #pragma once
 #include <pybind11/numpy.h>
@@ -24,6 +24,12 @@ inline fennec::Storage float_matrix_storage(const py::array& a, const char* name
   if (dt.kind() == 'f' && dt.itemsize() == 4) return fennec::Storage::F32;
   if (dt.kind() == 'f' && dt.itemsize() == 2) return fennec::Storage::F16;
   throw py::type_error(std::string(name) + " must be float32 or float16");
+}
+
+inline fennec::Device device_from(const std::string& name) {
+  if (name == "cpu") return fennec::Device::Cpu;
+  if (name == "cuda") return fennec::Device::Cuda;
+  throw py::value_error("device must be 'cpu' or 'cuda', got '" + name + "'");
 }
 
 template <typename T>

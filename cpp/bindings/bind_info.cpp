@@ -19,24 +19,13 @@ void bind_info(py::module_& m) {
     info["simd_level"] = fennec::cpu_kernels().name;
     info["simd_supported"] = fennec::supported_simd_levels();
     info["hardware_threads"] = fennec::hardware_threads();
-#ifdef FENNEC_WITH_CUDA
-    info["cuda_compiled"] = true;
-    info["cuda_version"] = FENNEC_CUDA_VERSION;
+    info["cuda_compiled"] = fennec::cuda_compiled();
+    info["cuda_version"] = fennec::cuda_compiled() ? py::object(py::str(fennec::cuda_version())) : py::none();
     info["cuda_devices"] = fennec::cuda_device_names();
-#else
-    info["cuda_compiled"] = false;
-    info["cuda_version"] = py::none();
-    info["cuda_devices"] = py::list();
-#endif
     return info;
-  });
-  m.def("cuda_device_count", [] {
-#ifdef FENNEC_WITH_CUDA
-    return fennec::cuda_device_count();
-#else
-    return 0;
-#endif
-  });
+  }, "Compiler, SIMD level in use and supported, hardware threads, CUDA compiled in, CUDA devices seen.");
+  m.def("cuda_device_count", &fennec::cuda_device_count,
+        "Visible CUDA devices; 0, never an error, without CUDA, a driver or a GPU.");
   m.def("set_simd_level", &fennec::set_simd_level, py::arg("name"),
         "Choose the CPU kernel build ('auto', or a name from build_info()['simd_supported']).");
 }

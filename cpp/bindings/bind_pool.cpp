@@ -10,6 +10,7 @@ namespace {
 // Returns (counts, mean, var, bad_row); bad_row >= 0 names a row holding NaN or inf.
 py::tuple pool(const py::array& features, const py::array& labels, int64_t n_classes,
                bool normalize, int64_t ddof, int threads, const std::string& device) {
+  const fennec::Device run_on = device_from(device);
   fennec::PoolArgs args;
   args.storage = float_matrix_storage(features, "features");
   args.features = features.data();
@@ -17,6 +18,7 @@ py::tuple pool(const py::array& features, const py::array& labels, int64_t n_cla
   args.d = features.shape(1);
   args.labels = checked_data<int64_t>(labels, "labels", 1);
   if (labels.shape(0) != args.n) throw py::value_error("labels must have one entry per row");
+  if (n_classes < 1) throw py::value_error("n_classes must be >= 1");
   args.n_classes = n_classes;
   args.normalize = normalize;
   args.ddof = ddof;
@@ -29,20 +31,9 @@ py::tuple pool(const py::array& features, const py::array& labels, int64_t n_cla
   args.out_mean = mean.mutable_data();
   args.out_var = var.mutable_data();
   int64_t bad_row = -1;
-  if (device == "cpu") {
+  {
     py::gil_scoped_release release;
-    fennec::check_pool_args(args);
-    bad_row = fennec::pool_cpu(args);
-  } else if (device == "cuda") {
-#ifdef FENNEC_WITH_CUDA
-    py::gil_scoped_release release;
-    fennec::check_pool_args(args);
-    bad_row = fennec::pool_cuda(args);
-#else
-    throw py::value_error("fennec was built without CUDA");
-#endif
-  } else {
-    throw py::value_error("device must be 'cpu' or 'cuda'");
+    bad_row = fennec::pool(args, run_on);
   }
   return py::make_tuple(counts, mean, var, bad_row);
 }

@@ -1,4 +1,5 @@
-// Dispatcher for per-class pooling.
+// Dispatcher for per-class pooling: checks the core's invariants, then runs the
+// CPU build chosen at run time or the CUDA twin.
 #include "fennec/pool.h"
 
 #include "dispatch.h"
@@ -21,6 +22,15 @@ void check_pool_args(const PoolArgs& a) {
 int64_t pool_cpu(const PoolArgs& args) {
   check_pool_args(args);
   return cpu_kernels().pool(args);
+}
+
+int64_t pool(const PoolArgs& args, Device device) {
+  if (device == Device::Cpu) return pool_cpu(args);
+#ifdef FENNEC_WITH_CUDA
+  return pool_cuda(args);
+#else
+  throw_without_cuda("device 'cuda'");
+#endif
 }
 
 }  // namespace fennec

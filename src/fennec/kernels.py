@@ -9,16 +9,19 @@ C-contiguous (``np.memmap`` arrays qualify).
 
 from __future__ import annotations
 
-import numbers
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
+from ._checks import integer
 from ._wl import GraphBatch, hash_labels, wl_features
 
 __all__ = [
     "CUDA_COMPILED",
+    "CudaError",
+    "DeviceMatrix",
     "to_device",
     "GraphBatch",
     "PoolResult",
@@ -31,10 +34,17 @@ __all__ = [
 ]
 
 CUDA_COMPILED: bool = bool(_core.build_info()["cuda_compiled"])
-_METRICS = {"ip": 0, "l2": 1}
+# Raised by any call that reaches the GPU when the CUDA runtime fails (out of GPU
+# memory, a failed launch, a lost device); a RuntimeError.
+CudaError = _core.CudaError
+DeviceMatrix = _core.DeviceMatrix
+_METRICS: dict[str, Literal[0, 1]] = {"ip": 0, "l2": 1}
+
+_FloatMatrix = npt.NDArray[np.float32] | npt.NDArray[np.float16]
+_Device = Literal["auto", "cpu", "cuda"]
 
 
-def build_info() -> dict:
+def build_info() -> dict[str, Any]:
     """Compiler, SIMD level in use, CUDA compiled in or not, CUDA devices seen."""
     return dict(_core.build_info())
 
@@ -44,19 +54,11 @@ def cuda_available() -> bool:
     return CUDA_COMPILED and _core.cuda_device_count() > 0
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+def _threads(threads: int | None) -> int:
+    return 0 if threads is None else integer(threads, "threads", low=1)
 
 
-def _threads(threads) -> int:
-    return 0 if threads is None else _positive_int(threads, "threads")
-
-
-def _float_matrix(array, name: str) -> np.ndarray:
+def _float_matrix(array: object, name: str) -> _FloatMatrix:
     """A float32/float16 C-contiguous 2-D ndarray, taken without a copy."""
     if not isinstance(array, np.ndarray):
         raise TypeError(
@@ -94,7 +96,7 @@ def _device(device: str, cuda_refusal: str | None = None) -> str:
     return device
 
 
-def to_device(model_vectors):
+def to_device(model_vectors: _FloatMatrix) -> DeviceMatrix:
     """Copies a model matrix to GPU memory once; pass the result to :func:`topk` as model_vectors.
 
     Raises ValueError when CUDA is not compiled in or no GPU is visible.
@@ -103,11 +105,15 @@ def to_device(model_vectors):
     return _core.DeviceMatrix(_float_matrix(model_vectors, "model_vectors"))
 
 
-def _is_device_matrix(value) -> bool:
-    return CUDA_COMPILED and isinstance(value, _core.DeviceMatrix)
-
-
-def topk(model_vectors, queries, k, metric="ip", mask=None, device="auto", threads=None):
+def topk(
+    model_vectors: _FloatMatrix | DeviceMatrix,
+    queries: npt.ArrayLike,
+    k: int,
+    metric: Literal["ip", "l2"] = "ip",
+    mask: npt.ArrayLike | None = None,
+    device: _Device = "auto",
+    threads: int | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Best ``k`` models for each query, scored by inner product or L2 distance.
 
     Parameters
@@ -137,15 +143,14 @@ def topk(model_vectors, queries, k, metric="ip", mask=None, device="auto", threa
     or (q, k') for several, k' = min(k, number of kept models). Ties go to the
     lower index.
     """
-    resident = _is_device_matrix(model_vectors)
-    if resident:
+    if isinstance(model_vectors, DeviceMatrix):
         if device == "cpu":
             raise ValueError("device='cpu' was asked for, but model_vectors live on the GPU (to_device)")
         n, d = model_vectors.n, model_vectors.d
     else:
         model_vectors = _float_matrix(model_vectors, "model_vectors")
         n, d = model_vectors.shape
-    k = _positive_int(k, "k")
+    k = integer(k, "k", low=1)
     if metric not in _METRICS:
         raise ValueError(f"metric must be 'ip' or 'l2', got {metric!r}")
     query_array = np.asarray(queries)
@@ -187,13 +192,13 @@ def topk(model_vectors, queries, k, metric="ip", mask=None, device="auto", threa
         scores = np.empty((nq, 0), dtype=np.float32)
         indices = np.empty((nq, 0), dtype=np.int64)
     else:
-        if resident:
+        if isinstance(model_vectors, DeviceMatrix):
             if too_wide:
                 raise ValueError(f"a GPU-resident matrix is scored on the GPU, which handles k <= "
                                  f"{_core.CUDA_MAX_K}; got {k_eff}")
             scores, indices, bad_row = model_vectors.topk(query_array, k_eff, _METRICS[metric], skip)
         else:
-            run_on = "cuda" if dev == "cuda" else "cpu"
+            run_on: Literal["cpu", "cuda"] = "cuda" if dev == "cuda" else "cpu"
             scores, indices, bad_row = _core.topk(
                 model_vectors, query_array, k_eff, _METRICS[metric], skip, _threads(threads), run_on
             )
@@ -218,7 +223,16 @@ class PoolResult(NamedTuple):
     var: np.ndarray
 
 
-def pool(features, labels, n_classes, *, normalize=False, ddof=0, device="auto", threads=None):
+def pool(
+    features: _FloatMatrix,
+    labels: npt.ArrayLike,
+    n_classes: int,
+    *,
+    normalize: bool = False,
+    ddof: int = 0,
+    device: _Device = "auto",
+    threads: int | None = None,
+) -> PoolResult:
     """Per-class count, mean and variance of feature rows (one pass, float64 accumulation).
 
     Parameters
@@ -235,9 +249,8 @@ def pool(features, labels, n_classes, *, normalize=False, ddof=0, device="auto",
     """
     features = _float_matrix(features, "features")
     n, d = features.shape
-    n_classes = _positive_int(n_classes, "n_classes")
-    if isinstance(ddof, bool) or not isinstance(ddof, numbers.Integral) or ddof < 0:
-        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+    n_classes = integer(n_classes, "n_classes", low=1)
+    ddof = integer(ddof, "ddof", low=0)
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     label_array = np.asarray(labels)
@@ -254,9 +267,9 @@ def pool(features, labels, n_classes, *, normalize=False, ddof=0, device="auto",
                 f"labels[{i}] = {int(label_array[i])} is outside [0, n_classes={n_classes})"
             )
     dev = _device(device)
-    run_on = "cuda" if dev == "cuda" or (dev == "auto" and cuda_available()) else "cpu"
+    run_on: Literal["cpu", "cuda"] = "cuda" if dev == "cuda" or (dev == "auto" and cuda_available()) else "cpu"
     counts, mean, var, bad_row = _core.pool(
-        features, label_array, n_classes, bool(normalize), int(ddof), _threads(threads), run_on
+        features, label_array, n_classes, bool(normalize), ddof, _threads(threads), run_on
     )
     if bad_row >= 0:
         raise ValueError(f"features row {bad_row} holds NaN or inf")

@@ -26,7 +26,12 @@ struct PoolArgs {
 // Throws CoreError when the arguments break the core's invariants (labels included).
 void check_pool_args(const PoolArgs& args);
 
-// Returns the first row holding NaN or inf, or -1 when all rows are finite.
+// The dispatcher: host pointers, run on `device`. Returns the first row holding
+// NaN or inf, or -1 when all rows are finite. Throws CoreError for Device::Cuda
+// in a build without CUDA.
+int64_t pool(const PoolArgs& args, Device device);
+
+// The twins behind the dispatcher, with the same signature.
 int64_t pool_cpu(const PoolArgs& args);
 #ifdef FENNEC_WITH_CUDA
 int64_t pool_cuda(const PoolArgs& args);  // pointers are host pointers
