@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from fennec.serve.load import load_test, synthetic_zoo  # noqa: E402
+from fennec.benchmarks.loadgen import load_test  # noqa: E402
+from fennec.benchmarks.synthetic import synthetic_zoo  # noqa: E402
 from fennec.zoo import Zoo  # noqa: E402
 
 

@@ -91,7 +91,7 @@ def run(*args, code=0):
 
 @pytest.fixture
 def small_zoo(tmp_path):
-    from fennec.serve.load import synthetic_zoo
+    from fennec.benchmarks.synthetic import synthetic_zoo
 
     path = tmp_path / "zoo"
     synthetic_zoo(path, n_models=60, n_tasks=5, results_per_model=4)

@@ -21,7 +21,9 @@ pytest.importorskip("uvicorn")
 
 import fennec  # noqa: E402
 from fennec.history import History  # noqa: E402
-from fennec.serve.load import ServerProcess, load_test, synthetic_zoo  # noqa: E402
+from fennec.benchmarks.loadgen import load_test  # noqa: E402
+from fennec.benchmarks.server import ServerProcess  # noqa: E402
+from fennec.benchmarks.synthetic import synthetic_zoo  # noqa: E402
 
 TOKEN = secrets.token_urlsafe(24)
 MAX_BODY = 4000
@@ -76,7 +78,7 @@ def test_rank_matches_the_library(client, zoo_path):
 
 
 def test_openapi_describes_the_routes_and_bodies(client):
-    from fennec.serve.app import HistoryRequest, ModelsRequest, RankRequest
+    from fennec.serve.schemas import HistoryRequest, ModelsRequest, RankRequest
 
     schema = client.get("/openapi.json").json()
     routes = {(path, method) for path, item in schema["paths"].items() for method in item}
@@ -378,17 +380,21 @@ def test_token_configuration():
 
 
 def test_ranker_matches_numpy_on_a_width_off_the_simd_width(zoo_path):
+    from fennec.features import place_task
+
     with fennec.Zoo.open(zoo_path) as zoo:
         ranker = fennec.Ranker(zoo)
-        state, meta, ids, _ = ranker._state()
-        vectors = np.asarray(state["model_vectors"], dtype=np.float64)
+        space = ranker.fitted().space
+        ids = space.models
+        vectors = np.asarray(space.model_vectors, dtype=np.float64)
         assert vectors.shape[1] % 8 != 0  # the core's masked row-tail path is the one under test
-        task_vector, _ = ranker._task_vector(state, meta, QUERY["task"], [])
+        placed = place_task(space, QUERY["task"])
+        task_vector = space.task_vector(placed.features, placed.distances)
         rows = ranker.rank(QUERY["task"], k=20).rows
     exact = vectors @ np.asarray(task_vector, dtype=np.float64)
     best = np.argsort(-exact, kind="stable")[:20]
     assert [r["model"] for r in rows] == [ids[i] for i in best]
-    assert np.allclose([r["score"] for r in rows], meta["intercept"] + meta["slope"] * exact[best], rtol=1e-5)
+    assert np.allclose([r["score"] for r in rows], space.intercept + space.slope * exact[best], rtol=1e-5)
 
 
 def test_rankings_waiting_together_share_one_scan(zoo_path):
@@ -431,8 +437,9 @@ def test_rankings_waiting_together_share_one_scan(zoo_path):
 def test_a_failing_scan_fails_only_its_own_request():
     import asyncio
 
-    from fennec.recommend import RankPlan
-    from fennec.serve.app import _Batcher, _Metrics
+    from fennec.ranking import RankPlan
+    from fennec.serve.batching import Batcher
+    from fennec.serve.metrics import Metrics
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(50, 4)).astype(np.float32)
@@ -443,7 +450,7 @@ def test_a_failing_scan_fails_only_its_own_request():
         return RankPlan(None, vectors, query, k, None, "", [], {})
 
     async def run():
-        batcher = _Batcher(_Metrics())
+        batcher = Batcher(Metrics())
         return await asyncio.gather(*(batcher.topk(plan(q, k)) for q, k in zip(queries, (3, 5, 2))),
                                     return_exceptions=True)
 
@@ -458,7 +465,7 @@ def test_workers_share_one_port_and_their_metrics(zoo_path, tmp_path):
     import asyncio
     import os
 
-    from fennec.serve.load import process_tree
+    from fennec.benchmarks.server import process_tree
 
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     with ServerProcess(zoo_path, args=("--workers", "2"), env=env) as running:
@@ -476,17 +483,20 @@ def test_workers_share_one_port_and_their_metrics(zoo_path, tmp_path):
             assert all(a.status_code == 200 for a in answers)
             return answers
 
-        answers, files = [], []
+        def ranked(file):
+            return sum(n for method, route, status, n in json.loads(file.read_text())["counts"] if route == "/rank")
+
+        answers, files, per_worker = [], [], []
         for _ in range(20):  # the second worker may still be starting when the first answers
             answers += asyncio.run(load())
             time.sleep(0.7)  # each worker writes its numbers within half a second of its last request
             files = sorted(tmp_path.glob("fennec-metrics-*/worker-*.json"))
-            if len(files) == 2:
+            # A worker that answered only the start-up /healthz polls has a file but no rankings yet.
+            per_worker = [ranked(f) for f in files]
+            if len(files) == 2 and all(n > 0 for n in per_worker):
                 break
         assert len(files) == 2, files  # both workers answered
         assert len({json.dumps(a.json()["rows"]) for a in answers}) == 1  # and answered alike
-        per_worker = [sum(n for method, route, status, n in json.loads(f.read_text())["counts"]
-                          if route == "/rank") for f in files]
         assert all(n > 0 for n in per_worker)
         metrics = parse_metrics(httpx.get(f"{running.url}/metrics").text)
         key = ("fennec_http_requests_total", (("method", "POST"), ("route", "/rank"), ("status", "200")))

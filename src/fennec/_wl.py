@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._checks import integer
 
 __all__ = ["GraphBatch", "hash_labels", "wl_features"]
 
@@ -214,14 +215,6 @@ def _check_offsets(name: str, offsets: np.ndarray, length: int, n_entries: int) 
         raise ValueError(f"GraphBatch.{name} must end at {length}, got {int(offsets[-1])}")
 
 
-# Not yet fennec._checks.integer: tests/test_wl.py pins these messages ("must be between
-# LOW and HIGH", "must be an int"), so the switch goes with a change to those tests.
-def _integer(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return int(value)
 
 
 def wl_features(graphs: GraphBatch | Iterable[Any], iterations: int = 3, dim: int = 4096, *,
@@ -244,13 +237,13 @@ def wl_features(graphs: GraphBatch | Iterable[Any], iterations: int = 3, dim: in
     hashed apart, like networkx >= 3.5 on a DiGraph; the one for computation graphs).
     threads: worker threads, None for all hardware threads.
     """
-    iterations = _integer(iterations, "iterations", 0, _INT32_MAX)
-    dim = _integer(dim, "dim", 1, _INT64_MAX)
+    iterations = integer(iterations, "iterations", low=0, high=_INT32_MAX)
+    dim = integer(dim, "dim", low=1, high=_INT64_MAX)
     if not isinstance(direction, str):
         raise TypeError(f"direction must be a str, got {type(direction).__name__}")
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(map(repr, _DIRECTIONS))}, got {direction!r}")
-    threads = 0 if threads is None else _integer(threads, "threads", 1, _INT32_MAX)
+    threads = 0 if threads is None else integer(threads, "threads", low=1, high=_INT32_MAX)
     batch = graphs if isinstance(graphs, GraphBatch) else GraphBatch.from_graphs(graphs)
     return _core.wl_features(batch.graph_offsets, batch.node_labels, batch.edge_offsets, batch.edges_src,
                              batch.edges_dst, iterations, dim, _DIRECTIONS[direction], threads)

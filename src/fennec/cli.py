@@ -461,7 +461,7 @@ def zoo_import(path, history, wide, strict, model_col, task_col, score_col, kind
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def zoo_fit(path, seed, fold_in, as_json):
     """Fit the transfer space on the zoo's history; a running service picks it up."""
-    from .recommend import fit
+    from .fitting import fit
     from .zoo import Zoo
 
     options = {"fold_in": True} if fold_in else {}
@@ -501,7 +501,7 @@ def zoo_build_demo(path, cache_dir, models, tasks, task_set, no_fit, as_json):
         report = build_demo_zoo(path, cache_dir=cache_dir, models=list(models) or None, tasks=list(tasks) or None,
                                 task_set=task_set, progress=step)
     if not no_fit:
-        from .recommend import fit as fit_zoo
+        from .fitting import fit as fit_zoo
         from .zoo import Zoo
 
         with _progress("fitting"), Zoo.open(path) as opened:
@@ -660,9 +660,8 @@ def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, repl
                 raise _usage_error("add-history: one result needs --model, --task and --score")
             if not math.isfinite(score):
                 raise click.BadParameter(f"must be finite, got {score}", param_hint="--score")
-            added = opened.add_history(History(models=(model,), tasks=(task,), model_index=[0], task_index=[0],
-                                               scores=[score]), kind=kind, source=source, replace=replace,
-                                       strict=strict)
+            added = opened.add_history(History.from_rows([(model, task, score)]), kind=kind, source=source,
+                                       replace=replace, strict=strict)
     _emit(as_json, {"added": added}, f"added {added} result(s); refit (fennec zoo fit) to use them")
 
 
@@ -695,7 +694,7 @@ def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, repl
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def rank(zoo_path, k, task_items, descriptor, images, per_class, seed, strict, observed, where, as_json):
     """Rank a fitted zoo's models for a new task."""
-    from .recommend import rank as rank_zoo
+    from .ranking import rank as rank_zoo
     from .zoo import Zoo
 
     task = _task_option(task_items, descriptor)
@@ -824,7 +823,8 @@ def plot(zoo_path, kind, out, task, task_feature, observed, where, k, max_points
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def bench(zoo_path, models, tasks, keep, queries, k, where, http, clients, duration, workers, as_json):
     """Time fennec.rank in process (p50/p99) and, with --http, the service under load."""
-    from .serve.load import load_test, rank_latency, synthetic_zoo
+    from .benchmarks.loadgen import load_test, rank_latency
+    from .benchmarks.synthetic import synthetic_zoo
     from .zoo import Zoo
 
     result = {}

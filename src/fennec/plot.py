@@ -298,7 +298,7 @@ def zoo_predicted_figure(zoo: Zoo, task: str | None = None, *, seed: int = 0) ->
 def zoo_ranking_figure(zoo: Zoo, task: Mapping | None = None, *, k: int = 20, where: Any = None,
                        observed: Any = None) -> Figure:
     """A ranking of the zoo's models (as :func:`fennec.rank`) drawn with its uncertainty."""
-    from .recommend import rank
+    from .ranking import rank
 
     ranking = rank(zoo, task, k=k, where=where, observed=observed)
     return ranking_figure(ranking, title=f"top {len(ranking)} of {zoo.path.name}, ranked by {ranking.basis}")

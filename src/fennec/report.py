@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from ._atomic import write_atomically
-from .evaluate import METRICS, EvalData, held_out_prediction, ranking_metrics
+from .evaluate import METRICS, EvalData, fit_on_tasks, held_out_prediction, ranking_metrics
 from .plot import PALETTE, figure_png, new_figure, space_figure, task_directions
 
 __all__ = ["eval_report_html", "write_eval_report"]
@@ -180,10 +180,7 @@ def eval_report_html(result: dict, data: EvalData | None = None, *, title: str |
               "<h2>Per task: weighted Kendall tau</h2>", _task_table(result, methods),
               _image(_task_heatmap(result, methods), "Weighted tau of each method on each held-out task.")]
     if data is not None and result.get("protocol") in ("lodo", "kshot"):
-        from .transfer import fit_transfer
-
-        model = fit_transfer(data.scores, data.model_features, data.task_features, seed=seed,
-                             task_distances=data.task_distances)
+        model = fit_on_tasks(data, np.arange(len(data.tasks)), seed)
         tasks = task_directions(model.model_vectors, model.normalized)
         parts += ["<h2>The transfer space</h2>",
                   _image(space_figure(model.model_vectors, data.model_types, task_vectors=tasks,

@@ -33,7 +33,7 @@ from .data import (
     read_forward_scores,
     related_tasks,
 )
-from .held_out import fit_without, held_out_prediction, place_held_out
+from .held_out import fit_on_tasks, held_out_prediction, place_held_out
 from .protocols import evaluate, pool_results
 from .scoring import METRICS, average_metrics, paired_differences, ranking_metrics
 from .table import format_table
@@ -47,7 +47,7 @@ __all__ = [
     "average_metrics",
     "embed_distances",
     "evaluate",
-    "fit_without",
+    "fit_on_tasks",
     "format_table",
     "held_out_prediction",
     "load_eval_data",

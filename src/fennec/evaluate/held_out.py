@@ -9,11 +9,12 @@ from ..features import TaskPlacement, place_task
 from ..space import TransferSpace, fit_space
 from .data import EvalData
 
-__all__ = ["fit_without", "held_out_prediction", "place_held_out"]
+__all__ = ["fit_on_tasks", "held_out_prediction", "place_held_out"]
 
 
-def fit_without(data: EvalData, train: np.ndarray, seed: int = 0) -> TransferSpace:
-    """The space fitted on the ``train`` tasks only (their scores and side information)."""
+def fit_on_tasks(data: EvalData, train: np.ndarray, seed: int = 0) -> TransferSpace:
+    """The space fitted on the ``train`` tasks only (their scores and side information), as
+    ``fennec.fit`` fits a zoo holding just those tasks."""
     tasks = [data.tasks[j] for j in train]
     if data.known_tasks is not None:
         known = data.known_tasks.subset(train)
@@ -42,6 +43,6 @@ def place_held_out(data: EvalData, space: TransferSpace, target: int, train: np.
 def held_out_prediction(data: EvalData, target: int, seed: int = 0) -> np.ndarray:
     """fennec's prediction for task ``target`` from a fit on the other tasks (the ``lodo`` protocol)."""
     train = np.array([j for j in range(len(data.tasks)) if j != target])
-    space = fit_without(data, train, seed)
+    space = fit_on_tasks(data, train, seed)
     placed = place_held_out(data, space, target, train)
     return space.predict(placed.features, placed.distances)

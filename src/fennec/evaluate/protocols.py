@@ -17,7 +17,7 @@ import numpy as np
 from ..space import normalize_scores, predict_cold_models
 from .baselines import nmf_predict, reorder_observed, type_mean
 from .data import EvalData
-from .held_out import fit_without, place_held_out
+from .held_out import fit_on_tasks, place_held_out
 from .scoring import average_metrics, paired_differences, ranking_metrics
 
 __all__ = ["COLD_MODEL_FOLDS", "RANDOM_DRAWS", "RANDOM_PROBE_REPEATS", "evaluate", "pool_results"]
@@ -93,7 +93,7 @@ def pool_results(results: dict[str, dict]) -> dict:
 
 def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
     scores = data.scores[:, train]
-    space = fit_without(data, train, seed)
+    space = fit_on_tasks(data, train, seed)
     placed = place_held_out(data, space, target, train)
     with warnings.catch_warnings():  # a model measured on none of the training tasks: NaN, not ranked
         warnings.simplefilter("ignore", RuntimeWarning)
