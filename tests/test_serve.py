@@ -173,6 +173,34 @@ def test_bad_rank_requests_get_a_4xx_with_a_message(client, body, status, messag
     assert message in json.dumps(response.json()["detail"])
 
 
+@pytest.mark.parametrize("task, observed", [
+    ({"n_classes": 10, "n_trian": 5}, None),  # a misspelt feature
+    ([10], None),  # too few values in the zoo's feature order
+    ({"n_classes": 10}, None),  # a feature missing
+    ({"n_classes": -3, "n_train": 5}, None),
+    ({"n_classes": [10], "n_train": 5}, None),
+    (None, {"no-such-model": 70}),
+])
+def test_a_bad_task_reads_the_same_in_the_library_the_command_line_and_the_service(client, zoo_path, task,
+                                                                                   observed):
+    """One check of a task serves every entry point: the same input, the same message."""
+    from click.testing import CliRunner
+
+    from fennec.cli import cli
+
+    with pytest.raises(ValueError) as library:
+        in_process(zoo_path, task, observed=observed)
+    response = client.post("/rank", json={"task": task, "observed": observed})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == str(library.value)
+    if isinstance(task, dict) and not any(isinstance(v, list) for v in task.values()):
+        args = ["rank", "--zoo", str(zoo_path)]
+        args += [a for name, value in task.items() for a in ("--task", f"{name}={value}")]
+        args += [a for name, value in (observed or {}).items() for a in ("--observed", f"{name}={value}")]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and str(library.value) in result.stderr, result.output
+
+
 def test_other_bad_requests(client):
     assert client.post("/rank", content=json.dumps(QUERY)).status_code == 415  # no JSON content type
     assert client.get("/models/no-such-model").json() == {"detail": "unknown model 'no-such-model'"}

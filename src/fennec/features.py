@@ -220,7 +220,7 @@ def _task_side_information(space: TransferSpace, task: Mapping[str, Any]) -> tup
         except (TypeError, ValueError):
             raise ValueError(f"task: {name} must be a positive number, got {task[name]!r}") from None
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"task: {name} must be a positive number, got {task[name]!r}")
+            raise ValueError(f"task: {name} must be a positive number, got {value:g}")
         values.append(value)
     features = np.log10(np.array(values, dtype=float))
     if not space.takes_descriptor:

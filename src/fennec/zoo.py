@@ -28,7 +28,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from .history import DEFAULT_KIND, History, SideTable, read_history
 try:
     import fcntl
 except ImportError:  # Windows: writers are not serialised across processes there
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["SCHEMA_VERSION", "Zoo", "ZooError"]
 
@@ -98,7 +98,7 @@ CREATE TABLE task_descriptors (
 );
 """
 
-MODEL_COLUMNS = {
+MODEL_COLUMNS: dict[str, type] = {
     "architecture": str,
     "family": str,
     "n_params": float,
@@ -106,7 +106,7 @@ MODEL_COLUMNS = {
     "input_size": int,
     "license": str,
 }
-TASK_COLUMNS = {"n_classes": int, "n_train": int}
+TASK_COLUMNS: dict[str, type] = {"n_classes": int, "n_train": int}
 
 
 class ZooError(ValueError):
@@ -128,14 +128,14 @@ class Zoo:
     serialises :meth:`write_fitted`.
     """
 
-    def __init__(self, path: Path, con: sqlite3.Connection):
+    def __init__(self, path: Path, con: sqlite3.Connection) -> None:
         self.path = path
         self._con = con
 
     # -- opening -------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike) -> Zoo:
+    def create(cls, path: str | os.PathLike[str]) -> Zoo:
         """A new, empty zoo at ``path`` (a new or existing folder without a zoo in it)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -175,7 +175,7 @@ class Zoo:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Zoo:
+    def open(cls, path: str | os.PathLike[str]) -> Zoo:
         """An existing zoo; an error names the path when it is none, or is newer than this code."""
         path = Path(path)
         db = path / DB_NAME
@@ -208,7 +208,7 @@ class Zoo:
     def __enter__(self) -> Zoo:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -229,10 +229,6 @@ class Zoo:
         with self._write() as con:
             con.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                         "excluded.value", (f"setting:{key}", value))
-
-    def change_counter(self) -> int:
-        """A number that changes whenever another connection commits to the zoo's database."""
-        return int(self._con.execute("PRAGMA data_version").fetchone()[0])
 
     def data_signal(self) -> tuple[int, int]:
         """Changes whenever the database changed: another connection's commits (SQLite's
@@ -260,7 +256,8 @@ class Zoo:
         """Adds tasks: each row needs ``id``; known columns n_classes, n_train; others as JSON."""
         self._add_rows("tasks", "add_tasks", rows, TASK_COLUMNS, replace)
 
-    def _add_rows(self, table: str, argument: str, rows, columns: dict, replace: bool) -> None:
+    def _add_rows(self, table: str, argument: str, rows: Iterable[Mapping[str, Any]], columns: dict[str, type],
+                  replace: bool) -> None:
         if isinstance(rows, Mapping):
             raise TypeError(f"{argument}: expected a list of dicts, got a single dict")
         records = [_normalise_row(argument, i, row, columns) for i, row in enumerate(rows)]
@@ -284,18 +281,18 @@ class Zoo:
                         )
             con.executemany(insert, records)
 
-    def models(self) -> list[dict]:
+    def models(self) -> list[dict[str, Any]]:
         """Every model with its side information, in the order they were added."""
         return self._rows("models", MODEL_COLUMNS)
 
-    def tasks(self) -> list[dict]:
+    def tasks(self) -> list[dict[str, Any]]:
         """Every task with its side information, in the order they were added."""
         return self._rows("tasks", TASK_COLUMNS)
 
-    def models_by_id(self, ids: Iterable[str]) -> dict[str, dict]:
+    def models_by_id(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The rows of the models named (unknown ids are left out), keyed by id."""
         ids = list(ids)
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
             chunk = ids[start:start + 500]
             marks = ", ".join("?" * len(chunk))
@@ -303,7 +300,8 @@ class Zoo:
                 found[row["id"]] = row
         return found
 
-    def _rows(self, table: str, columns: dict, condition: str = "", parameters=()) -> list[dict]:
+    def _rows(self, table: str, columns: dict[str, type], condition: str = "",
+              parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
         names = ["id", *columns, "extra"]
         out = []
         query = f"SELECT {', '.join(names)} FROM {table} {condition} ORDER BY rowid"
@@ -356,7 +354,7 @@ class Zoo:
         kinds = history.row_kinds() if kind is None else (kind,) * len(history)
         sources = history.source or ("",) * len(history)
 
-        def rows():
+        def rows() -> Iterator[tuple[str, str, float, str, str | None]]:
             for i in range(len(history)):
                 row = (
                     history.models[history.model_index[i]],
@@ -404,14 +402,14 @@ class Zoo:
 
     def import_history_csv(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         wide: bool = False,
         kind: str | None = None,
         source: str | None = None,
         replace: bool = False,
         strict: bool = False,
-        **read_options,
+        **read_options: Any,
     ) -> History:
         """Reads ``path`` with :func:`~fennec.history.read_history` (``wide``, ``strict``
         and ``read_options`` such as ``score_range`` or ``task_col``) and stores it
@@ -461,7 +459,7 @@ class Zoo:
         return [r[0] for r in self._con.execute("SELECT kind FROM history GROUP BY kind ORDER BY MIN(rowid)")]
 
     def export_history_csv(
-        self, path: str | os.PathLike, *, wide: bool = False, kind: str = DEFAULT_KIND
+        self, path: str | os.PathLike[str], *, wide: bool = False, kind: str = DEFAULT_KIND
     ) -> None:
         """Writes the results of one kind as a long (or wide) CSV, atomically."""
         history = self.history(kind)
@@ -472,7 +470,7 @@ class Zoo:
 
     # -- task descriptors ----------------------------------------------------
 
-    def set_task_descriptor(self, task: str, vector) -> None:
+    def set_task_descriptor(self, task: str, vector: Any) -> None:
         """Stores (or replaces) a task's descriptor: a 1-D finite float vector, kept as float32."""
         vector = _check_descriptor(vector)
         with self._write() as con:
@@ -577,7 +575,7 @@ class Zoo:
             self._remove_old_fitted(keep={version, previous})
         return version
 
-    def read_fitted(self) -> tuple[dict[str, np.ndarray], dict]:
+    def read_fitted(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The current fitted arrays (memory-mapped, read-only) and their meta."""
         for _ in range(5):
             pointer = self._read_pointer()
@@ -604,13 +602,13 @@ class Zoo:
         pointer = self._read_pointer()
         return None if pointer is None else int(pointer["version"])
 
-    def _read_pointer(self) -> dict | None:
+    def _read_pointer(self) -> dict[str, Any] | None:
         try:
             text = (self.path / POINTER_NAME).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         try:
-            pointer = json.loads(text)
+            pointer: dict[str, Any] = json.loads(text)
             int(pointer["version"])
             if not all(isinstance(a, str) and ARRAY_NAME.match(a) for a in pointer["arrays"]):
                 raise ValueError(pointer["arrays"])
@@ -622,14 +620,14 @@ class Zoo:
         return pointer
 
     def _fitted_versions(self) -> list[int]:
-        out = []
+        out: list[int] = []
         for entry in self.path.iterdir():
             name = entry.name
             if name.startswith(FITTED_PREFIX) and name[len(FITTED_PREFIX):].isdigit() and entry.is_dir():
                 out.append(int(name[len(FITTED_PREFIX):]))
         return out
 
-    def _remove_old_fitted(self, keep: set) -> None:
+    def _remove_old_fitted(self, keep: set[int | None]) -> None:
         """Removes fitted folders but the current and the previous one, and any debris."""
         for version in self._fitted_versions():
             if version not in keep:
@@ -643,7 +641,7 @@ class Zoo:
                 entry.unlink(missing_ok=True)
 
     @contextmanager
-    def _fitted_lock(self):
+    def _fitted_lock(self) -> Generator[None, None, None]:
         with open(self.path / LOCK_NAME, "a+b") as fh:
             if fcntl is not None:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -657,7 +655,7 @@ class Zoo:
 # -- helpers -------------------------------------------------------------------
 
 
-def _check_history_row(i: int, row: tuple) -> None:
+def _check_history_row(i: int, row: tuple[Any, ...]) -> None:
     """Last check of one row as it is written (a hook the crash-safety tests replace)."""
     if not math.isfinite(row[2]):
         raise ZooError(f"history: row {i} ({row[0]!r}, {row[1]!r}) has score {row[2]}; scores must be finite")
@@ -671,20 +669,21 @@ def _switch_pointer(folder: Path, version: int, name: str, arrays: list[str]) ->
 
 def _load_array(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        mapped: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        return mapped
     except ValueError:
         # Older numpy cannot map an empty array; it costs nothing to read it.
-        array = np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
         array.flags.writeable = False
         return array
 
 
-def _check_state(state) -> dict[str, np.ndarray]:
+def _check_state(state: object) -> dict[str, np.ndarray]:
     if not isinstance(state, Mapping):
         raise TypeError(f"state: expected a dict of name -> array, got {type(state).__name__}")
     if not state:
         raise ValueError("state: is empty; nothing to store")
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for name, value in state.items():
         if not isinstance(name, str) or not ARRAY_NAME.match(name):
             raise ValueError(
@@ -699,7 +698,7 @@ def _check_state(state) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_meta(meta) -> str:
+def _check_meta(meta: object) -> str:
     if not isinstance(meta, Mapping):
         raise TypeError(f"meta: expected a dict, got {type(meta).__name__}")
     try:
@@ -708,7 +707,7 @@ def _check_meta(meta) -> str:
         raise ValueError(f"meta: must be JSON-serialisable without NaN/inf: {err}") from None
 
 
-def _check_descriptor(vector) -> np.ndarray:
+def _check_descriptor(vector: Any) -> np.ndarray:
     array = np.asarray(vector)
     if array.dtype.kind != "f":
         raise TypeError(f"vector: expected a float array, got dtype {array.dtype}")
@@ -727,7 +726,7 @@ def _decode_descriptor(owner: str, blob: bytes, dim: int) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-def _normalise_row(argument: str, i: int, row, columns: dict) -> tuple:
+def _normalise_row(argument: str, i: int, row: object, columns: dict[str, type]) -> tuple[Any, ...]:
     if not isinstance(row, Mapping):
         raise TypeError(f"{argument}: row {i} is a {type(row).__name__}, expected a dict")
     ident = row.get("id")
@@ -736,7 +735,7 @@ def _normalise_row(argument: str, i: int, row, columns: dict) -> tuple:
             f"{argument}: row {i} needs an 'id': a non-empty name without surrounding spaces, "
             f"got {ident!r}"
         )
-    values = []
+    values: list[str | int | float | None] = []
     for column, kind in columns.items():
         value = row.get(column)
         if value is None:
@@ -768,9 +767,9 @@ def _normalise_row(argument: str, i: int, row, columns: dict) -> tuple:
     return (ident, *values, extra_text)
 
 
-def _side_table(rows: list[dict], columns: dict, key_name: str) -> SideTable:
+def _side_table(rows: list[dict[str, Any]], columns: dict[str, type], key_name: str) -> SideTable:
     extras = list(dict.fromkeys(k for row in rows for k in row["extra"]))
-    cells: dict[str, list] = {c: [row[c] for row in rows] for c in columns}
+    cells: dict[str, list[Any]] = {c: [row[c] for row in rows] for c in columns}
     for name in extras:
         if name in cells:
             continue

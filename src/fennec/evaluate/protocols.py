@@ -1,12 +1,5 @@
-"""The evaluation protocols, each run with its baselines on the same held-out tasks.
-
-``lodo``        leave one task out: the task is new; each method ranks all models for it.
-``kshot``       as ``lodo``, but ``shots`` scores on the new task are known: drawn at
-                random (``probe="random"``, repeated over seeds) or the ``shots`` models
-                the method itself ranked first (``probe="top"``), reported back.
-``cold-model``  k-fold over models: the held-out models have no history and are
-                known only by their side information; each task ranks them.
-"""
+"""The evaluation protocols (``lodo``, ``kshot``, ``cold-model``; see :mod:`fennec.evaluate`),
+each run with its baselines on the same held-out tasks."""
 
 from __future__ import annotations
 
