@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ._checks import integer
 
 __all__ = ["GraphBatch", "hash_labels", "wl_features"]
 
-_DIRECTIONS = {"undirected": 0, "out": 1, "both": 2}
+_DIRECTIONS: dict[str, Literal[0, 1, 2]] = {"undirected": 0, "out": 1, "both": 2}
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1

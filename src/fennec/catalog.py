@@ -24,7 +24,7 @@ _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": opera
 _IN = object()  # marks a membership condition in a mask's cache key
 
 
-def _condition_key(condition):
+def _condition_key(condition: object) -> object:
     if isinstance(condition, (list, set, frozenset)):
         return (_IN, frozenset(condition))
     hash(condition)
@@ -34,16 +34,16 @@ def _condition_key(condition):
 class Catalog:
     """Every model's metadata row as the zoo returned it, with the masks computed from it."""
 
-    def __init__(self, signal: object, rows: list[dict], cache_size: int):
+    def __init__(self, signal: object, rows: list[dict[str, Any]], cache_size: int) -> None:
         self.signal = signal
         self.rows = rows
         self.by_id = {row["id"]: row for row in rows}
         # A row's own columns win over an extra of the same name.
         self.fields = set().union(*(row["extra"] for row in rows), *(row.keys() for row in rows)) - {"extra"}
-        self.aligned: list[dict | None] = []
-        self._ids = None
-        self._columns: dict[str, list] = {}
-        self._masks: OrderedDict = OrderedDict()
+        self.aligned: list[dict[str, Any] | None] = []
+        self._ids: Sequence[str] | None = None
+        self._columns: dict[str, list[Any]] = {}
+        self._masks: OrderedDict[tuple[tuple[str, object], ...], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -57,7 +57,7 @@ class Catalog:
                 self._columns, self._masks = {}, OrderedDict()
                 self._ids = ids
 
-    def _column(self, name: str) -> list:
+    def _column(self, name: str) -> list[Any]:
         values = self._columns.get(name)
         if values is None:
             values = [None if row is None else row[name] if name in row else row["extra"].get(name)
@@ -66,6 +66,7 @@ class Catalog:
         return values
 
     def mask(self, where: Mapping[str, Any]) -> np.ndarray:
+        key: tuple[tuple[str, object], ...] | None
         try:
             key = tuple(sorted(((str(f), _condition_key(c)) for f, c in where.items()), key=lambda x: x[0]))
         except TypeError:
@@ -90,7 +91,7 @@ class Catalog:
         return mask
 
 
-def _matching(field_name: str, values: list, condition) -> np.ndarray:
+def _matching(field_name: str, values: list[Any], condition: Any) -> np.ndarray:
     """Which values meet one condition: a comparison tuple, a collection of allowed values, or equality."""
     if isinstance(condition, tuple) and len(condition) == 2 and condition[0] in _OPERATORS:
         compare, bound = _OPERATORS[condition[0]], condition[1]

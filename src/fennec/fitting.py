@@ -7,6 +7,7 @@ reads it back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .features import known_tasks, model_side_information
@@ -56,7 +57,8 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = Fal
             "task_columns": list(space.task_columns)}
 
 
-def _previous_choices(zoo: Zoo, kind: str, model_columns, task_columns):
+def _previous_choices(zoo: Zoo, kind: str, model_columns: Sequence[str],
+                      task_columns: Sequence[str]) -> tuple[dict[str, Any] | None, str]:
     """The last fit's choices when they still apply to this history, and what kind of fit runs."""
     if zoo.fitted_version() is None:
         return None, "full (no earlier fit to fold into)"

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 
-def _as_features(features, name: str = "features") -> np.ndarray:
+def _as_features(features: ArrayLike, name: str = "features") -> np.ndarray:
     try:
         x = np.asarray(features)
     except Exception as exc:  # ragged lists and the like
@@ -78,7 +78,7 @@ def _as_features(features, name: str = "features") -> np.ndarray:
     return x
 
 
-def _as_labels(labels, n: int, name: str = "labels", min_classes: int = 2,
+def _as_labels(labels: ArrayLike, n: int, name: str = "labels", min_classes: int = 2,
                against: str = "features") -> tuple[np.ndarray, int]:
     """Integer labels of length n, compacted to 0..C-1 over the classes present."""
     try:
@@ -105,7 +105,7 @@ def _as_labels(labels, n: int, name: str = "labels", min_classes: int = 2,
     return inverse.astype(np.int64), len(classes)
 
 
-def _as_probs(source_probs, name: str = "source_probs", normalize: bool = True) -> np.ndarray:
+def _as_probs(source_probs: ArrayLike, name: str = "source_probs", normalize: bool = True) -> np.ndarray:
     p = _as_features(source_probs, name)
     if p.min() < 0:
         raise ValueError(f"{name} must be probabilities (non-negative); apply a softmax to logits")
@@ -114,7 +114,8 @@ def _as_probs(source_probs, name: str = "source_probs", normalize: bool = True) 
         raise ValueError(f"{name} rows must sum to 1 (probabilities over source classes); "
                          "apply a softmax to logits")
     # softmax outputs are already normalised to rounding; only rescale rows that are not
-    return p / sums[:, None] if normalize and np.max(np.abs(sums - 1.0)) > 1e-9 else p
+    probs: np.ndarray = p / sums[:, None] if normalize and np.max(np.abs(sums - 1.0)) > 1e-9 else p
+    return probs
 
 
 def _class_sums(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -122,7 +123,8 @@ def _class_sums(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     if n_classes <= 64:  # a thin one-hot matmul beats sorting and copying x
         onehot = np.zeros((n_classes, len(y)))
         onehot[y, np.arange(len(y))] = 1.0
-        return onehot @ x
+        sums: np.ndarray = onehot @ x
+        return sums
     order = np.argsort(y, kind="stable")
     starts = np.concatenate(([0], np.cumsum(np.bincount(y, minlength=n_classes))[:-1]))
     return np.add.reduceat(x[order], starts, axis=0)
@@ -226,10 +228,11 @@ def _pca(x: np.ndarray, n_components: int | float) -> np.ndarray:
     biggest = np.argmax(np.abs(loadings), axis=0)
     signs = np.sign(loadings[biggest, np.arange(k)])
     signs[signs == 0] = 1.0
-    return scores * signs
+    signed: np.ndarray = scores * signs
+    return signed
 
 
-def _subsample(y: np.ndarray, max_samples: int, seed) -> np.ndarray | None:
+def _subsample(y: np.ndarray, max_samples: int, seed: int) -> np.ndarray | None:
     """A class-stratified random subset of about max_samples rows (None: keep all)."""
     n = len(y)
     if n <= max_samples:
@@ -244,7 +247,8 @@ def _subsample(y: np.ndarray, max_samples: int, seed) -> np.ndarray | None:
     return np.sort(np.concatenate(chosen))
 
 
-def _subsampled(features, labels, max_samples, seed):
+def _subsampled(features: ArrayLike, labels: ArrayLike, max_samples: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Checked features and labels (with the class count), on a class-stratified subset of
     ``max_samples`` rows when there are more."""
     f = _as_features(features)
@@ -301,7 +305,7 @@ def logme(features: ArrayLike, labels: ArrayLike, *, tol: float = 1e-5, max_iter
     # evidence is maximal at w = 0); past this ratio the features' share is below 1e-12
     t_cap = 1e12 * float(sigma.max()) if len(sigma) else 1.0
 
-    def fit_terms(t):
+    def fit_terms(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         inv = 1.0 / (t + sigma)
         gamma = np.sum(sigma * inv, axis=0)
         m2 = np.sum(w2 * inv**2, axis=0)
@@ -384,7 +388,8 @@ def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     return centers
 
 
-def _gmm_estep(x, x2, weights, means, variances):
+def _gmm_estep(x: np.ndarray, x2: np.ndarray, weights: np.ndarray, means: np.ndarray,
+               variances: np.ndarray) -> tuple[np.ndarray, float]:
     """Responsibilities and mean log-likelihood of a diagonal Gaussian mixture (x2 = x**2)."""
     precisions = 1.0 / variances
     # log N(x | mu, diag var) + log w, expanded so that the N x K work is two matmuls
@@ -400,14 +405,17 @@ def _gmm_estep(x, x2, weights, means, variances):
     return weighted, float(np.mean(np.log(total) + top))
 
 
-def _gmm_mstep(x, x2, resp, reg_covar):
+def _gmm_mstep(x: np.ndarray, x2: np.ndarray, resp: np.ndarray,
+               reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nk = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps
     means = (resp.T @ x) / nk[:, None]
     variances = (resp.T @ x2) / nk[:, None] - np.square(means) + reg_covar
     return nk / len(x), means, np.maximum(variances, reg_covar)
 
 
-def _gmm_diag_em(x, weights, means, variances, *, max_iter=100, tol=1e-3, reg_covar=1e-6):
+def _gmm_diag_em(x: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, *,
+                 max_iter: int = 100, tol: float = 1e-3,
+                 reg_covar: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """EM for a diagonal-covariance Gaussian mixture from given parameters; returns
     (weights, means, variances, posteriors of the final parameters, iterations run)."""
     x2 = np.square(x)
@@ -423,7 +431,8 @@ def _gmm_diag_em(x, weights, means, variances, *, max_iter=100, tol=1e-3, reg_co
     return weights, means, variances, resp, it
 
 
-def _gmm_diag(x, k, seed, *, max_iter=100, tol=1e-3, reg_covar=1e-6, kmeans_iter=10):
+def _gmm_diag(x: np.ndarray, k: int, seed: int, *, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
+              kmeans_iter: int = 10) -> np.ndarray:
     """Posteriors of a k-component diagonal Gaussian mixture fitted to x.
 
     Initialised in the manner of scikit-learn's default: k-means (k-means++ seeding from
@@ -584,7 +593,8 @@ def _largest_eigenvalue(sym: np.ndarray) -> float:
         return float(sla.eigh(sym, eigvals_only=True, subset_by_index=[sym.shape[0] - 1] * 2)[0])
 
 
-def _shrunk_lda_probs(x: np.ndarray, y: np.ndarray, n_classes: int, shrinkage: float | None):
+def _shrunk_lda_probs(x: np.ndarray, y: np.ndarray, n_classes: int,
+                      shrinkage: float | None) -> tuple[np.ndarray, np.ndarray, float]:
     """Class posteriors of the Bayes classifier in the regularised Fisher space.
 
     With within-class scatter S_w (priors-weighted, biased) regularised as

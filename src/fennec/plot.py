@@ -29,6 +29,7 @@ from ._atomic import write_atomically
 from ._checks import integer
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.figure import Figure
 
     from .zoo import Zoo
@@ -151,7 +152,8 @@ def space_figure(model_vectors: ArrayLike, families: Sequence[str | None] | None
     return figure
 
 
-def _strip_figure(prior, families, n_models, rng, title):
+def _strip_figure(prior: np.ndarray, families: list[str | None], n_models: int, rng: np.random.Generator,
+                  title: str) -> Figure:
     """A one-dimensional space (the fit used no side information): the models' prior score,
     one row per family."""
     colours, legend = _family_colours(families)
@@ -238,7 +240,7 @@ def ranking_figure(ranking: Any, *, title: str | None = None) -> Figure:
     ax.set_xlabel("predicted score (+/- uncertainty)")
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=colour, label=name) for name, colour in legend]
+    handles: list[Artist] = [Patch(color=colour, label=name) for name, colour in legend]
     handles += [h for h in ax.get_legend_handles_labels()[0]]  # the measured diamonds
     ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8)
     ax.set_title(title or f"ranked by {data.get('basis', '?')}", fontsize=11)
@@ -295,7 +297,7 @@ def zoo_predicted_figure(zoo: Zoo, task: str | None = None, *, seed: int = 0) ->
     return predicted_figure(held_out_prediction(data, j, seed), data.scores[:, j], data.models, task=task)
 
 
-def zoo_ranking_figure(zoo: Zoo, task: Mapping | None = None, *, k: int = 20, where: Any = None,
+def zoo_ranking_figure(zoo: Zoo, task: Mapping[str, Any] | None = None, *, k: int = 20, where: Any = None,
                        observed: Any = None) -> Figure:
     """A ranking of the zoo's models (as :func:`fennec.rank`) drawn with its uncertainty."""
     from .ranking import rank

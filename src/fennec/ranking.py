@@ -27,14 +27,14 @@ from .zoo import POINTER_NAME, Zoo, ZooError
 
 __all__ = ["FittedVersion", "RankPlan", "Ranker", "Ranking", "rank"]
 
-Where = Mapping[str, object] | Callable[[dict], bool]
+Where = Mapping[str, object] | Callable[[dict[str, Any]], bool]
 
 
 @dataclass
 class Ranking:
     """The ranked models, best first, and what the ranking was based on."""
 
-    rows: list[dict]
+    rows: list[dict[str, Any]]
     basis: str
     notes: list[str] = field(default_factory=list)
 
@@ -48,7 +48,7 @@ class Ranking:
             lines.append(f"{row['rank']:>4}  {row['model']:<40} {row['score']:>9.4f} {row['uncertainty']:>7.4f}")
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "notes": self.notes, "rows": self.rows}
 
 
@@ -58,8 +58,8 @@ class FittedVersion(NamedTuple):
 
     space: TransferSpace
     version: int
-    index: dict[str, int]
-    pointer: tuple | None
+    row_of: dict[str, int]  # model id -> its row in the space
+    pointer: tuple[int, int, int] | None
 
 
 class RankPlan(NamedTuple):
@@ -87,7 +87,7 @@ class Ranker:
 
     MASK_CACHE_SIZE = 64
 
-    def __init__(self, zoo: Zoo):
+    def __init__(self, zoo: Zoo) -> None:
         self.zoo = zoo
         self._lock = threading.Lock()
         self._loaded: FittedVersion | None = None
@@ -128,7 +128,7 @@ class Ranker:
                 loaded = self._loaded = loaded._replace(version=version, pointer=pointer)
             return loaded
 
-    def _read_fitted(self, version: int, pointer: tuple | None) -> FittedVersion:
+    def _read_fitted(self, version: int, pointer: tuple[int, int, int] | None) -> FittedVersion:
         # Versions only grow, so equal pointer reads before and after mean the
         # arrays read in between are that version's.
         for _ in range(5):

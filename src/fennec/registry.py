@@ -11,8 +11,8 @@ from .zoo import Zoo, ZooError
 __all__ = ["add_model"]
 
 
-def add_model(zoo: Zoo, model_id: str, source: Any = None, *, example_input=None,
-              metadata: Mapping[str, Any] | None = None, replace: bool = False) -> dict:
+def add_model(zoo: Zoo, model_id: str, source: Any = None, *, example_input: Any = None,
+              metadata: Mapping[str, Any] | None = None, replace: bool = False) -> dict[str, Any]:
     """Adds a model's metadata row and, when ``source`` is given, its archi2vec embedding.
 
     ``source`` is a ``torch.nn.Module`` or the path of an ONNX file; its graph is

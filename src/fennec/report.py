@@ -14,7 +14,7 @@ import html
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from . import __version__
 from ._atomic import write_atomically
 from .evaluate import METRICS, EvalData, fit_on_tasks, held_out_prediction, ranking_metrics
 from .plot import PALETTE, figure_png, new_figure, space_figure, task_directions
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["eval_report_html", "write_eval_report"]
 
@@ -44,21 +47,21 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def _fmt(value) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def _image(figure, caption: str) -> str:
+def _image(figure: Figure, caption: str) -> str:
     data = base64.b64encode(figure_png(figure)).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _methods_by_wtau(mean: dict) -> list[str]:
+def _methods_by_wtau(mean: dict[str, dict[str, float]]) -> list[str]:
     return sorted(mean, key=lambda m: -np.nan_to_num(mean[m].get("wtau", np.nan), nan=-9.0))
 
 
-def _mean_table(result: dict) -> str:
+def _mean_table(result: dict[str, Any]) -> str:
     mean = result["mean"]
     methods = _methods_by_wtau(mean)
     best = {}
@@ -85,7 +88,7 @@ def _mean_table(result: dict) -> str:
     return f"<table><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _task_table(result: dict, methods: Sequence[str]) -> str:
+def _task_table(result: dict[str, Any], methods: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     rows = []
     for task, by_method in result["tasks"].items():
@@ -98,10 +101,11 @@ def _task_table(result: dict, methods: Sequence[str]) -> str:
     return f"<table><thead><tr><th>task</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _metric_bars(result: dict, methods: Sequence[str]):
+def _metric_bars(result: dict[str, Any], methods: Sequence[str]) -> Figure:
     figure = new_figure(7.5, 0.6 + 0.4 * len(methods))
     ax = figure.add_subplot()
-    means, errors = [], []
+    means: list[float] = []
+    errors: list[float] = []
     for method in methods:
         values = np.array([t[method]["wtau"] for t in result["tasks"].values() if method in t], dtype=float)
         values = values[~np.isnan(values)]
@@ -118,7 +122,7 @@ def _metric_bars(result: dict, methods: Sequence[str]):
     return figure
 
 
-def _task_heatmap(result: dict, methods: Sequence[str]):
+def _task_heatmap(result: dict[str, Any], methods: Sequence[str]) -> Figure:
     tasks = list(result["tasks"])
     values = np.array([[result["tasks"][t].get(m, {}).get("wtau", np.nan) for m in methods] for t in tasks])
     figure = new_figure(1.6 + 0.75 * len(methods), 1.2 + 0.32 * len(tasks))
@@ -136,7 +140,7 @@ def _task_heatmap(result: dict, methods: Sequence[str]):
     return figure
 
 
-def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int):
+def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int) -> Figure:
     columns = min(4, len(tasks))
     rows = math.ceil(len(tasks) / columns)
     figure = new_figure(3.2 * columns, 2.9 * rows)
@@ -156,7 +160,7 @@ def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int):
     return figure
 
 
-def eval_report_html(result: dict, data: EvalData | None = None, *, title: str | None = None,
+def eval_report_html(result: dict[str, Any], data: EvalData | None = None, *, title: str | None = None,
                      command: str | None = None, seed: int = 0) -> str:
     """The HTML page of an :func:`~fennec.evaluate.evaluate` result (and its data, for the pictures of the space)."""
     if not isinstance(result, dict) or "mean" not in result or "tasks" not in result:
@@ -202,7 +206,7 @@ def eval_report_html(result: dict, data: EvalData | None = None, *, title: str |
     return "\n".join(parts)
 
 
-def write_eval_report(path: str | os.PathLike[str], result: dict, data: EvalData | None = None,
+def write_eval_report(path: str | os.PathLike[str], result: dict[str, Any], data: EvalData | None = None,
                       **options: Any) -> None:
     """Writes :func:`eval_report_html` to ``path``, atomically (:func:`fennec._atomic.write_atomically`)."""
     write_atomically(path, eval_report_html(result, data, **options).encode("utf-8"), what="report")

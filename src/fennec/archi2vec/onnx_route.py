@@ -123,10 +123,12 @@ def _constant_ints(graph: Any, tensor_name: str) -> list[int] | None:
 
     for tensor in graph.initializer:
         if tensor.name == tensor_name:
-            return numpy_helper.to_array(tensor).astype(np.int64).ravel().tolist()
+            ints: list[int] = numpy_helper.to_array(tensor).astype(np.int64).ravel().tolist()
+            return ints
     for node in graph.node:
         if node.op_type == "Constant" and node.output and node.output[0] == tensor_name:
             value = _attribute(node, "value")
             if value is not None:
-                return numpy_helper.to_array(value).astype(np.int64).ravel().tolist()
+                ints = numpy_helper.to_array(value).astype(np.int64).ravel().tolist()
+                return ints
     return None

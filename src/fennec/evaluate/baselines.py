@@ -3,6 +3,8 @@ models reordered, and the family mean for a model with no history."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["NMF_RANK", "nmf", "nmf_predict", "reorder_observed", "type_mean"]
@@ -10,7 +12,7 @@ __all__ = ["NMF_RANK", "nmf", "nmf_predict", "reorder_observed", "type_mean"]
 NMF_RANK = 5  # the original Fennec recipe
 
 
-def reorder_observed(prediction, observed, observed_scores):
+def reorder_observed(prediction: np.ndarray, observed: np.ndarray, observed_scores: np.ndarray) -> np.ndarray:
     """The observed models keep their group's predicted values, in measured order."""
     prediction = prediction.copy()
     values = np.sort(prediction[observed])[::-1]
@@ -18,7 +20,7 @@ def reorder_observed(prediction, observed, observed_scores):
     return prediction
 
 
-def nmf(matrix, rank, seed, iterations=500):
+def nmf(matrix: np.ndarray, rank: int, seed: int, iterations: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative factorisation of the observed entries (multiplicative updates)."""
     seen = ~np.isnan(matrix)
     x = np.where(seen, matrix, 0.0)
@@ -36,12 +38,15 @@ def nmf(matrix, rank, seed, iterations=500):
     return w, h
 
 
-def nmf_predict(train, train_features, target_features, seed):
+def nmf_predict(train: np.ndarray, train_features: np.ndarray | None, target_features: np.ndarray | None,
+                seed: int) -> np.ndarray:
     """Fennec's published recipe: NMF of rank 5; the new task's vector from its side information."""
     rank = min(NMF_RANK, min(train.shape))
     w, h = nmf(train, rank, seed)
+    prediction: np.ndarray
     if train_features is None or target_features is None:
-        return w @ h.mean(1)
+        prediction = w @ h.mean(1)
+        return prediction
     # Ridge from task side information to the task's NMF coordinates.
     mean, spread = train_features.mean(0), train_features.std(0)
     spread[spread == 0] = 1.0
@@ -49,11 +54,13 @@ def nmf_predict(train, train_features, target_features, seed):
     x1 = np.column_stack([np.ones(len(x)), x])
     coef = np.linalg.solve(x1.T @ x1 + np.diag([0.0] + [1.0] * x.shape[1]), x1.T @ h.T)
     target = np.concatenate([[1.0], (target_features - mean) / spread]) @ coef
-    return w @ np.maximum(target, 0.0)
+    prediction = w @ np.maximum(target, 0.0)
+    return prediction
 
 
 
-def type_mean(normalized_train, model_types, train, held_out):
+def type_mean(normalized_train: np.ndarray, model_types: Sequence[str], train: np.ndarray,
+              held_out: np.ndarray) -> np.ndarray:
     """Mean normalised score of the training models that share each held-out model's type."""
     types_train = np.array([model_types[i] for i in train])
     with np.errstate(invalid="ignore"):

@@ -8,10 +8,11 @@ baselines under their own names.
 from __future__ import annotations
 
 import csv
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,14 +49,14 @@ class EvalData:
     related: np.ndarray | None = None
 
 
-def related_tasks(rows: list[dict]) -> np.ndarray | None:
+def related_tasks(rows: list[dict[str, Any]]) -> np.ndarray | None:
     """Which tasks share data, from each task's ``dataset`` and ``classes`` (comma-separated).
 
     Two tasks are related when they come from the same dataset and share a class, or one
     of them has no class list (the whole dataset); a task without a dataset is related to
     itself only. None when no task records a dataset: then nothing is known.
     """
-    def meta(row):
+    def meta(row: Mapping[str, Any]) -> tuple[Any, set[str] | None]:
         extra = row.get("extra") or {}
         dataset = row.get("dataset", extra.get("dataset"))
         classes = row.get("classes", extra.get("classes"))
@@ -85,7 +86,7 @@ def forward_method_name(raw: str) -> str:
     return FORWARD_METHOD_NAMES.get(short, short)
 
 
-def read_forward_scores(path, models: list[str], tasks: list[str]) -> dict[str, np.ndarray]:
+def read_forward_scores(path: str | os.PathLike[str], models: list[str], tasks: list[str]) -> dict[str, np.ndarray]:
     """Forward-pass transferability scores from a long CSV: model, task, method, score.
 
     Column names may also be TransferGraph's (``target_dataset`` for the task,
@@ -95,7 +96,7 @@ def read_forward_scores(path, models: list[str], tasks: list[str]) -> dict[str, 
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
 
-        def column(*names):
+        def column(*names: str) -> str:
             for name in names:
                 if name in header:
                     return name
@@ -136,9 +137,13 @@ def embed_distances(distance: np.ndarray, dims: int = DISTANCE_EMBEDDING_DIMS) -
     return DistanceEmbedding.fit(distance, dims).coordinates
 
 
-def load_eval_data(history_path, *, wide=False, model_col="model", task_col="task", score_col="score",
-                   models_path=None, model_key="model", type_col=None, tasks_path=None, task_key="task",
-                   task_distance_path=None, forward_scores_path=None, exclude_tasks=()) -> EvalData:
+def load_eval_data(history_path: str | os.PathLike[str], *, wide: bool = False, model_col: str = "model",
+                   task_col: str = "task", score_col: str = "score",
+                   models_path: str | os.PathLike[str] | None = None, model_key: str = "model",
+                   type_col: str | None = None, tasks_path: str | os.PathLike[str] | None = None,
+                   task_key: str = "task", task_distance_path: str | os.PathLike[str] | None = None,
+                   forward_scores_path: str | os.PathLike[str] | None = None,
+                   exclude_tasks: Iterable[str] = ()) -> EvalData:
     """Reads a history and its optional side information into an :class:`EvalData`."""
     history = read_history(history_path, wide=wide, model_col=model_col, task_col=task_col,
                            score_col=score_col)
@@ -158,7 +163,7 @@ def load_eval_data(history_path, *, wide=False, model_col="model", task_col="tas
             if type_col not in aligned.categorical:
                 raise ValueError(f"{models_path}: no categorical column {type_col!r} for the model type")
             data.model_types = list(aligned.categorical[type_col])
-    blocks = []
+    blocks: list[np.ndarray] = []
     if tasks_path is not None:
         features, _ = read_task_table(tasks_path, key=task_key).design_matrix(tasks)
         blocks.append(features)
@@ -181,7 +186,8 @@ def load_eval_data(history_path, *, wide=False, model_col="model", task_col="tas
 GROUND_TRUTH_KINDS = ("finetune", "linear_probe")
 
 
-def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embeddings: bool = True) -> EvalData:
+def load_zoo_eval_data(zoo: Zoo, *, kind: str | None = None, exclude_tasks: Iterable[str] = (),
+                       embeddings: bool = True) -> EvalData:
     """A zoo's history and side information as an :class:`EvalData`.
 
     ``kind`` is the history kind taken as the truth (default: ``finetune``, else
@@ -205,7 +211,7 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
     models, tasks = list(history.models), list(history.tasks)
     data = EvalData(history.matrix(), models, tasks)
     data.model_features, _ = model_side_information(zoo, models, embeddings=embeddings)
-    families = {row["id"]: row.get("family") for row in zoo.models()}
+    families: dict[str, Any] = {row["id"]: row.get("family") for row in zoo.models()}
     if all(families.get(m) for m in models):
         data.model_types = [families[m] for m in models]
     rows = {row["id"]: row for row in zoo.tasks()}
@@ -217,7 +223,7 @@ def load_zoo_eval_data(zoo, *, kind: str | None = None, exclude_tasks=(), embedd
         blocks.append(encoder.coordinates)
         data.task_distances = encoder.known_distances()
     data.task_features = np.column_stack(blocks) if blocks else None
-    forward = {}
+    forward: dict[str, np.ndarray] = {}
     for other in kinds:
         if other == kind or other in GROUND_TRUTH_KINDS:
             continue

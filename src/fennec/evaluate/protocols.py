@@ -4,10 +4,13 @@ each run with its baselines on the same held-out tasks."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from ..space import normalize_scores, predict_cold_models
+from ..features import TaskPlacement
+from ..space import TransferSpace, normalize_scores, predict_cold_models
 from .baselines import nmf_predict, reorder_observed, type_mean
 from .data import EvalData
 from .held_out import fit_on_tasks, place_held_out
@@ -19,9 +22,14 @@ RANDOM_DRAWS = 20
 RANDOM_PROBE_REPEATS = 5
 COLD_MODEL_FOLDS = 5
 
+# task -> method -> metric -> value
+PerTask = dict[str, dict[str, dict[str, float]]]
+# method -> every model's predicted score (one prediction per repeat for random probes)
+Predictions = Mapping[str, np.ndarray | list[np.ndarray]]
+
 
 def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: str = "top",
-             seed: int = 0, exclude_related: bool = False) -> dict:
+             seed: int = 0, exclude_related: bool = False) -> dict[str, Any]:
     """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``.
 
     ``exclude_related`` (lodo, kshot): every task related to the held-out one
@@ -55,13 +63,13 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
             "n_models": len(data.models), **_summary(per_task)}
 
 
-def _summary(per_task: dict) -> dict:
+def _summary(per_task: PerTask) -> dict[str, Any]:
     methods = sorted({m for rows in per_task.values() for m in rows})
     mean = {m: average_metrics([rows[m] for rows in per_task.values() if m in rows]) for m in methods}
     return {"n_tasks": len(per_task), "mean": mean, "paired": paired_differences(per_task), "tasks": per_task}
 
 
-def pool_results(results: dict[str, dict]) -> dict:
+def pool_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Results of one protocol on several zoos (name -> :func:`evaluate`'s result) as one.
 
     Each zoo was evaluated on its own (its tasks held out from its own history);
@@ -84,7 +92,8 @@ def pool_results(results: dict[str, dict]) -> dict:
             **_summary(per_task)}
 
 
-def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int):
+def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int,
+                           seed: int) -> tuple[dict[str, np.ndarray], TransferSpace, TaskPlacement]:
     scores = data.scores[:, train]
     space = fit_on_tasks(data, train, seed)
     placed = place_held_out(data, space, target, train)
@@ -101,9 +110,10 @@ def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed:
     return out, space, placed
 
 
-def _task_rows(data: EvalData, target: int, predictions: dict[str, np.ndarray], rng) -> dict:
+def _task_rows(data: EvalData, target: int, predictions: Predictions,
+               rng: np.random.Generator) -> dict[str, dict[str, float]]:
     truth = data.scores[:, target]
-    rows = {}
+    rows: dict[str, dict[str, float]] = {}
     for name, p in predictions.items():
         runs = p if isinstance(p, list) else [p]  # random probes: one prediction per repeat
         rows[name] = average_metrics([ranking_metrics(q, truth) for q in runs])
@@ -115,29 +125,36 @@ def _task_rows(data: EvalData, target: int, predictions: dict[str, np.ndarray], 
     return rows
 
 
-def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bool = False):
+def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bool = False) -> PerTask:
     rng = np.random.default_rng(seed)
-    per_task = {}
+    per_task: PerTask = {}
     for target, name in enumerate(data.tasks):
         truth = data.scores[:, target]
         if np.sum(~np.isnan(truth)) < 2:
             continue
-        held = data.related[target] if exclude_related else np.arange(len(data.tasks)) == target
+        if exclude_related:
+            assert data.related is not None  # evaluate() refuses exclude_related without it
+            held = data.related[target]
+        else:
+            held = np.arange(len(data.tasks)) == target
         train = np.flatnonzero(~held)
         if len(train) < 2:
             raise ValueError(f"task {name!r}: fewer than 2 tasks are left to fit on once its related tasks "
                              f"are held out with it")
-        predictions, space, placed = _zero_shot_predictions(data, train, target, seed)
+        zero_shot, space, placed = _zero_shot_predictions(data, train, target, seed)
+        predictions: Predictions = zero_shot
         if shots:
-            predictions = _with_observations(truth, predictions, space, placed, shots, probe, rng)
+            predictions = _with_observations(truth, zero_shot, space, placed, shots, probe, rng)
         per_task[name] = _task_rows(data, target, predictions, rng)
     return per_task
 
 
-def _with_observations(truth, predictions, space, placed, shots, probe, rng):
+def _with_observations(truth: np.ndarray, predictions: dict[str, np.ndarray], space: TransferSpace,
+                       placed: TaskPlacement, shots: int, probe: str,
+                       rng: np.random.Generator) -> dict[str, np.ndarray | list[np.ndarray]]:
     measured = np.flatnonzero(~np.isnan(truth))
     shots = min(shots, len(measured))
-    out = {}
+    out: dict[str, np.ndarray | list[np.ndarray]] = {}
     if probe == "top":
         for name, p in predictions.items():
             observed = measured[np.argsort(-p[measured], kind="stable")[:shots]]
@@ -151,7 +168,7 @@ def _with_observations(truth, predictions, space, placed, shots, probe, rng):
     draws = [rng.choice(measured, shots, replace=False) for _ in range(RANDOM_PROBE_REPEATS)]
     out["fennec_0shot"] = predictions["fennec"]
     for name, p in predictions.items():
-        runs = []
+        runs: list[np.ndarray] = []
         for observed in draws:
             if name == "fennec":
                 runs.append(space.predict(placed.features, placed.distances, observed=(observed, truth[observed])))
@@ -161,11 +178,13 @@ def _with_observations(truth, predictions, space, placed, shots, probe, rng):
     return out
 
 
-def _cold_model(data: EvalData, seed: int):
+def _cold_model(data: EvalData, seed: int) -> PerTask:
     """Models held out in folds, each predicted from side information by a fit without its
     fold; every task's ranking of all models by those out-of-fold predictions is then scored
     (ranking the one or two models of a small zoo's fold among themselves would say little)."""
     rng = np.random.default_rng(seed)
+    n_models: int
+    n_tasks: int
     n_models, n_tasks = data.scores.shape
     folds = np.array_split(rng.permutation(n_models), min(COLD_MODEL_FOLDS, n_models))
     normalized = normalize_scores(data.scores, "gauss")
@@ -179,7 +198,7 @@ def _cold_model(data: EvalData, seed: int):
                 data.scores[train], data.model_features[train], data.model_features[fold], seed=seed)
         if data.model_types is not None:
             predictions["type_mean"][fold] = type_mean(normalized[train], data.model_types, train, fold)
-    per_task = {}
+    per_task: PerTask = {}
     for target, name in enumerate(data.tasks):
         truth = data.scores[:, target]
         if np.sum(~np.isnan(truth)) < 2:

@@ -9,6 +9,7 @@ hit (the best model is among the three ranked first).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.stats import NearConstantInputWarning, kendalltau, pearsonr, weightedtau
@@ -48,7 +49,8 @@ def average_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def paired_differences(per_task: dict, method: str = "fennec", metric: str = "wtau") -> dict:
+def paired_differences(per_task: Mapping[str, Mapping[str, Mapping[str, float]]], method: str = "fennec",
+                       metric: str = "wtau") -> dict[str, dict[str, float]]:
     """``method``'s ``metric`` minus every other method's, over the tasks where both are defined.
 
     Per other method: ``diff`` (the mean difference), ``se`` (its standard error,
@@ -58,7 +60,7 @@ def paired_differences(per_task: dict, method: str = "fennec", metric: str = "wt
     establish.
     """
     others = sorted({m for rows in per_task.values() for m in rows} - {method})
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for other in others:
         gaps = np.array([rows[method][metric] - rows[other][metric] for rows in per_task.values()
                          if method in rows and other in rows], dtype=float)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .scoring import METRICS
@@ -9,7 +11,7 @@ from .scoring import METRICS
 __all__ = ["format_table"]
 
 
-def format_table(result: dict) -> str:
+def format_table(result: dict[str, Any]) -> str:
     """A readable table of the mean metrics, best weighted tau first."""
     mean = result["mean"]
     lines = [f"protocol {result['protocol']}"
@@ -29,6 +31,6 @@ def format_table(result: dict) -> str:
     for name, zoo in result.get("zoos", {}).items():
         wtau = {m: np.nan_to_num(v["wtau"], nan=-9.0) for m, v in zoo["mean"].items() if m != "random"}
         ours = f"fennec {wtau.pop('fennec'):.4f}, " if "fennec" in wtau else ""
-        best = max(wtau, key=wtau.get)
+        best = max(wtau, key=lambda m: wtau[m])
         lines.append(f"  {name}: {zoo['n_tasks']} tasks, {ours}best other {best} {wtau[best]:.4f}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import difflib
 import math
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +127,7 @@ def _read_long(
         raise HistoryError(f"{label}: no data rows after the header (empty history)")
 
     first_line: dict[tuple[str, str, str], int] = {}
-    sums: dict[tuple[str, str, str], list] = {}  # key -> [total, count, source, lines]
+    sums: dict[tuple[str, str, str], list[Any]] = {}  # key -> [total, count, source, lines]
     task_lines: dict[str, int] = {}
     for line, record in rows[1:]:
         check_ragged(label, line, record, width)

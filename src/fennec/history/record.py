@@ -8,6 +8,7 @@ import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -302,7 +303,7 @@ class History:
     @classmethod
     def from_rows(
         cls,
-        rows: Iterable[Sequence],
+        rows: Iterable[Sequence[Any]],
     ) -> History:
         """From ``(model, task, score)`` rows, optionally ``(model, task, score, kind)`` or
         ``(model, task, score, kind, source)``; models and tasks are listed in order of first

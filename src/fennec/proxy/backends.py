@@ -12,9 +12,10 @@ import difflib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -52,14 +53,15 @@ def _check_tokens(tokens: str) -> str:
     return tokens
 
 
-def _check_batch(batch) -> np.ndarray:
+def _check_batch(batch: object) -> np.ndarray:
     if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
         raise TypeError(f"batch must be a float32 numpy array, got "
                         f"{getattr(batch, 'dtype', type(batch).__name__)}")
     if batch.ndim != 4 or batch.shape[0] == 0:
         raise ValueError(f"batch must be a non-empty 4-D image batch, got shape {batch.shape}")
     if not batch.flags.writeable:  # torch.from_numpy warns on read-only memory
-        return batch.copy()
+        copied: np.ndarray = batch.copy()
+        return copied
     return np.ascontiguousarray(batch)
 
 
@@ -72,7 +74,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _close_names(name: str, names, limit: int = 8) -> str:
+def _close_names(name: str, names: Iterable[str], limit: int = 8) -> str:
     names = list(dict.fromkeys(names))
     close = difflib.get_close_matches(name, names, n=limit, cutoff=0.6)
     if not close:
@@ -82,9 +84,9 @@ def _close_names(name: str, names, limit: int = 8) -> str:
     return ", ".join(repr(n) for n in close) if close else "none"
 
 
-def _subgraph_inputs(node) -> list[str]:
+def _subgraph_inputs(node: Any) -> list[str]:
     """Names a node's subgraphs (If/Loop/Scan bodies) read, outer-scope ones included."""
-    names = []
+    names: list[str] = []
     for attribute in node.attribute:
         graphs = list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else [])
         for graph in graphs:
@@ -103,7 +105,7 @@ def select_output(model: Any, output: str, *, source: str = "the model", typed: 
     """
     onnx = require("onnx", "choosing an ONNX output")
     graph = model.graph
-    producer = {}
+    producer: dict[str, int] = {}
     for index, node in enumerate(graph.node):
         for name in node.output:
             if name:
@@ -115,16 +117,18 @@ def select_output(model: Any, output: str, *, source: str = "the model", typed: 
             f"output {output!r} is not a tensor of {source}: close names: "
             f"{_close_names(output, list(producer) + graph_outputs)}; graph outputs: {graph_outputs}"
         )
-    needed_nodes, seen, stack = set(), set(), [output]
+    needed_nodes: set[int] = set()
+    seen: set[str] = set()
+    stack = [output]
     while stack:
         name = stack.pop()
         if name in seen:
             continue
         seen.add(name)
-        index = producer.get(name)
-        if index is not None and index not in needed_nodes:
-            needed_nodes.add(index)
-            node = graph.node[index]
+        produced_by = producer.get(name)
+        if produced_by is not None and produced_by not in needed_nodes:
+            needed_nodes.add(produced_by)
+            node = graph.node[produced_by]
             stack += [n for n in node.input if n] + _subgraph_inputs(node)
     pruned = onnx.ModelProto()
     pruned.CopyFrom(model)
@@ -152,7 +156,7 @@ def select_output(model: Any, output: str, *, source: str = "the model", typed: 
     return pruned
 
 
-def _free_spatial_dims(model, input_name: str | None) -> None:
+def _free_spatial_dims(model: Any, input_name: str | None) -> None:
     """Makes an image input's height and width symbolic so the model runs at other sizes."""
     initializers = {t.name for t in model.graph.initializer}
     for value in model.graph.input:
@@ -168,7 +172,7 @@ def _free_spatial_dims(model, input_name: str | None) -> None:
         return
 
 
-def _load_onnx(path: Path, purpose: str):
+def _load_onnx(path: Path, purpose: str) -> Any:
     onnx = require("onnx", purpose)
     try:
         return onnx.load(str(path))
@@ -176,7 +180,7 @@ def _load_onnx(path: Path, purpose: str):
         raise ValueError(f"path: {path} is not a readable ONNX model: {err}") from None
 
 
-def _default_providers(ort) -> list[str]:
+def _default_providers(ort: ModuleType) -> list[str]:
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
@@ -207,7 +211,7 @@ class OnnxBackend:
     kind = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], *, output: str | None = None, input_name: str | None = None,
-                 providers: Sequence[str | tuple[str, dict]] | None = None, tokens: str = "cls",
+                 providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None, tokens: str = "cls",
                  channels_last_output: bool = False, dynamic_size: bool = False,
                  threads: int | None = None) -> None:
         ort = require("onnxruntime", "OnnxBackend")
@@ -217,7 +221,7 @@ class OnnxBackend:
         self.tokens = _check_tokens(tokens)
         self.channels_last_output = bool(channels_last_output)
         self.dynamic_size = bool(dynamic_size)
-        self._sha256 = None
+        self._sha256: str | None = None
         available = ort.get_available_providers()
         if providers is None:
             providers = _default_providers(ort)
@@ -275,7 +279,7 @@ class OnnxBackend:
             self._sha256 = file_sha256(self.path)
         return self._sha256
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What determines this backend's features (part of the feature cache key)."""
         return {"kind": "onnx", "sha256": self.sha256, "output": self.output, "tokens": self.tokens,
                 "channels_last_output": self.channels_last_output}
@@ -312,12 +316,12 @@ class OnnxBackend:
 class _Captured(Exception):
     """Carries a hooked submodule's output out of the forward pass, skipping the layers after it."""
 
-    def __init__(self, value):
+    def __init__(self, value: Any) -> None:
         super().__init__("captured")
         self.value = value
 
 
-def _capture(_module, _inputs, value):
+def _capture(_module: Any, _inputs: Any, value: Any) -> NoReturn:
     raise _Captured(value)
 
 
@@ -351,8 +355,8 @@ class TorchBackend:
         self.tokens = _check_tokens(tokens)
         self.channels_last_output = bool(channels_last_output)
         self.output = output
-        self._sha256 = None
-        self._hooked = None
+        self._sha256: str | None = None
+        self._hooked: Any = None
         if output is not None:
             submodules = dict(module.named_modules())
             if output not in submodules or output == "":
@@ -360,7 +364,7 @@ class TorchBackend:
                                  f"close names: {_close_names(output, [n for n in submodules if n])}")
             self._hooked = submodules[output]
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What determines this backend's features (part of the feature cache key)."""
         if self._sha256 is None:
             digest = hashlib.sha256(type(self.module).__qualname__.encode())
@@ -399,8 +403,9 @@ class TorchBackend:
                            channels_last=self.channels_last_output)
 
 
-def _gpu_name(torch) -> str:
-    return torch.cuda.get_device_name(torch.cuda.current_device())
+def _gpu_name(torch: ModuleType) -> str:
+    name: str = torch.cuda.get_device_name(torch.cuda.current_device())
+    return name
 
 
 class TensorRTBackend:
@@ -497,8 +502,8 @@ class TensorRTBackend:
         self._input_dtype = self._torch_dtype.get(self._engine.get_tensor_dtype(input_name), torch.float32)
         self._output_dtype = self._torch_dtype.get(self._engine.get_tensor_dtype(self.output), torch.float32)
 
-    def _build(self, trt, logger, model_bytes: bytes, shape, symbolic: bool, fp16: bool,
-               workspace_bytes: int) -> bytes:
+    def _build(self, trt: Any, logger: Any, model_bytes: bytes, shape: list[int | None], symbolic: bool,
+               fp16: bool, workspace_bytes: int) -> bytes:
         builder = trt.Builder(logger)
         major = int(trt.__version__.split(".")[0])
         # explicit batch is the only mode from TensorRT 10 on, and a flag before it
@@ -526,7 +531,7 @@ class TensorRTBackend:
             raise RuntimeError(f"TensorRT failed to build an engine from {self.path} (see its log above)")
         return bytes(serialized)
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What determines this backend's features (part of the feature cache key)."""
         return {"kind": "tensorrt", "sha256": self.sha256, "output": self.output, "tokens": self.tokens,
                 "channels_last_output": self.channels_last_output, "fp16": self.fp16}

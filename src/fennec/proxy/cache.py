@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def pixel_sha256(rgb: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def proxy_key(description: dict) -> str:
+def proxy_key(description: dict[str, Any]) -> str:
     """A short hash of a proxy's description (with the cache format): its cache folder's name."""
     text = json.dumps({"format": _FORMAT, **description}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -42,7 +43,7 @@ def proxy_key(description: dict) -> str:
 class FeatureCache:
     """Feature rows of one proxy, by image hash."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str], key: str, description: dict | None = None) -> None:
+    def __init__(self, cache_dir: str | os.PathLike[str], key: str, description: dict[str, Any] | None = None) -> None:
         self.folder = Path(cache_dir) / key
         self.folder.mkdir(parents=True, exist_ok=True)
         if description is not None:
@@ -58,7 +59,7 @@ class FeatureCache:
         """The stored float32 row of an image, or None when absent or damaged."""
         path = self._path(image_hash)
         try:
-            row = np.load(path, allow_pickle=False)
+            row: np.ndarray = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             return None
         except (OSError, ValueError):

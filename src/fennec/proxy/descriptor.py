@@ -45,7 +45,7 @@ def descriptor_layout(feature_dim: int) -> dict[str, slice]:
     return layout
 
 
-def _features(features) -> np.ndarray:
+def _features(features: ArrayLike) -> np.ndarray:
     array = np.asarray(features)
     if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
         raise TypeError(f"features must be a numeric array, got dtype {array.dtype}")

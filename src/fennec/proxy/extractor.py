@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -18,7 +18,7 @@ __all__ = ["Proxy"]
 _PROGRESS_MIN = 256  # below this many images to compute a bar is noise
 
 
-def _as_image_list(images) -> list:
+def _as_image_list(images: object) -> list[Any]:
     if isinstance(images, ImageSet):
         return images.images
     if isinstance(images, np.ndarray):
@@ -56,12 +56,12 @@ class Proxy:
         self.preprocess = preprocess
         self.name = name
         self.cache_dir = cache_dir
-        self._cache = None
+        self._cache: FeatureCache | None = None
 
     def __repr__(self) -> str:
         return f"Proxy(name={self.name!r}, backend={type(self.backend).__name__}, {self.preprocess!r})"
 
-    def description(self) -> dict:
+    def description(self) -> dict[str, Any]:
         """What determines this proxy's features: name, backend identity, preprocessing."""
         identity = self.backend.identity() if hasattr(self.backend, "identity") else {
             "kind": type(self.backend).__qualname__}
@@ -77,8 +77,8 @@ class Proxy:
             self._cache = FeatureCache(self.cache_dir, proxy_key(description), description)
         return self._cache
 
-    def _forward(self, rgb_images: list) -> np.ndarray:
-        rows = self.backend.run(self.preprocess.from_rgb(rgb_images))
+    def _forward(self, rgb_images: list[np.ndarray]) -> np.ndarray:
+        rows: np.ndarray = self.backend.run(self.preprocess.from_rgb(rgb_images))
         if rows.ndim != 2 or rows.shape[0] != len(rgb_images):
             raise RuntimeError(f"backend returned shape {rows.shape} for {len(rgb_images)} images")
         return rows
@@ -106,7 +106,7 @@ class Proxy:
                 positions[key] = []
                 rgb_of[key] = rgb
             positions[key].append(i)
-        keys = []
+        keys: list[str] = []
         for key, where in positions.items():
             cached = cache.get(key) if cache is not None else None
             if cached is None:
@@ -140,11 +140,12 @@ class Proxy:
         finally:
             if bar is not None:
                 bar.close()
-        widths = {len(r) for r in rows}
+        done = cast("list[np.ndarray]", rows)  # every position was filled from the cache or a batch
+        widths = {len(r) for r in done}
         if len(widths) != 1:
             raise RuntimeError(f"feature rows of different widths {sorted(widths)}: the cache at "
                                f"{self.cache_dir} holds rows from another model version; clear it")
-        return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+        return np.ascontiguousarray(np.stack(done), dtype=np.float32)
 
     def throughput(self, images: ImageSet | Sequence[Any] | np.ndarray, *, repeats: int = 1,
                    warmup: bool = True) -> float:

@@ -16,6 +16,7 @@ from .preprocess import as_rgb
 
 if TYPE_CHECKING:
     from PIL import Image
+    from PIL.Image import Image as _PILImage  # read_image's local ``Image`` shadows the module
 
 __all__ = ["ImageSet", "load_images", "IMAGE_EXTENSIONS", "read_image"]
 
@@ -34,11 +35,11 @@ class ImageSet:
     was changed from the request (classes with fewer images than asked...).
     """
 
-    images: list
+    images: list[Any]
     labels: np.ndarray | None
     classes: list[str]
     skipped: int = 0
-    paths: list[str] | None = None
+    paths: list[str | None] | None = None  # None for an image given in memory
     skipped_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -84,14 +85,15 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
                     image = Image.fromarray(as_rgb(image, str(path)))
                 if max_side and max(image.size) > max_side:
                     image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-                return image
+                loaded: _PILImage = image
+                return loaded
     except UnreadableImage:
         raise
     except Exception as err:  # a corrupt file may raise anything from the decoder; never crash on it
         raise UnreadableImage(f"{path}: cannot decode the image ({type(err).__name__}: {err})") from None
 
 
-def _class_labels(labels, n: int) -> tuple[np.ndarray, list[str]]:
+def _class_labels(labels: Sequence[Any] | np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
     """Labels of any hashable kind -> contiguous indices and the class names, sorted."""
     values = np.asarray(labels)
     if values.ndim != 1 or len(values) != n:
@@ -105,7 +107,7 @@ def _class_labels(labels, n: int) -> tuple[np.ndarray, list[str]]:
     return index.astype(np.int64), [str(u) for u in uniques]
 
 
-def _folder_entries(root: Path) -> tuple[list, list | None, list[str], list[str]]:
+def _folder_entries(root: Path) -> tuple[list[Any], list[int] | None, list[str], list[str]]:
     def image_files(folder: Path) -> list[Path]:
         return sorted(
             p for p in folder.rglob("*")
@@ -113,7 +115,7 @@ def _folder_entries(root: Path) -> tuple[list, list | None, list[str], list[str]
             and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         )
 
-    notes = []
+    notes: list[str] = []
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         files = image_files(root)
@@ -124,7 +126,9 @@ def _folder_entries(root: Path) -> tuple[list, list | None, list[str], list[str]
     if loose:
         notes.append(f"{len(loose)} image files at the top of {root} ignored: images are read from "
                      "the class sub-folders")
-    entries, labels, classes = [], [], []
+    entries: list[Any] = []
+    labels: list[int] = []
+    classes: list[str] = []
     for folder in class_dirs:
         files = image_files(folder)
         if not files:
@@ -236,11 +240,11 @@ def load_images(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray, *,
     for c, members in enumerate(groups):
         order = members if per_class is None else rng.permutation(members)
         kept = 0
-        for i in order:
+        for row in order:
             if per_class is not None and kept == per_class:
                 break
-            if take(int(i)):
-                chosen.append(int(i))
+            if take(int(row)):
+                chosen.append(int(row))
                 kept += 1
         name = classes[c] if label_array is not None else "all images"
         if per_class is not None and kept < per_class:

@@ -61,7 +61,7 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
+        out: torch.Tensor = self.conv(x)
         return x + out if self.use_residual else out
 
 
@@ -87,7 +87,8 @@ class MobileNetV2(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        logits: torch.Tensor = self.classifier(self.embed(x))
+        return logits
 
 
 class MobileNetV2Embedding(nn.Module):

@@ -16,8 +16,9 @@ import functools
 import importlib.metadata
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from .._atomic import write_atomically
 from .._checks import integer
@@ -51,7 +52,8 @@ def packaged_file(package: str, suffix: str) -> Path:
         ) from None
     for entry in distribution.files or ():
         if str(entry).replace("\\", "/").endswith(suffix):
-            path = Path(distribution.locate_file(entry))
+            # a file-system distribution locates its files as paths (typeshed says SimplePath)
+            path = Path(cast("os.PathLike[str]", distribution.locate_file(entry)))
             if path.is_file():
                 return path
     raise FileNotFoundError(f"the pip package {package!r} is installed but holds no {suffix!r}; "
@@ -94,7 +96,7 @@ def mobilenet_v2_module() -> Any:
 
 
 def export_onnx(module: Any, path: Path, example: Any, *, input_name: str, output_names: list[str],
-                dynamic_axes: dict, opset: int = 17) -> Path:
+                dynamic_axes: dict[str, dict[int, str]], opset: int = 17) -> Path:
     """Exports a torch module to ONNX at ``path``, atomically (:func:`fennec._atomic.write_atomically`)."""
     torch = require("torch", "exporting to ONNX")
     module = module.eval()  # export must trace the eval graph: BatchNorm with running statistics
@@ -137,6 +139,7 @@ def mobilenet_v2_proxy(*, size: int = 224, backend: str = "onnxruntime",
     """MobileNetV2 (ImageNet), 1280-D pooled features; ``backend`` "onnxruntime" or "torch"
     (``channels_last`` applies to torch)."""
     preprocess = Preprocess(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize="bilinear")
+    runner: OnnxBackend | TorchBackend
     if backend == "onnxruntime":
         runner = OnnxBackend(mobilenet_v2_onnx(cache_dir), output="features", threads=threads)
     elif backend == "torch":
@@ -149,7 +152,7 @@ def mobilenet_v2_proxy(*, size: int = 224, backend: str = "onnxruntime",
                  cache_dir=None if cache_dir is None else Path(cache_dir) / "features")
 
 
-PROXIES = {"mobilenet_v2": mobilenet_v2_proxy, "dinov2_small": dinov2_small_proxy,
+PROXIES: dict[str, Callable[..., Proxy]] = {"mobilenet_v2": mobilenet_v2_proxy, "dinov2_small": dinov2_small_proxy,
            # the offline demo zoo's proxy: MobileNetV2 at the size its models run at
            "mobilenet_v2_112": functools.partial(mobilenet_v2_proxy, size=112)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESIZE = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
-def _pil():
+def _pil() -> ModuleType:
     return require("PIL.Image", "image preprocessing")
 
 
@@ -42,7 +43,7 @@ def _array_to_rgb(array: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _pil_to_rgb(image, where: str) -> np.ndarray:
+def _pil_to_rgb(image: Any, where: str) -> np.ndarray:
     Image = _pil()
     image.load()
     mode = image.mode
@@ -77,7 +78,7 @@ def as_rgb(image: Any, where: str = "image") -> np.ndarray:
     raise TypeError(f"{where}: expected a PIL.Image or a uint8 numpy array, got {type(image).__name__}")
 
 
-def _pair(value, name: str) -> tuple[int, int]:
+def _pair(value: Any, name: str) -> tuple[int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         side = integer(value, name, low=1)
         return side, side
@@ -88,7 +89,7 @@ def _pair(value, name: str) -> tuple[int, int]:
     return integer(h, f"{name}[0] (height)", low=1), integer(w, f"{name}[1] (width)", low=1)
 
 
-def _triple(value, name: str, positive: bool) -> tuple[float, float, float]:
+def _triple(value: Any, name: str, positive: bool) -> tuple[float, float, float]:
     try:
         values = list(value)
     except TypeError:
@@ -150,7 +151,7 @@ class Preprocess:
         self._gain = (self.scale / std_array).astype(np.float32)
         self._offset = (-np.asarray(self.mean, dtype=np.float64)[order] / std_array).astype(np.float32)
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         """Every setting, JSON-serialisable (part of the feature cache key)."""
         return {
             "size": list(self.size), "mean": list(self.mean), "std": list(self.std),

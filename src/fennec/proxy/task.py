@@ -15,7 +15,7 @@ from .packaged import DEFAULT_PROXY, PROXIES
 __all__ = ["task_from_images"]
 
 
-def _count_images(source) -> int | None:
+def _count_images(source: object) -> int | None:
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         return sum(1 for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     return None
@@ -25,7 +25,7 @@ def task_from_images(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray
                      labels: Sequence[Any] | np.ndarray | None = None, proxy: str | None = None,
                      per_class: int | None = None, seed: int = 0, strict: bool = False,
                      cache_dir: str | os.PathLike[str] | None = None,
-                     progress: bool = False) -> tuple[dict, ImageSet]:
+                     progress: bool = False) -> tuple[dict[str, Any], ImageSet]:
     """Embeds a task's images with the proxy and returns the task (descriptor, class count,
     training-set size) as :func:`fennec.rank` takes it, and the images read.
 

@@ -21,6 +21,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("fennec.proxy.vgg16 needs torch: pip install 'fennec[torch]'") from err
 
 import os
+from typing import Any, cast
 
 import numpy as np
 
@@ -77,6 +78,7 @@ def _conv_from_keras(conv: nn.Conv2d, kernel: np.ndarray, bias: np.ndarray, wher
         raise ValueError(f"{where}: kernel {kernel.shape} / bias {bias.shape}, expected {expected} / "
                          f"({conv.out_channels},)")
     with torch.no_grad():
+        assert conv.bias is not None  # every convolution here is built with a bias
         conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))))
         conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)))
 
@@ -92,19 +94,19 @@ def load_hed_weights(path: str | os.PathLike[str]) -> VGG16HED:
         raise ImportError("reading the HED weights needs h5py: pip install 'fennec[proxy]'") from err
     model = VGG16HED()
 
-    def read(store, name):
+    def read(store: Any, name: str) -> np.ndarray:
         if name not in store:
             raise ValueError(f"{path}: no variable {name!r} (not an HED VGG16 weights file?)")
         return np.asarray(store[name], dtype=np.float32)
 
     with h5py.File(path, "r") as store:
-        def load(conv, name):  # a Keras layer's variables: 0 the kernel, 1 the bias
+        def load(conv: nn.Conv2d, name: str) -> None:  # a Keras layer's variables: 0 the kernel, 1 the bias
             _conv_from_keras(conv, read(store, f"{name}/0"), read(store, f"{name}/1"), name)
 
         for b, (block, side) in enumerate(zip(model.blocks, model.side)):
-            convs = [m for m in block if isinstance(m, nn.Conv2d)]
+            convs = [m for m in cast(nn.Sequential, block) if isinstance(m, nn.Conv2d)]
             for i, conv in enumerate(convs):
                 load(conv, f"block{b + 1}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars")
-            load(side, f"dsn{b + 1}/vars")
+            load(cast(nn.Conv2d, side), f"dsn{b + 1}/vars")
         load(model.fuse, "fuse/vars")
     return model.eval()

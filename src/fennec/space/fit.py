@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
               model_features: np.ndarray | None = None, model_columns: Sequence[str] = (),
               task_features: np.ndarray | None = None, task_columns: Sequence[str] = (),
               task_descriptors: np.ndarray | None = None, task_distances: np.ndarray | None = None,
-              seed: int = 0, choices: Mapping | None = None) -> TransferSpace:
+              seed: int = 0, choices: Mapping[str, Any] | None = None) -> TransferSpace:
     """The transfer space of ``scores`` (models x tasks, NaN where not measured).
 
     ``task_features`` (tasks x q, named by ``task_columns``) are numeric task side

@@ -56,7 +56,7 @@ class TransferSpace:
     sharpness: float = 0.0
     bandwidth: float | None = None  # neighbour tasks' kernel width; None: not used
     neighbour_basis: np.ndarray | None = None  # known tasks x r: task weights -> residual factors
-    choices: dict = field(default_factory=dict)  # the inner cross-validation's scores per candidate
+    choices: dict[str, Any] = field(default_factory=dict)  # the inner cross-validation's scores per candidate
     task_features: np.ndarray | None = None  # known tasks x q, as given (before standardising)
     models: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
@@ -122,7 +122,8 @@ class TransferSpace:
     def uncertainty(self, rows: np.ndarray | int) -> np.ndarray | float:
         """The models' spread around their prior, on the history's scale."""
         spread = np.zeros(self.n_models) if self.spread is None else self.spread
-        return abs(self.slope) * np.asarray(spread, dtype=np.float64)[rows]
+        uncertainty: np.ndarray | float = abs(self.slope) * np.asarray(spread, dtype=np.float64)[rows]
+        return uncertainty
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The arrays and the JSON-serialisable choices that :meth:`from_arrays` reads back."""

@@ -9,9 +9,11 @@ out-of-sample formula for classical scaling, Gower 1968), without refitting.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["DescriptorEncoder", "DistanceEmbedding", "EMBEDDING_DIMS"]
 
@@ -48,7 +50,7 @@ class DistanceEmbedding:
         return cls(basis=vectors / np.sqrt(values), row_mean=row_mean, grand_mean=grand_mean,
                    coordinates=coordinates)
 
-    def place(self, distances) -> np.ndarray:
+    def place(self, distances: ArrayLike) -> np.ndarray:
         """Coordinates of new task(s) from their distances to every known task (n x known, or known)."""
         d = np.atleast_2d(np.asarray(distances, dtype=float))
         if d.shape[1] != len(self.row_mean):
@@ -58,7 +60,7 @@ class DistanceEmbedding:
             raise ValueError("distances: must be finite and non-negative")
         squared = d**2
         b = -0.5 * (squared - squared.mean(1, keepdims=True) - self.row_mean[None, :] + self.grand_mean)
-        out = b @ self.basis
+        out: np.ndarray = b @ self.basis
         return out[0] if np.ndim(distances) == 1 else out
 
 
@@ -88,7 +90,7 @@ class DescriptorEncoder:
     def coordinates(self) -> np.ndarray:
         return self.embedding.coordinates
 
-    def distances(self, descriptor) -> np.ndarray:
+    def distances(self, descriptor: ArrayLike) -> np.ndarray:
         """Distances of a new task's descriptor (1-D) or of several (2-D) to the known tasks'."""
         x = np.asarray(descriptor, dtype=float)
         if x.ndim not in (1, 2) or x.shape[-1] != self.descriptors.shape[1]:
@@ -103,7 +105,7 @@ class DescriptorEncoder:
         """Distances between the known tasks' descriptors (known x known)."""
         return _distances(self.descriptors, self.descriptors)
 
-    def transform(self, descriptor) -> np.ndarray:
+    def transform(self, descriptor: ArrayLike) -> np.ndarray:
         """Coordinates of a new task's descriptor (1-D) or of several (2-D)."""
         return self.embedding.place(self.distances(descriptor))  # 1-D in, 1-D out
 
@@ -114,8 +116,10 @@ class DescriptorEncoder:
                 f"{prefix}grand_mean": np.array([e.grand_mean]), f"{prefix}coordinates": e.coordinates}
 
     @classmethod
-    def from_state(cls, state, prefix: str) -> DescriptorEncoder:
-        g = lambda name: np.asarray(state[prefix + name], dtype=float)  # noqa: E731
+    def from_state(cls, state: Mapping[str, np.ndarray], prefix: str) -> DescriptorEncoder:
+        def g(name: str) -> np.ndarray:
+            return np.asarray(state[prefix + name], dtype=float)
+
         embedding = DistanceEmbedding(basis=g("basis"), row_mean=g("row_mean"),
                                       grand_mean=float(g("grand_mean")[0]), coordinates=g("coordinates"))
         return cls(descriptors=g("descriptors"), mean=g("mean"), scale=g("scale"), embedding=embedding)
@@ -124,4 +128,5 @@ class DescriptorEncoder:
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distances between rows, divided by sqrt(width) so they do not grow with it."""
     squared = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.maximum(squared, 0.0) / a.shape[1])
+    distances: np.ndarray = np.sqrt(np.maximum(squared, 0.0) / a.shape[1])
+    return distances

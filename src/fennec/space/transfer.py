@@ -36,6 +36,9 @@ observed models are placed in their measured order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, overload
+
 import numpy as np
 from scipy.special import ndtri
 from scipy.stats import rankdata, weightedtau
@@ -49,6 +52,8 @@ __all__ = [
     "normalize_scores",
     "predict_cold_models",
 ]
+
+_Candidate = TypeVar("_Candidate")
 
 NORMALIZATIONS = ("gauss", "z")
 # Ranks mapped to normal quantiles: as good as or better than the raw or z-scored
@@ -89,10 +94,12 @@ def _standardize_columns(x: np.ndarray) -> np.ndarray:
     binary = np.all((x == 0) | (x == 1), axis=0)
     spread = x.std(0)
     spread[(spread == 0) | binary] = 1.0
-    return (x - x.mean(0)) / spread
+    standardized: np.ndarray = (x - x.mean(0)) / spread
+    return standardized
 
 
-def _ridge_statistics(seen, values, model_x, task_x, tasks, rows=slice(None)):
+def _ridge_statistics(seen: np.ndarray, values: np.ndarray, model_x: np.ndarray | None, task_x: np.ndarray | None,
+                      tasks: np.ndarray, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
     """Normal equations of the ridge over every measured (model, task) pair of ``tasks``.
 
     The design row of a pair is [loo_prior_mt, x_m (x) t_t]; its Gram matrix and
@@ -129,32 +136,38 @@ def _ridge_statistics(seen, values, model_x, task_x, tasks, rows=slice(None)):
     return gram, np.concatenate([[rhs_p], rhs_x])
 
 
-def _predict_pairs(weights, prior, model_x, task_x_row):
+def _predict_pairs(weights: np.ndarray, prior: np.ndarray, model_x: np.ndarray | None,
+                   task_x_row: np.ndarray | None) -> np.ndarray:
     """[prior, x_m (x) t] @ weights for every model, without forming the pair features."""
+    prediction: np.ndarray
     if model_x is None or task_x_row is None:
-        return weights[0] * prior
-    return weights[0] * prior + model_x @ (weights[1:].reshape(model_x.shape[1], -1) @ task_x_row)
+        prediction = weights[0] * prior
+        return prediction
+    prediction = weights[0] * prior + model_x @ (weights[1:].reshape(model_x.shape[1], -1) @ task_x_row)
+    return prediction
 
 
-def _solve_ridge(gram, rhs, ridge):
+def _solve_ridge(gram: np.ndarray, rhs: np.ndarray, ridge: float) -> np.ndarray:
     penalty = ridge * np.eye(len(rhs))
     penalty[0, 0] = 0.0  # the prior's weight is not shrunk
     return np.linalg.solve(gram + penalty, rhs)
 
 
-def _weighted_tau(prediction, truth):
+def _weighted_tau(prediction: np.ndarray, truth: np.ndarray) -> float:
     seen = ~np.isnan(truth) & ~np.isnan(prediction)
     if seen.sum() < 2 or np.ptp(truth[seen]) == 0:
         return np.nan
-    return weightedtau(prediction[seen], truth[seen])[0]
+    tau: float = weightedtau(prediction[seen], truth[seen])[0]
+    return tau
 
 
-def _inner_tasks(n_tasks, rng):
+def _inner_tasks(n_tasks: int, rng: np.random.Generator) -> np.ndarray:
     order = rng.permutation(n_tasks)
     return np.sort(order[: min(n_tasks, MAX_INNER_TASKS)])
 
 
-def choose_simplest(candidates: list, taus_of, one_standard_error: bool = True) -> tuple[object, dict[str, float]]:
+def choose_simplest(candidates: list[_Candidate], taus_of: Callable[[_Candidate], np.ndarray],
+                    one_standard_error: bool = True) -> tuple[_Candidate, dict[str, float]]:
     """The simplest candidate whose inner weighted tau is within one standard error of the best's.
 
     ``candidates`` go from the simplest; the standard error is that of the paired
@@ -180,7 +193,9 @@ class _InnerFolds:
     candidate that needs them. ``model_x``/``task_x`` are None when side information is not
     used; every sum is taken over all models once, and a fold subtracts its task's share."""
 
-    def __init__(self, history, normalized, model_x, task_x, task_distances, held_out, scored, probe_shots):
+    def __init__(self, history: np.ndarray, normalized: np.ndarray, model_x: np.ndarray | None,
+                 task_x: np.ndarray | None, task_distances: np.ndarray | None, held_out: np.ndarray,
+                 scored: np.ndarray | slice, probe_shots: int) -> None:
         self.history, self.normalized = history, normalized
         self.model_x, self.task_x, self.task_distances = model_x, task_x, task_distances
         self.held_out, self.scored, self.probe_shots = held_out, scored, probe_shots
@@ -189,20 +204,23 @@ class _InnerFolds:
         self.all_tasks = np.arange(history.shape[1])
         self.full_statistics = (_ridge_statistics(*self.filled, model_x, task_x, self.all_tasks)
                                 if model_x is not None and task_x is not None else None)
-        self._zero_shot: dict = {}  # (held-out task, ridge) -> prediction; one ridge system serves every strength
-        self._shifts: dict = {}  # (held-out task, bandwidth) -> neighbour shift
+        # (held-out task, ridge) -> prediction; one ridge system serves every strength
+        self._zero_shot: dict[tuple[int, float | None], np.ndarray] = {}
+        self._shifts: dict[tuple[int, float], np.ndarray] = {}  # (held-out task, bandwidth) -> neighbour shift
 
-    def _prior_without(self, t):
+    def _prior_without(self, t: int) -> np.ndarray:
         count, total = self.sums
-        return (total - self.filled[1][:, t]) / (count - self.filled[0][:, t] + PRIOR_SHRINKAGE)
+        prior: np.ndarray = (total - self.filled[1][:, t]) / (count - self.filled[0][:, t] + PRIOR_SHRINKAGE)
+        return prior
 
-    def zero_shot(self, t, ridge):
+    def zero_shot(self, t: int, ridge: float | None) -> np.ndarray:
         if (t, ridge) not in self._zero_shot:
             seen_t = self.filled[0][:, t]
             prior = self._prior_without(t)
             self._zero_shot[(t, None)] = prior
             if self.full_statistics is not None:
                 # Leaving task t out changes the leave-one-out priors of the models measured on t only.
+                assert self.task_x is not None  # the statistics exist only with side information
                 rows = np.flatnonzero(seen_t)
                 tasks = self.all_tasks
                 without = _ridge_statistics(*self.filled, self.model_x, self.task_x, tasks[tasks != t], rows)
@@ -214,9 +232,10 @@ class _InnerFolds:
                     self._zero_shot[(t, strength)] = _predict_pairs(weights, prior, self.model_x, self.task_x[t])
         return self._zero_shot[(t, ridge)]
 
-    def neighbour_shift(self, t, bandwidth):
+    def neighbour_shift(self, t: int, bandwidth: float) -> np.ndarray:
         """The models' residuals on the tasks near t (t left out), relative to their priors without t."""
         if (t, bandwidth) not in self._shifts:
+            assert self.task_distances is not None  # a bandwidth is a candidate only with distances
             others = self.all_tasks[self.all_tasks != t]
             weights = neighbour_weights(self.task_distances[t, others], bandwidth)
             filled = self.filled
@@ -224,10 +243,11 @@ class _InnerFolds:
                                             - self._prior_without(t) * (filled[0][:, others] @ weights))
         return self._shifts[(t, bandwidth)]
 
-    def taus(self, ridge, sharpness=None, bandwidth=None) -> np.ndarray:
+    def taus(self, ridge: float | None, sharpness: float | None = None,
+             bandwidth: float | None = None) -> np.ndarray:
         """Each held-out task's weighted tau under one candidate (with ``sharpness``: after the
         candidate's own top ``probe_shots`` models are observed)."""
-        taus = []
+        taus: list[float] = []
         for t in self.held_out:
             prediction = self.zero_shot(t, ridge)
             if bandwidth is not None:
@@ -244,7 +264,7 @@ class _InnerFolds:
 
 def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                  task_features: np.ndarray | None = None, *, task_distances: np.ndarray | None = None,
-                 seed: int = 0, probe_shots: int = 3, choices: dict | None = None) -> TransferSpace:
+                 seed: int = 0, probe_shots: int = 3, choices: dict[str, Any] | None = None) -> TransferSpace:
     """Fits the transfer space on a models x tasks matrix of scores (NaN = not measured).
 
     ``model_features`` (n_models x p) and ``task_features`` (n_tasks x q) are
@@ -288,8 +308,12 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                         task_distances, held_out, scored, probe_shots)
     filled, (count, total) = folds.filled, folds.sums
 
-    ridge, sharpness, bandwidth = None, 0.0, None
-    inner_side, inner_sharpness, inner_bandwidth = {}, {}, {}
+    ridge: float | None = None
+    sharpness = 0.0
+    bandwidth: float | None = None
+    inner_side: dict[str, float] = {}
+    inner_sharpness: dict[str, float] = {}
+    inner_bandwidth: dict[str, float] = {}
     if choices is not None:
         ridge, sharpness = choices.get("ridge"), float(choices.get("sharpness", 0.0))
         bandwidth = choices.get("bandwidth")
@@ -303,10 +327,11 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
             # the one-standard-error rule: each inner fold leaves out one more task, so a task
             # whose one close sibling is the outer held-out task has no neighbour inside, and
             # the inner folds understate what neighbours give.
-            bandwidth, inner_bandwidth = choose_simplest([None, *NEIGHBOUR_BANDWIDTHS],
+            bandwidths: list[float | None] = [None, *NEIGHBOUR_BANDWIDTHS]
+            bandwidth, inner_bandwidth = choose_simplest(bandwidths,
                                                          lambda h: folds.taus(None, bandwidth=h),
                                                          one_standard_error=False)
-        ridges = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
+        ridges: list[float | None] = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
         ridge, inner_side = choose_simplest(ridges, lambda r: folds.taus(r, bandwidth=bandwidth))
         sharpness, inner_sharpness = choose_simplest(list(AGREEMENT_SHARPNESS),
                                                      lambda b: folds.taus(ridge, b, bandwidth))
@@ -314,8 +339,12 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
     interaction = None
     if ridge is not None:
+        assert folds.full_statistics is not None  # a ridge is chosen or accepted only with side information
         interaction = _solve_ridge(*folds.full_statistics, ridge)
-    blocks = [prior[:, None]] if interaction is None else [prior[:, None], model_x]
+    blocks: list[np.ndarray] = [prior[:, None]]
+    if interaction is not None:
+        assert model_x is not None
+        blocks.append(model_x)
     neighbour_basis = None
     if bandwidth is not None:
         # Residuals from the prior (0 where not measured); a new task's neighbour shift is
@@ -349,7 +378,7 @@ COLD_RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0)
 COLD_INNER_FOLDS = 5
 
 
-def _ridge_per_task(x, normalized, ridge):
+def _ridge_per_task(x: np.ndarray, normalized: np.ndarray, ridge: float) -> np.ndarray:
     """Per task, ridge of the measured normalised scores on model features (with intercept)."""
     x1 = np.column_stack([np.ones(len(x)), x])
     penalty = ridge * np.eye(x1.shape[1])
@@ -364,7 +393,7 @@ def _ridge_per_task(x, normalized, ridge):
     return coef
 
 
-def _standardize_like(features, new):
+def _standardize_like(features: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     features = np.asarray(features, dtype=float)
     new = np.asarray(new, dtype=float)
     binary = np.all((features == 0) | (features == 1), axis=0)
@@ -380,8 +409,27 @@ def cold_ridge_strength(history: np.ndarray, model_features: np.ndarray, *, seed
     return _choose_cold_ridge(x, normalized, seed)
 
 
+@overload
 def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
-                        *, seed: int = 0, ridge: float | None = None, return_ridge: bool = False):
+                        *, seed: int = 0, ridge: float | None = None,
+                        return_ridge: Literal[False] = False) -> np.ndarray: ...
+
+
+@overload
+def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
+                        *, seed: int = 0, ridge: float | None = None,
+                        return_ridge: Literal[True]) -> tuple[np.ndarray, float]: ...
+
+
+@overload
+def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
+                        *, seed: int = 0, ridge: float | None = None,
+                        return_ridge: bool) -> np.ndarray | tuple[np.ndarray, float]: ...
+
+
+def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
+                        *, seed: int = 0, ridge: float | None = None,
+                        return_ridge: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
     """Normalised scores of models with no history, from their side information alone.
 
     Returns n_new x n_tasks (and the ridge strength used, with ``return_ridge``).
@@ -393,20 +441,21 @@ def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_mod
     if ridge is None:
         ridge = _choose_cold_ridge(x, normalized, seed)
     coef = _ridge_per_task(x, normalized, ridge)
-    prediction = np.column_stack([np.ones(len(x_new)), x_new]) @ coef
+    prediction: np.ndarray = np.column_stack([np.ones(len(x_new)), x_new]) @ coef
     return (prediction, ridge) if return_ridge else prediction
 
 
-def _choose_cold_ridge(x, normalized, seed):
+def _choose_cold_ridge(x: np.ndarray, normalized: np.ndarray, seed: int) -> float:
     rng = np.random.default_rng(seed)
     normalized = normalized[:, _inner_tasks(normalized.shape[1], rng)]
     if len(x) > MAX_INNER_MODELS:
         rows = np.sort(rng.permutation(len(x))[:MAX_INNER_MODELS])
         x, normalized = x[rows], normalized[rows]
     folds = np.array_split(rng.permutation(len(x)), min(COLD_INNER_FOLDS, len(x)))
+    best_score: float | np.floating[Any]
     best, best_score = COLD_RIDGE_STRENGTHS[-1], -np.inf
     for ridge in COLD_RIDGE_STRENGTHS:
-        taus = []
+        taus: list[float] = []
         for fold in folds:
             train = np.setdiff1d(np.arange(len(x)), fold)
             coef = _ridge_per_task(x[train], normalized[train], ridge)

@@ -30,7 +30,8 @@ def neighbour_weights(distances: np.ndarray, bandwidth: float) -> np.ndarray:
         weights = (d == d.min()).astype(float)
     else:
         weights = np.exp(-(((d - d.min()) / width) ** 2))
-    return weights / weights.sum()
+    normalised: np.ndarray = weights / weights.sum()
+    return normalised
 
 
 def task_vector(interaction: np.ndarray | None, task_x: np.ndarray | None, n_model_features: int,
@@ -52,11 +53,12 @@ def task_vector(interaction: np.ndarray | None, task_x: np.ndarray | None, n_mod
             if len(task_distances) != len(neighbour_basis):
                 raise ValueError(f"task distances: expected {len(neighbour_basis)} (one per known task), "
                                  f"got {len(task_distances)}")
+            assert bandwidth is not None  # a space with neighbour tasks has their bandwidth
             parts.append(neighbour_basis.T @ neighbour_weights(task_distances, bandwidth))
     return np.concatenate(parts).astype(np.float32)
 
 
-def _agreement(normalized, observed, scores):
+def _agreement(normalized: np.ndarray, observed: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per known task, Pearson correlation between its scores and the observed ones (0 where undefined)."""
     column = normalized[observed]  # shots x tasks
     seen = ~np.isnan(column)
@@ -72,7 +74,8 @@ def _agreement(normalized, observed, scores):
         norm = np.sqrt((dv**2).sum(0) * (dt**2).sum(0))
         agreement = covariance / norm
     valid = (count >= 2) & (norm > 1e-12 * np.maximum(1.0, np.abs(covariance)))
-    return np.where(valid & np.isfinite(agreement), agreement, 0.0)
+    clean: np.ndarray = np.where(valid & np.isfinite(agreement), agreement, 0.0)
+    return clean
 
 
 def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed: np.ndarray, scores: np.ndarray,
@@ -82,7 +85,7 @@ def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed:
     """Re-weights the known tasks by their agreement with the observed scores (``exclude``: a task left out)."""
     observed = np.asarray(observed, dtype=np.int64)
     scores = np.asarray(scores, dtype=float)
-    prediction = base.copy()
+    prediction: np.ndarray = base.copy()
     if sharpness > 0 and len(observed) >= 2 and np.ptp(scores) > 0:
         weights = np.exp(sharpness * _agreement(normalized, observed, scores))
         seen_all, values = filled if filled is not None else seen_and_values(normalized)
@@ -108,4 +111,6 @@ def seen_and_values(normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def row_sums(filled: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per model: how many tasks measured it and the sum of its normalised scores."""
-    return filled[0].sum(1), filled[1].sum(1)
+    counts: np.ndarray = filled[0].sum(1)
+    totals: np.ndarray = filled[1].sum(1)
+    return counts, totals
