@@ -285,20 +285,9 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     if task_features is not None and np.asarray(task_features).shape[1] == 0:
         task_features = None
     model_x = _standardize_columns(model_features) if model_features is not None else None
-    task_mean = task_scale = task_x = None
-    if task_features is not None:
-        task_features = np.asarray(task_features, dtype=float)
-        task_mean = task_features.mean(0)
-        task_scale = task_features.std(0)
-        task_scale[task_scale == 0] = 1.0
-        task_x = (task_features - task_mean) / task_scale
+    task_features, task_mean, task_scale, task_x = _standardized_tasks(task_features)
     use_side = model_x is not None and task_x is not None and n_tasks >= 3
-    if task_distances is not None:
-        task_distances = np.asarray(task_distances, dtype=float)
-        if task_distances.shape != (n_tasks, n_tasks):
-            raise ValueError(f"task_distances: expected shape ({n_tasks}, {n_tasks}), got {task_distances.shape}")
-        if not np.all(np.isfinite(task_distances)) or np.any(task_distances < 0):
-            raise ValueError("task_distances: must be finite and non-negative")
+    task_distances = _checked_distances(task_distances, n_tasks)
     use_neighbours = task_distances is not None and n_tasks >= 3
 
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
@@ -306,36 +295,18 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
     folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
                         task_distances, held_out, scored, probe_shots)
-    filled, (count, total) = folds.filled, folds.sums
-
-    ridge: float | None = None
-    sharpness = 0.0
-    bandwidth: float | None = None
-    inner_side: dict[str, float] = {}
-    inner_sharpness: dict[str, float] = {}
-    inner_bandwidth: dict[str, float] = {}
     if choices is not None:
-        ridge, sharpness = choices.get("ridge"), float(choices.get("sharpness", 0.0))
-        bandwidth = choices.get("bandwidth")
+        ridge, sharpness, bandwidth = choices.get("ridge"), float(choices.get("sharpness", 0.0)), choices.get("bandwidth")
         if ridge is not None and not use_side:
             raise ValueError("choices: a ridge strength was given but the side information to use it is missing")
         if bandwidth is not None and not use_neighbours:
             raise ValueError("choices: a neighbour bandwidth was given but the task distances to use it are missing")
-    elif len(held_out) >= 2:
-        if use_neighbours:
-            # Neighbours first, then the side information on top of them. The best width, not
-            # the one-standard-error rule: each inner fold leaves out one more task, so a task
-            # whose one close sibling is the outer held-out task has no neighbour inside, and
-            # the inner folds understate what neighbours give.
-            bandwidths: list[float | None] = [None, *NEIGHBOUR_BANDWIDTHS]
-            bandwidth, inner_bandwidth = choose_simplest(bandwidths,
-                                                         lambda h: folds.taus(None, bandwidth=h),
-                                                         one_standard_error=False)
-        ridges: list[float | None] = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
-        ridge, inner_side = choose_simplest(ridges, lambda r: folds.taus(r, bandwidth=bandwidth))
-        sharpness, inner_sharpness = choose_simplest(list(AGREEMENT_SHARPNESS),
-                                                     lambda b: folds.taus(ridge, b, bandwidth))
+        inner: dict[str, dict[str, float]] = {"inner_wtau": {}, "inner_wtau_sharpness": {},
+                                              "inner_wtau_bandwidth": {}}
+    else:
+        ridge, sharpness, bandwidth, inner = _choose(folds, use_side, use_neighbours)
 
+    count, total = folds.sums
     prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
     interaction = None
     if ridge is not None:
@@ -347,20 +318,12 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         blocks.append(model_x)
     neighbour_basis = None
     if bandwidth is not None:
-        # Residuals from the prior (0 where not measured); a new task's neighbour shift is
-        # residual @ weights, carried as r factors: residual @ B per model, B^T weights per task.
-        residual = filled[1] - prior[:, None] * filled[0]
-        if n_tasks <= MAX_NEIGHBOUR_RANK:
-            neighbour_basis = np.eye(n_tasks)
-        else:
-            values, vectors_ = np.linalg.eigh(residual.T @ residual)
-            neighbour_basis = vectors_[:, np.argsort(values)[::-1][:MAX_NEIGHBOUR_RANK]]
-        blocks.append(residual @ neighbour_basis)
-    vectors = np.column_stack(blocks)
+        neighbour_basis, factors = _neighbour_factors(folds.filled, prior)
+        blocks.append(factors)
     return TransferSpace(
         normalization=NORMALIZATION,
         ridge=ridge,
-        model_vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        model_vectors=np.ascontiguousarray(np.column_stack(blocks), dtype=np.float32),
         interaction=interaction,
         task_features=task_features,
         task_mean=task_mean,
@@ -369,10 +332,72 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         sharpness=float(sharpness),
         bandwidth=bandwidth,
         neighbour_basis=neighbour_basis,
-        choices={"inner_wtau": inner_side, "inner_wtau_sharpness": inner_sharpness,
-                 "inner_wtau_bandwidth": inner_bandwidth},
+        choices=inner,
     )
 
+
+def _standardized_tasks(task_features: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                                    np.ndarray | None, np.ndarray | None]:
+    """The task features as floats, their mean and scale (1 where constant), and standardised."""
+    if task_features is None:
+        return None, None, None, None
+    task_features = np.asarray(task_features, dtype=float)
+    task_mean = task_features.mean(0)
+    task_scale = task_features.std(0)
+    task_scale[task_scale == 0] = 1.0
+    return task_features, task_mean, task_scale, (task_features - task_mean) / task_scale
+
+
+def _checked_distances(task_distances: np.ndarray | None, n_tasks: int) -> np.ndarray | None:
+    if task_distances is None:
+        return None
+    task_distances = np.asarray(task_distances, dtype=float)
+    if task_distances.shape != (n_tasks, n_tasks):
+        raise ValueError(f"task_distances: expected shape ({n_tasks}, {n_tasks}), got {task_distances.shape}")
+    if not np.all(np.isfinite(task_distances)) or np.any(task_distances < 0):
+        raise ValueError("task_distances: must be finite and non-negative")
+    return task_distances
+
+
+def _choose(folds: _InnerFolds, use_side: bool,
+            use_neighbours: bool) -> tuple[float | None, float, float | None, dict[str, dict[str, float]]]:
+    """Neighbour bandwidth, ridge strength and sharpness by inner cross-validation, and each
+    candidate's mean inner weighted tau."""
+    ridge: float | None = None
+    sharpness = 0.0
+    bandwidth: float | None = None
+    inner: dict[str, dict[str, float]] = {"inner_wtau": {}, "inner_wtau_sharpness": {}, "inner_wtau_bandwidth": {}}
+    if len(folds.held_out) < 2:
+        return ridge, sharpness, bandwidth, inner
+    if use_neighbours:
+        # Neighbours first, then the side information on top of them. The best width, not
+        # the one-standard-error rule: each inner fold leaves out one more task, so a task
+        # whose one close sibling is the outer held-out task has no neighbour inside, and
+        # the inner folds understate what neighbours give.
+        bandwidths: list[float | None] = [None, *NEIGHBOUR_BANDWIDTHS]
+        bandwidth, inner["inner_wtau_bandwidth"] = choose_simplest(
+            bandwidths, lambda h: folds.taus(None, bandwidth=h), one_standard_error=False)
+    ridges: list[float | None] = [None] + (list(RIDGE_STRENGTHS) if use_side else [])  # None: no side information
+    ridge, inner["inner_wtau"] = choose_simplest(ridges, lambda r: folds.taus(r, bandwidth=bandwidth))
+    sharpness, inner["inner_wtau_sharpness"] = choose_simplest(list(AGREEMENT_SHARPNESS),
+                                                               lambda b: folds.taus(ridge, b, bandwidth))
+    return ridge, sharpness, bandwidth, inner
+
+
+def _neighbour_factors(filled: tuple[np.ndarray, np.ndarray], prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The basis B of the known tasks' residual factors and each model's factors (residual @ B).
+
+    Residuals are from the prior (0 where not measured); a new task's neighbour shift is
+    residual @ weights, carried as r factors: residual @ B per model, B^T weights per task.
+    """
+    residual = filled[1] - prior[:, None] * filled[0]
+    n_tasks = residual.shape[1]
+    if n_tasks <= MAX_NEIGHBOUR_RANK:
+        basis = np.eye(n_tasks)
+    else:
+        values, vectors = np.linalg.eigh(residual.T @ residual)
+        basis = vectors[:, np.argsort(values)[::-1][:MAX_NEIGHBOUR_RANK]]
+    return basis, residual @ basis
 
 COLD_RIDGE_STRENGTHS = (0.1, 1.0, 10.0, 100.0)
 COLD_INNER_FOLDS = 5
