@@ -105,6 +105,84 @@ def to_device(model_vectors: _FloatMatrix) -> DeviceMatrix:
     return _core.DeviceMatrix(_float_matrix(model_vectors, "model_vectors"))
 
 
+def _topk_matrix(
+    model_vectors: _FloatMatrix | DeviceMatrix, device: _Device
+) -> tuple[_FloatMatrix | DeviceMatrix, int, int]:
+    """The checked model matrix and its (n, d)."""
+    if isinstance(model_vectors, DeviceMatrix):
+        if device == "cpu":
+            raise ValueError("device='cpu' was asked for, but model_vectors live on the GPU (to_device)")
+        return model_vectors, model_vectors.n, model_vectors.d
+    model_vectors = _float_matrix(model_vectors, "model_vectors")
+    n, d = model_vectors.shape
+    return model_vectors, n, d
+
+
+def _topk_queries(queries: npt.ArrayLike, d: int) -> tuple[npt.NDArray[np.float32], bool]:
+    """Queries as a finite float32 (q, d) matrix, and whether a single (d,) query was given."""
+    query_array = np.asarray(queries)
+    if query_array.dtype == object or not (
+        np.issubdtype(query_array.dtype, np.floating) or np.issubdtype(query_array.dtype, np.integer)
+    ) or query_array.dtype == np.bool_:
+        raise TypeError(f"queries must be a numeric array, got dtype {query_array.dtype}")
+    single = query_array.ndim == 1
+    if query_array.ndim not in (1, 2):
+        raise ValueError(f"queries must have shape (d,) or (q, d), got {query_array.shape}")
+    query_array = np.ascontiguousarray(query_array.reshape(1, -1) if single else query_array,
+                                       dtype=np.float32)
+    if query_array.shape[1] != d:
+        raise ValueError(
+            f"queries have dimension {query_array.shape[1]} but model_vectors have dimension {d}"
+        )
+    if query_array.shape[0] == 0:
+        raise ValueError("queries must hold at least one query")
+    if not np.isfinite(query_array).all():
+        row = int(np.argwhere(~np.isfinite(query_array))[0][0])
+        raise ValueError(f"queries contain NaN or inf (query {row}) or values beyond float32")
+    return query_array, single
+
+
+def _topk_skip(mask: npt.ArrayLike | None, n: int) -> tuple[npt.NDArray[np.uint8] | None, int]:
+    """The mask as the core's uint8 skip flags (None: skip nothing), and how many models are kept."""
+    if mask is None:
+        return None, n
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be a boolean array (True = skip the model), got dtype {mask.dtype}")
+    if mask.shape != (n,):
+        raise ValueError(f"mask must have shape ({n},), one entry per model, got {mask.shape}")
+    skip = np.ascontiguousarray(mask).view(np.uint8)
+    return skip, n - int(np.count_nonzero(skip))
+
+
+def _topk_run(
+    model_vectors: _FloatMatrix | DeviceMatrix,
+    query_array: npt.NDArray[np.float32],
+    k_eff: int,
+    metric: Literal[0, 1],
+    skip: npt.NDArray[np.uint8] | None,
+    threads: int | None,
+    dev: str,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Scores the queries where the matrix lives (or on ``dev``); ``k_eff`` >= 1."""
+    if isinstance(model_vectors, DeviceMatrix):
+        if k_eff > _core.CUDA_MAX_K:
+            raise ValueError(f"a GPU-resident matrix is scored on the GPU, which handles k <= "
+                             f"{_core.CUDA_MAX_K}; got {k_eff}")
+        scores, indices, bad_row = model_vectors.topk(query_array, k_eff, metric, skip)
+    else:
+        run_on: Literal["cpu", "cuda"] = "cuda" if dev == "cuda" else "cpu"
+        scores, indices, bad_row = _core.topk(
+            model_vectors, query_array, k_eff, metric, skip, _threads(threads), run_on
+        )
+    if bad_row >= 0:
+        raise ValueError(
+            f"model_vectors row {bad_row} gives a non-finite score: the row holds NaN or inf, "
+            "or its values overflow float32"
+        )
+    return scores, indices
+
+
 def topk(
     model_vectors: _FloatMatrix | DeviceMatrix,
     queries: npt.ArrayLike,
@@ -143,70 +221,22 @@ def topk(
     or (q, k') for several, k' = min(k, number of kept models). Ties go to the
     lower index.
     """
-    if isinstance(model_vectors, DeviceMatrix):
-        if device == "cpu":
-            raise ValueError("device='cpu' was asked for, but model_vectors live on the GPU (to_device)")
-        n, d = model_vectors.n, model_vectors.d
-    else:
-        model_vectors = _float_matrix(model_vectors, "model_vectors")
-        n, d = model_vectors.shape
+    model_vectors, n, d = _topk_matrix(model_vectors, device)
     k = integer(k, "k", low=1)
     if metric not in _METRICS:
         raise ValueError(f"metric must be 'ip' or 'l2', got {metric!r}")
-    query_array = np.asarray(queries)
-    if query_array.dtype == object or not (
-        np.issubdtype(query_array.dtype, np.floating) or np.issubdtype(query_array.dtype, np.integer)
-    ) or query_array.dtype == np.bool_:
-        raise TypeError(f"queries must be a numeric array, got dtype {query_array.dtype}")
-    single = query_array.ndim == 1
-    if query_array.ndim not in (1, 2):
-        raise ValueError(f"queries must have shape (d,) or (q, d), got {query_array.shape}")
-    query_array = np.ascontiguousarray(query_array.reshape(1, -1) if single else query_array,
-                                       dtype=np.float32)
-    if query_array.shape[1] != d:
-        raise ValueError(
-            f"queries have dimension {query_array.shape[1]} but model_vectors have dimension {d}"
-        )
-    if query_array.shape[0] == 0:
-        raise ValueError("queries must hold at least one query")
-    if not np.isfinite(query_array).all():
-        row = int(np.argwhere(~np.isfinite(query_array))[0][0])
-        raise ValueError(f"queries contain NaN or inf (query {row}) or values beyond float32")
-
-    skip = None
-    kept = n
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"mask must be a boolean array (True = skip the model), got dtype {mask.dtype}")
-        if mask.shape != (n,):
-            raise ValueError(f"mask must have shape ({n},), one entry per model, got {mask.shape}")
-        skip = np.ascontiguousarray(mask).view(np.uint8)
-        kept = n - int(np.count_nonzero(skip))
-
+    query_array, single = _topk_queries(queries, d)
+    skip, kept = _topk_skip(mask, n)
     k_eff = min(k, kept)
     nq = query_array.shape[0]
     too_wide = k_eff > _core.CUDA_MAX_K
+    # Checked even when nothing is left to score, so a bad device is never silently accepted.
     dev = _device(device, f"the CUDA top-k handles k <= {_core.CUDA_MAX_K}, got {k_eff}" if too_wide else None)
     if k_eff == 0:
         scores = np.empty((nq, 0), dtype=np.float32)
         indices = np.empty((nq, 0), dtype=np.int64)
     else:
-        if isinstance(model_vectors, DeviceMatrix):
-            if too_wide:
-                raise ValueError(f"a GPU-resident matrix is scored on the GPU, which handles k <= "
-                                 f"{_core.CUDA_MAX_K}; got {k_eff}")
-            scores, indices, bad_row = model_vectors.topk(query_array, k_eff, _METRICS[metric], skip)
-        else:
-            run_on: Literal["cpu", "cuda"] = "cuda" if dev == "cuda" else "cpu"
-            scores, indices, bad_row = _core.topk(
-                model_vectors, query_array, k_eff, _METRICS[metric], skip, _threads(threads), run_on
-            )
-        if bad_row >= 0:
-            raise ValueError(
-                f"model_vectors row {bad_row} gives a non-finite score: the row holds NaN or inf, "
-                "or its values overflow float32"
-            )
+        scores, indices = _topk_run(model_vectors, query_array, k_eff, _METRICS[metric], skip, threads, dev)
     if single:
         return scores[0], indices[0]
     return scores, indices

@@ -338,66 +338,15 @@ class Zoo:
         (model, task, kind) is an error unless ``replace=True``. Unknown model or
         task ids are added as bare rows, or refused with ``strict=True``.
         """
-        if not isinstance(history, History):
-            raise TypeError(f"history: expected a History, got {type(history).__name__}")
-        if len(history) == 0:
-            raise ZooError("history: is empty; nothing to add")
-        if kind is not None and (not isinstance(kind, str) or not kind):
-            raise ValueError(f"kind: expected a non-empty string or None, got {kind!r}")
-        if source is not None and not isinstance(source, str):
-            raise TypeError(f"source: expected a string or None, got {type(source).__name__}")
-        if kind is not None and history.kind is not None and set(history.kinds) != {kind}:
-            raise ZooError(
-                f"kind: {kind!r} would relabel rows of kinds {list(history.kinds)}; "
-                "leave kind=None to keep the history's own"
-            )
+        _check_add_history(history, kind, source)
         kinds = history.row_kinds() if kind is None else (kind,) * len(history)
-        sources = history.source or ("",) * len(history)
-
-        def rows() -> Iterator[tuple[str, str, float, str, str | None]]:
-            for i in range(len(history)):
-                row = (
-                    history.models[history.model_index[i]],
-                    history.tasks[history.task_index[i]],
-                    float(history.scores[i]),
-                    kinds[i],
-                    sources[i] or source,
-                )
-                _check_history_row(i, row)
-                yield row
-
-        upsert = "INSERT INTO history (model, task, score, kind, source) VALUES (?, ?, ?, ?, ?)"
-        if replace:
-            # An upsert keeps the row's place, so export order stays the import order.
-            upsert += (
-                " ON CONFLICT(model, task, kind)"
-                " DO UPDATE SET score = excluded.score, source = excluded.source"
-            )
         with self._write() as con:
             # Models without any row are added too: side information may still rank them.
-            for table, names, what in (("models", history.models, "model"), ("tasks", history.tasks, "task")):
-                known = {r[0] for r in con.execute(f"SELECT id FROM {table}")}
-                unknown = [n for n in names if n not in known]
-                if unknown and strict:
-                    shown = ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-                    raise ZooError(
-                        f"history: {len(unknown)} unknown {what} id(s): {shown} "
-                        f"(add them with add_{what}s first, or pass strict=False)"
-                    )
-                con.executemany(f"INSERT INTO {table} (id) VALUES (?)", [(n,) for n in unknown])
+            _add_unknown_ids(con, "models", history.models, "model", strict)
+            _add_unknown_ids(con, "tasks", history.tasks, "task", strict)
             if not replace:
-                stored = {
-                    (m, t, k) for m, t, k in con.execute("SELECT model, task, kind FROM history")
-                }
-                for i in range(len(history)):
-                    model = history.models[history.model_index[i]]
-                    key = (model, history.tasks[history.task_index[i]], kinds[i])
-                    if key in stored:
-                        raise ZooError(
-                            f"history: a {key[2]} result for model {key[0]!r} on task {key[1]!r} "
-                            "is already stored (pass replace=True to overwrite)"
-                        )
-            con.executemany(upsert, rows())
+                _refuse_stored(con, history, kinds)
+            con.executemany(_history_insert(replace), _history_rows(history, kinds, source))
         return len(history)
 
     def import_history_csv(
@@ -659,6 +608,79 @@ def _check_history_row(i: int, row: tuple[Any, ...]) -> None:
     """Last check of one row as it is written (a hook the crash-safety tests replace)."""
     if not math.isfinite(row[2]):
         raise ZooError(f"history: row {i} ({row[0]!r}, {row[1]!r}) has score {row[2]}; scores must be finite")
+
+
+def _check_add_history(history: History, kind: str | None, source: str | None) -> None:
+    """The checks of :meth:`Zoo.add_history` that need no database."""
+    if not isinstance(history, History):
+        raise TypeError(f"history: expected a History, got {type(history).__name__}")
+    if len(history) == 0:
+        raise ZooError("history: is empty; nothing to add")
+    if kind is not None and (not isinstance(kind, str) or not kind):
+        raise ValueError(f"kind: expected a non-empty string or None, got {kind!r}")
+    if source is not None and not isinstance(source, str):
+        raise TypeError(f"source: expected a string or None, got {type(source).__name__}")
+    if kind is not None and history.kind is not None and set(history.kinds) != {kind}:
+        raise ZooError(
+            f"kind: {kind!r} would relabel rows of kinds {list(history.kinds)}; "
+            "leave kind=None to keep the history's own"
+        )
+
+
+def _history_rows(
+    history: History, kinds: Sequence[str], source: str | None
+) -> Iterator[tuple[str, str, float, str, str | None]]:
+    """The history's rows as stored, each checked as it is written."""
+    sources = history.source or ("",) * len(history)
+    for i in range(len(history)):
+        row = (
+            history.models[history.model_index[i]],
+            history.tasks[history.task_index[i]],
+            float(history.scores[i]),
+            kinds[i],
+            sources[i] or source,
+        )
+        _check_history_row(i, row)
+        yield row
+
+
+def _history_insert(replace: bool) -> str:
+    insert = "INSERT INTO history (model, task, score, kind, source) VALUES (?, ?, ?, ?, ?)"
+    if replace:
+        # An upsert keeps the row's place, so export order stays the import order.
+        insert += (
+            " ON CONFLICT(model, task, kind)"
+            " DO UPDATE SET score = excluded.score, source = excluded.source"
+        )
+    return insert
+
+
+def _add_unknown_ids(con: sqlite3.Connection, table: str, names: Sequence[str], what: str, strict: bool) -> None:
+    """Adds bare rows to ``table`` for the ``names`` it lacks, or refuses them with ``strict``."""
+    known = {r[0] for r in con.execute(f"SELECT id FROM {table}")}
+    unknown = [n for n in names if n not in known]
+    if unknown and strict:
+        shown = ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ZooError(
+            f"history: {len(unknown)} unknown {what} id(s): {shown} "
+            f"(add them with add_{what}s first, or pass strict=False)"
+        )
+    con.executemany(f"INSERT INTO {table} (id) VALUES (?)", [(n,) for n in unknown])
+
+
+def _refuse_stored(con: sqlite3.Connection, history: History, kinds: Sequence[str]) -> None:
+    """Raises on the first result of ``history`` already stored for its (model, task, kind)."""
+    stored = {
+        (m, t, k) for m, t, k in con.execute("SELECT model, task, kind FROM history")
+    }
+    for i in range(len(history)):
+        model = history.models[history.model_index[i]]
+        key = (model, history.tasks[history.task_index[i]], kinds[i])
+        if key in stored:
+            raise ZooError(
+                f"history: a {key[2]} result for model {key[0]!r} on task {key[1]!r} "
+                "is already stored (pass replace=True to overwrite)"
+            )
 
 
 def _switch_pointer(folder: Path, version: int, name: str, arrays: list[str]) -> None:

@@ -188,6 +188,75 @@ def _default_providers(ort: ModuleType) -> list[str]:
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
+def _onnx_providers(
+    ort: ModuleType, providers: Sequence[str | tuple[str, dict[str, Any]]] | None
+) -> Sequence[str | tuple[str, dict[str, Any]]]:
+    """The execution providers asked for, checked against this onnxruntime; default CUDA, then CPU."""
+    available = ort.get_available_providers()
+    if providers is None:
+        return _default_providers(ort)
+    providers = list(providers)
+    missing = [p for p in providers if (p[0] if isinstance(p, tuple) else p) not in available]
+    if missing or not providers:
+        raise ValueError(f"providers: {missing or 'empty list'} not available in this onnxruntime; "
+                         f"available: {available}")
+    return providers
+
+
+def _onnx_model_source(path: Path, output: str | None, input_name: str | None, dynamic_size: bool) -> str | bytes:
+    """The file's path, or the serialised model once cut at ``output`` or freed in size."""
+    if output is None and not dynamic_size:
+        return str(path)
+    model = _load_onnx(path, "OnnxBackend(output=... or dynamic_size=True)")
+    if output is not None and [o.name for o in model.graph.output] != [output]:
+        model = select_output(model, output, source=str(path))
+    if dynamic_size:
+        _free_spatial_dims(model, input_name)
+    serialised: bytes = model.SerializeToString()
+    return serialised
+
+
+def _onnx_session(ort: ModuleType, path: Path, model_source: str | bytes,
+                  providers: Sequence[str | tuple[str, dict[str, Any]]], threads: int | None) -> Any:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = integer(threads, "threads", low=0)
+    try:
+        return ort.InferenceSession(model_source, options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        raise ValueError(f"path: {path} could not be loaded by onnxruntime: {err}") from None
+
+
+def _onnx_image_input(inputs: Sequence[Any], input_name: str | None, path: Path) -> Any:
+    """The session input images go to: the named one, or the only one; it must be float."""
+    if input_name is None:
+        if len(inputs) != 1:
+            raise ValueError(f"input_name: {path} has {len(inputs)} inputs "
+                             f"({[i.name for i in inputs]}); name the image input")
+        image_input = inputs[0]
+    else:
+        by_name = {i.name: i for i in inputs}
+        if input_name not in by_name:
+            raise ValueError(f"input_name: {input_name!r} is not an input of {path}; "
+                             f"inputs: {list(by_name)}")
+        image_input = by_name[input_name]
+    if image_input.type not in _ORT_DTYPES:
+        raise ValueError(f"{path}: input {image_input.name!r} has type {image_input.type}; "
+                         "a float image input is needed")
+    return image_input
+
+
+def _onnx_feature_output(outputs: Sequence[Any], output: str | None, path: Path) -> str:
+    """The name of the session output features are read from (the first, or ``output``); it must be float."""
+    out = outputs[0] if output is None else next(o for o in outputs if o.name == output)
+    if out.type not in _ORT_DTYPES:
+        raise ValueError(f"output {out.name!r} of {path} has type {out.type}; "
+                         "a float tensor is needed for features")
+    name: str = out.name
+    return name
+
+
 class OnnxBackend:
     """Runs an ONNX model with onnxruntime.
 
@@ -222,56 +291,15 @@ class OnnxBackend:
         self.channels_last_output = bool(channels_last_output)
         self.dynamic_size = bool(dynamic_size)
         self._sha256: str | None = None
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = _default_providers(ort)
-        else:
-            providers = list(providers)
-            missing = [p for p in providers if (p[0] if isinstance(p, tuple) else p) not in available]
-            if missing or not providers:
-                raise ValueError(f"providers: {missing or 'empty list'} not available in this onnxruntime; "
-                                 f"available: {available}")
-        model_source: str | bytes = str(self.path)
-        if output is not None or self.dynamic_size:
-            model = _load_onnx(self.path, "OnnxBackend(output=... or dynamic_size=True)")
-            if output is not None and [o.name for o in model.graph.output] != [output]:
-                model = select_output(model, output, source=str(self.path))
-            if self.dynamic_size:
-                _free_spatial_dims(model, input_name)
-            model_source = model.SerializeToString()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads is not None:
-            options.intra_op_num_threads = integer(threads, "threads", low=0)
-        try:
-            self._session = ort.InferenceSession(model_source, options, providers=providers)
-        except Exception as err:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"path: {self.path} could not be loaded by onnxruntime: {err}") from None
+        providers = _onnx_providers(ort, providers)
+        model_source = _onnx_model_source(self.path, output, input_name, self.dynamic_size)
+        self._session = _onnx_session(ort, self.path, model_source, providers, threads)
         self.providers = self._session.get_providers()
-        inputs = self._session.get_inputs()
-        if input_name is None:
-            if len(inputs) != 1:
-                raise ValueError(f"input_name: {self.path} has {len(inputs)} inputs "
-                                 f"({[i.name for i in inputs]}); name the image input")
-            image_input = inputs[0]
-        else:
-            by_name = {i.name: i for i in inputs}
-            if input_name not in by_name:
-                raise ValueError(f"input_name: {input_name!r} is not an input of {self.path}; "
-                                 f"inputs: {list(by_name)}")
-            image_input = by_name[input_name]
-        if image_input.type not in _ORT_DTYPES:
-            raise ValueError(f"{self.path}: input {image_input.name!r} has type {image_input.type}; "
-                             "a float image input is needed")
+        image_input = _onnx_image_input(self._session.get_inputs(), input_name, self.path)
         self.input_name = image_input.name
         self.input_shape = [d if isinstance(d, int) else None for d in image_input.shape]
         self._input_dtype = _ORT_DTYPES[image_input.type]
-        out = self._session.get_outputs()[0] if output is None else next(
-            o for o in self._session.get_outputs() if o.name == output)
-        if out.type not in _ORT_DTYPES:
-            raise ValueError(f"output {out.name!r} of {self.path} has type {out.type}; "
-                             "a float tensor is needed for features")
-        self.output = out.name
+        self.output = _onnx_feature_output(self._session.get_outputs(), output, self.path)
 
     @property
     def sha256(self) -> str:
@@ -408,6 +436,55 @@ def _gpu_name(torch: ModuleType) -> str:
     return name
 
 
+def _tensorrt_and_torch() -> tuple[Any, ModuleType]:
+    """The tensorrt and torch modules, or ImportError/RuntimeError saying which is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError as err:
+        raise ImportError(
+            "TensorRTBackend needs NVIDIA's 'tensorrt' Python package (pip install tensorrt, "
+            f"from NVIDIA's index, on a machine with an NVIDIA GPU): {err}"
+        ) from err
+    torch = require("torch", "TensorRTBackend (GPU buffers)")
+    if not torch.cuda.is_available():
+        raise RuntimeError("TensorRTBackend needs a CUDA GPU, and torch sees none "
+                           "(or this torch was built without CUDA)")
+    return trt, torch
+
+
+def _trt_input_name(model: Any, input_name: str | None, path: Path) -> str:
+    """The image input: the named one, or the graph's only input that is not an initializer."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if input_name is None:
+        if len(inputs) != 1:
+            raise ValueError(f"input_name: {path} has inputs {[i.name for i in inputs]}; name one")
+        name: str = inputs[0].name
+        return name
+    if input_name not in {i.name for i in inputs}:
+        raise ValueError(f"input_name: {input_name!r} is not an input of {path}")
+    return input_name
+
+
+def _trt_input_shape(model: Any, input_name: str, input_size: tuple[int, int] | None,
+                     path: Path) -> tuple[list[int | None], bool]:
+    """The 4-D input's shape with ``input_size`` filling a symbolic image size, and whether any
+    dimension of the graph's input was symbolic (the engine then needs an optimization profile)."""
+    dims = next(i for i in model.graph.input if i.name == input_name).type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(shape) != 4:
+        raise ValueError(f"{path}: input {input_name!r} is {len(shape)}-D; a 4-D image batch is needed")
+    nchw = shape[1] in (1, 3)
+    spatial = (2, 3) if nchw else (1, 2)
+    symbolic = any(d is None for d in shape)
+    if any(shape[a] is None for a in spatial):
+        if input_size is None:
+            raise ValueError(f"input_size: {path} has a symbolic image size; give input_size=(h, w)")
+        for axis, value, label in zip(spatial, input_size, ("input_size[0]", "input_size[1]")):
+            shape[axis] = integer(value, label, low=1)
+    return shape, symbolic
+
+
 class TensorRTBackend:
     """Runs an ONNX model through a TensorRT engine built from it once and cached.
 
@@ -429,17 +506,7 @@ class TensorRTBackend:
                  input_size: tuple[int, int] | None = None, max_batch: int = 64, fp16: bool = False,
                  tokens: str = "cls", channels_last_output: bool = False,
                  workspace_bytes: int = 1 << 30) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError as err:
-            raise ImportError(
-                "TensorRTBackend needs NVIDIA's 'tensorrt' Python package (pip install tensorrt, "
-                f"from NVIDIA's index, on a machine with an NVIDIA GPU): {err}"
-            ) from err
-        torch = require("torch", "TensorRTBackend (GPU buffers)")
-        if not torch.cuda.is_available():
-            raise RuntimeError("TensorRTBackend needs a CUDA GPU, and torch sees none "
-                               "(or this torch was built without CUDA)")
+        trt, torch = _tensorrt_and_torch()
         self.path = Path(onnx_path)
         if not self.path.is_file():
             raise FileNotFoundError(f"onnx_path: no ONNX file at {self.path}")
@@ -449,44 +516,39 @@ class TensorRTBackend:
         self.sha256 = file_sha256(self.path)
 
         model = _load_onnx(self.path, "TensorRTBackend")
-        initializers = {t.name for t in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in initializers]
-        if input_name is None:
-            if len(inputs) != 1:
-                raise ValueError(f"input_name: {self.path} has inputs {[i.name for i in inputs]}; name one")
-            input_name = inputs[0].name
-        elif input_name not in {i.name for i in inputs}:
-            raise ValueError(f"input_name: {input_name!r} is not an input of {self.path}")
+        input_name = _trt_input_name(model, input_name, self.path)
         graph_outputs = [o.name for o in model.graph.output]
         self.output = output if output is not None else graph_outputs[0]
         if graph_outputs != [self.output]:
             model = select_output(model, self.output, source=str(self.path), typed=True)
         self.input_name = input_name
-        dims = next(i for i in model.graph.input if i.name == input_name).type.tensor_type.shape.dim
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        if len(shape) != 4:
-            raise ValueError(f"{self.path}: input {input_name!r} is {len(shape)}-D; a 4-D image batch is needed")
-        nchw = shape[1] in (1, 3)
-        spatial = (2, 3) if nchw else (1, 2)
-        symbolic = any(d is None for d in shape)
-        if any(shape[a] is None for a in spatial):
-            if input_size is None:
-                raise ValueError(f"input_size: {self.path} has a symbolic image size; give input_size=(h, w)")
-            for axis, value, label in zip(spatial, input_size, ("input_size[0]", "input_size[1]")):
-                shape[axis] = integer(value, label, low=1)
+        shape, symbolic = _trt_input_shape(model, input_name, input_size, self.path)
         self.max_batch = integer(max_batch, "max_batch", low=1)
         self.fixed_batch = shape[0]
         self.fp16 = bool(fp16)
+        self.engine_path = self._engine_file(cache_dir, shape)
+        self._load_engine(model, shape, symbolic, fp16, workspace_bytes)
+        self._input_shape = shape
+        self._torch_dtype = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        self._input_dtype = self._torch_dtype.get(self._engine.get_tensor_dtype(input_name), torch.float32)
+        self._output_dtype = self._torch_dtype.get(self._engine.get_tensor_dtype(self.output), torch.float32)
+
+    def _engine_file(self, cache_dir: str | os.PathLike[str] | None, shape: list[int | None]) -> Path:
+        """Where the engine for this model, output, shape, batch range, precision, GPU and TensorRT lives."""
         key_text = json.dumps({
-            "onnx": self.sha256, "output": self.output, "input": input_name, "shape": shape,
-            "max_batch": self.max_batch, "fp16": bool(fp16), "gpu": _gpu_name(torch),
-            "tensorrt": trt.__version__,
+            "onnx": self.sha256, "output": self.output, "input": self.input_name, "shape": shape,
+            "max_batch": self.max_batch, "fp16": self.fp16, "gpu": _gpu_name(self._torch),
+            "tensorrt": self._trt.__version__,
         }, sort_keys=True)
         key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
         folder = Path(cache_dir) if cache_dir is not None else self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        self.engine_path = folder / f"{self.path.stem}.{key}.engine"
+        return folder / f"{self.path.stem}.{key}.engine"
 
+    def _load_engine(self, model: Any, shape: list[int | None], symbolic: bool, fp16: bool,
+                     workspace_bytes: int) -> None:
+        """Deserializes the cached engine, building and caching it first when there is none."""
+        trt = self._trt
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
         if not self.engine_path.is_file():
@@ -497,10 +559,6 @@ class TensorRTBackend:
         if self._engine is None:
             raise RuntimeError(f"TensorRT could not deserialize {self.engine_path}; delete it to rebuild")
         self._context = self._engine.create_execution_context()
-        self._input_shape = shape
-        self._torch_dtype = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
-        self._input_dtype = self._torch_dtype.get(self._engine.get_tensor_dtype(input_name), torch.float32)
-        self._output_dtype = self._torch_dtype.get(self._engine.get_tensor_dtype(self.output), torch.float32)
 
     def _build(self, trt: Any, logger: Any, model_bytes: bytes, shape: list[int | None], symbolic: bool,
                fp16: bool, workspace_bytes: int) -> bytes:

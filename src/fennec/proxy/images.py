@@ -142,6 +142,119 @@ def _folder_entries(root: Path) -> tuple[list[Any], list[int] | None, list[str],
     return entries, labels, classes, notes
 
 
+def _from_folder(root: Path, labels: Sequence[Any] | np.ndarray | None,
+                 ) -> tuple[list[Any], np.ndarray | None, list[str], list[str]]:
+    if not root.exists():
+        raise ValueError(f"source: {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"source: {root} is a file; give a folder, or a list of paths")
+    if labels is not None:
+        raise ValueError("labels: a folder's classes come from its sub-folders; do not pass labels")
+    entries, raw_labels, classes, notes = _folder_entries(root)
+    label_array = None if raw_labels is None else np.asarray(raw_labels, dtype=np.int64)
+    return entries, label_array, classes, notes
+
+
+def _check_image_array(source: np.ndarray) -> None:
+    if source.dtype != np.uint8:
+        raise TypeError(f"source: image arrays must be uint8, got dtype {source.dtype}")
+    if source.ndim not in (3, 4) or (source.ndim == 4 and source.shape[3] not in (1, 3, 4)):
+        raise ValueError(f"source: an image array must be (N, H, W) or (N, H, W, C) with C in "
+                         f"1, 3, 4; got shape {source.shape}")
+
+
+def _source_entries(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray,
+                    labels: Sequence[Any] | np.ndarray | None,
+                    ) -> tuple[list[Any], np.ndarray | None, list[str], list[str]]:
+    """The images (paths or in-memory) of ``source``, their class indices, the classes and notes."""
+    label_array: np.ndarray | None
+    classes: list[str]
+    if isinstance(source, (str, os.PathLike)):
+        return _from_folder(Path(source), labels)
+    if isinstance(source, np.ndarray):
+        _check_image_array(source)
+        entries = list(source)
+    elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        entries = [os.fspath(e) if isinstance(e, os.PathLike) else e for e in source]
+    else:
+        raise TypeError(
+            f"source must be a folder path, a sequence of paths or images, or a uint8 array; "
+            f"got {type(source).__name__}"
+        )
+    label_array, classes = (None, []) if labels is None else _class_labels(labels, len(entries))
+    return entries, label_array, classes, []
+
+
+@dataclass
+class _Decoder:
+    """Decodes chosen entries, keeping the images and the unreadable files' names."""
+
+    strict: bool
+    max_pixels: int | None
+    max_side: int | None
+    decoded: dict[int, object] = field(default_factory=dict)
+    skipped_files: list[str] = field(default_factory=list)
+
+    def take(self, i: int, entry: Any) -> bool:
+        """True when entry ``i`` gave an image; False when it was unreadable and skipped."""
+        if not isinstance(entry, str):
+            self.decoded[i] = entry
+            return True
+        try:
+            self.decoded[i] = read_image(entry, max_pixels=self.max_pixels, max_side=self.max_side)
+            return True
+        except UnreadableImage as err:
+            if self.strict:
+                raise ValueError(f"unreadable image (strict=True): {err}") from None
+            self.skipped_files.append(entry)
+            return False
+
+
+def _sample(entries: list[Any], label_array: np.ndarray | None, classes: list[str],
+            per_class: int | None, seed: int, decoder: _Decoder, notes: list[str]) -> list[int]:
+    """Rows chosen per class (all of them without ``per_class``), in draw order; notes shortfalls."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(len(entries))] if label_array is None else [
+        np.flatnonzero(label_array == c) for c in range(len(classes))
+    ]
+    chosen: list[int] = []
+    for c, members in enumerate(groups):
+        order = members if per_class is None else rng.permutation(members)
+        kept = 0
+        for row in order:
+            if per_class is not None and kept == per_class:
+                break
+            if decoder.take(int(row), entries[int(row)]):
+                chosen.append(int(row))
+                kept += 1
+        name = classes[c] if label_array is not None else "all images"
+        if per_class is not None and kept < per_class:
+            notes.append(f"class {name!r}: {kept} readable images, fewer than per_class={per_class}; "
+                         f"took all {kept}")
+        if kept == 0 and label_array is not None:
+            notes.append(f"class {name!r}: no readable image")
+    return chosen
+
+
+def _image_set(entries: list[Any], chosen: list[int], label_array: np.ndarray | None,
+               classes: list[str], decoder: _Decoder, notes: list[str]) -> ImageSet:
+    skipped_files = decoder.skipped_files
+    if not chosen:
+        raise ValueError(f"source: none of the {len(entries)} images could be read "
+                         f"({len(skipped_files)} unreadable, first: {skipped_files[:1]})")
+    chosen = sorted(chosen)
+    from_disk = any(isinstance(entries[i], str) for i in chosen)
+    return ImageSet(
+        images=[decoder.decoded[i] for i in chosen],
+        labels=None if label_array is None else label_array[chosen],
+        classes=list(classes),
+        skipped=len(skipped_files),
+        paths=[entries[i] if isinstance(entries[i], str) else None for i in chosen] if from_disk else None,
+        skipped_files=skipped_files,
+        notes=notes,
+    )
+
+
 def load_images(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray, *,
                 labels: Sequence[Any] | np.ndarray | None = None, per_class: int | None = None,
                 seed: int = 0, strict: bool = False, max_pixels: int | None = None,
@@ -181,88 +294,9 @@ def load_images(source: str | os.PathLike[str] | Sequence[Any] | np.ndarray, *,
     if max_side is not None:
         max_side = integer(max_side, "max_side", low=1)
     seed = integer(seed, "seed")
-    notes: list[str] = []
-
-    if isinstance(source, (str, os.PathLike)):
-        root = Path(source)
-        if not root.exists():
-            raise ValueError(f"source: {root} does not exist")
-        if not root.is_dir():
-            raise ValueError(f"source: {root} is a file; give a folder, or a list of paths")
-        if labels is not None:
-            raise ValueError("labels: a folder's classes come from its sub-folders; do not pass labels")
-        entries, raw_labels, classes, notes = _folder_entries(root)
-        label_array = None if raw_labels is None else np.asarray(raw_labels, dtype=np.int64)
-    elif isinstance(source, np.ndarray):
-        if source.dtype != np.uint8:
-            raise TypeError(f"source: image arrays must be uint8, got dtype {source.dtype}")
-        if source.ndim not in (3, 4) or (source.ndim == 4 and source.shape[3] not in (1, 3, 4)):
-            raise ValueError(f"source: an image array must be (N, H, W) or (N, H, W, C) with C in "
-                             f"1, 3, 4; got shape {source.shape}")
-        entries = list(source)
-        label_array, classes = (None, []) if labels is None else _class_labels(labels, len(entries))
-    elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
-        entries = list(source)
-        for i, entry in enumerate(entries):
-            if isinstance(entry, os.PathLike):
-                entries[i] = os.fspath(entry)
-        label_array, classes = (None, []) if labels is None else _class_labels(labels, len(entries))
-    else:
-        raise TypeError(
-            f"source must be a folder path, a sequence of paths or images, or a uint8 array; "
-            f"got {type(source).__name__}"
-        )
+    entries, label_array, classes, notes = _source_entries(source, labels)
     if not entries:
         raise ValueError("source: no images given")
-
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(len(entries))] if label_array is None else [
-        np.flatnonzero(label_array == c) for c in range(len(classes))
-    ]
-    chosen: list[int] = []
-    decoded: dict[int, object] = {}
-    skipped_files: list[str] = []
-
-    def take(i: int) -> bool:
-        entry = entries[i]
-        if not isinstance(entry, str):
-            decoded[i] = entry
-            return True
-        try:
-            decoded[i] = read_image(entry, max_pixels=max_pixels, max_side=max_side)
-            return True
-        except UnreadableImage as err:
-            if strict:
-                raise ValueError(f"unreadable image (strict=True): {err}") from None
-            skipped_files.append(entry)
-            return False
-
-    for c, members in enumerate(groups):
-        order = members if per_class is None else rng.permutation(members)
-        kept = 0
-        for row in order:
-            if per_class is not None and kept == per_class:
-                break
-            if take(int(row)):
-                chosen.append(int(row))
-                kept += 1
-        name = classes[c] if label_array is not None else "all images"
-        if per_class is not None and kept < per_class:
-            notes.append(f"class {name!r}: {kept} readable images, fewer than per_class={per_class}; "
-                         f"took all {kept}")
-        if kept == 0 and label_array is not None:
-            notes.append(f"class {name!r}: no readable image")
-    if not chosen:
-        raise ValueError(f"source: none of the {len(entries)} images could be read "
-                         f"({len(skipped_files)} unreadable, first: {skipped_files[:1]})")
-    chosen.sort()
-    from_disk = any(isinstance(entries[i], str) for i in chosen)
-    return ImageSet(
-        images=[decoded[i] for i in chosen],
-        labels=None if label_array is None else label_array[chosen],
-        classes=list(classes),
-        skipped=len(skipped_files),
-        paths=[entries[i] if isinstance(entries[i], str) else None for i in chosen] if from_disk else None,
-        skipped_files=skipped_files,
-        notes=notes,
-    )
+    decoder = _Decoder(strict=strict, max_pixels=max_pixels, max_side=max_side)
+    chosen = _sample(entries, label_array, classes, per_class, seed, decoder, notes)
+    return _image_set(entries, chosen, label_array, classes, decoder, notes)
