@@ -21,14 +21,27 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, cast, overload
 
 import click
 import numpy as np
 
 from . import __version__, kernels
 from .demozoo import TASK_SETS
+
+if TYPE_CHECKING:
+    from .evaluate import EvalData
+
+    # click >= 8.4 types ParamType by the value it converts to; 8.1-8.3 (supported) cannot subscript it.
+    _StrParamType = click.ParamType[str]
+else:
+    _StrParamType = click.ParamType
+
+# What _progress yields: advance(text), called as each step starts (text None: no step text).
+_Advance = Callable[[str | None], None]
 
 EXIT_STATUS = ("\n\n\b\nExit status:\n  0  done\n  1  the job failed (bad data in a file, a zoo that refuses "
                "the change, a failed check)\n  2  the command line is wrong (unknown option, bad value, missing "
@@ -40,7 +53,7 @@ class JobFailed(click.ClickException):
 
     exit_code = 1
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"fennec: error: {self.format_message()}", err=True, file=file)
 
 
@@ -48,7 +61,7 @@ class _Fennec(click.Group):
     """Turns the errors a job raises (bad data, a refusing zoo) into exit status 1 with one
     line on stderr; click's usage errors keep status 2."""
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -57,20 +70,21 @@ class _Fennec(click.Group):
             raise JobFailed(str(error)) from None
 
 
-def _usage_error(message: str):
+def _usage_error(message: str) -> click.UsageError:
     class _Error(click.UsageError):
-        def show(self, file=None) -> None:
+        def show(self, file: IO[Any] | None = None) -> None:
             click.echo(f"fennec: error: {self.format_message()}", err=True, file=file)
 
     return _Error(message)
 
 
-class ZooPath(click.ParamType):
+class ZooPath(_StrParamType):
     """A folder holding a zoo (checked before the job starts: a wrong path is a usage error)."""
 
     name = "ZOO"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: str | os.PathLike[str], param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
         path = Path(value)
         if not path.is_dir():
             self.fail(f"{value}: no such folder, so not a zoo", param, ctx)
@@ -82,8 +96,8 @@ class ZooPath(click.ParamType):
 ZOO = ZooPath()
 
 
-def _positive(name: str):
-    def check(ctx, param, value):
+def _positive(name: str) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
+    def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise click.BadParameter(f"{name} must be >= 1, got {value}")
         return value
@@ -91,7 +105,7 @@ def _positive(name: str):
     return check
 
 
-def _finite_or_null(value):
+def _finite_or_null(value: object) -> object:
     """JSON has no NaN: a metric a method cannot give (the prior of a model with no history) is null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -102,14 +116,14 @@ def _finite_or_null(value):
     return value
 
 
-def _emit(as_json: bool, data, text: str | None = None) -> None:
+def _emit(as_json: bool, data: object, text: str | None = None) -> None:
     if as_json:
         click.echo(json.dumps(_finite_or_null(data), indent=1, default=_json_default, allow_nan=False))
     elif text is not None:
         click.echo(text)
 
 
-def _json_default(value):
+def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Path):
@@ -118,13 +132,17 @@ def _json_default(value):
 
 
 @contextmanager
-def _progress(description: str, total: int | None = None):
+def _progress(description: str, total: int | None = None) -> Iterator[_Advance]:
     """A progress bar on stderr while a job runs (only on a terminal); yields ``advance(text)``."""
     try:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     except ImportError:
-        yield lambda text=None: None
+
+        def nothing(text: str | None = None) -> None:
+            return None
+
+        yield nothing
         return
     console = Console(stderr=True)
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
@@ -141,8 +159,17 @@ def _progress(description: str, total: int | None = None):
         yield advance
 
 
-def _key_values(items, what: str, *, number: bool = True) -> dict:
-    out = {}
+@overload
+def _key_values(items: Iterable[str] | None, what: str, *, number: Literal[True] = ...) -> dict[str, float]: ...
+
+
+@overload
+def _key_values(items: Iterable[str] | None, what: str, *, number: Literal[False]) -> dict[str, str]: ...
+
+
+def _key_values(items: Iterable[str] | None, what: str, *,
+                number: bool = True) -> dict[str, float] | dict[str, str]:
+    out: dict[str, Any] = {}  # floats when number, else texts
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -159,7 +186,7 @@ def _key_values(items, what: str, *, number: bool = True) -> dict:
     return out
 
 
-def _number_or_text(text: str):
+def _number_or_text(text: str) -> str | int | float:
     try:
         value = float(text)
     except ValueError:
@@ -167,10 +194,10 @@ def _number_or_text(text: str):
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 
-def _filters(items) -> dict | None:
+def _filters(items: Iterable[str] | None) -> dict[str, object] | None:
     """``--where`` items: FIELD=VALUE (a number also matches its text), FIELD=A,B (one of),
     FIELD<=X, FIELD>=X, FIELD<X, FIELD>X, FIELD!=X."""
-    where = {}
+    where: dict[str, object] = {}
     for item in items or ():
         for op in ("<=", ">=", "!=", "<", ">", "="):
             field, sep, value = item.partition(op)
@@ -180,7 +207,7 @@ def _filters(items) -> dict | None:
             raise click.BadParameter(f"expected FIELD=VALUE or FIELD<=NUMBER..., got {item!r}", param_hint="--where")
         if op == "=":
             options = value.split(",") if "," in value else [value]
-            allowed = []
+            allowed: list[str | int | float] = []
             for option in options:
                 allowed.append(option)
                 number = _number_or_text(option)
@@ -193,8 +220,9 @@ def _filters(items) -> dict | None:
     return where or None
 
 
-def _task_option(task_items, descriptor_path):
-    task = _key_values(task_items, "--task") or {}
+def _task_option(task_items: Iterable[str], descriptor_path: str | None) -> dict[str, float | list[float]] | None:
+    # The named features are floats; the descriptor goes in beside them as a list.
+    task = cast("dict[str, float | list[float]]", _key_values(task_items, "--task") or {})
     if descriptor_path:
         task["descriptor"] = _read_vector(descriptor_path)
     return task or None
@@ -208,7 +236,8 @@ def _read_vector(path: str) -> list[float]:
             vector = np.asarray(json.load(fh), dtype=float)
     if vector.ndim != 1 or not np.all(np.isfinite(vector)):
         raise ValueError(f"{path}: expected one finite vector, got shape {vector.shape}")
-    return vector.astype(float).tolist()
+    values: list[float] = vector.astype(float).tolist()
+    return values
 
 
 # -- the group --------------------------------------------------------------------
@@ -226,13 +255,13 @@ def _read_vector(path: str) -> list[float]:
                     "\nEvery command that prints results takes --json; `fennec COMMAND --help` shows examples."
                     + EXIT_STATUS)
 @click.version_option(__version__, prog_name="fennec", message="%(prog)s %(version)s")
-def cli():
+def cli() -> None:
     """fennec recommends which pre-trained model to fine-tune for a new task."""
 
 
 @cli.command(epilog=EXIT_STATUS)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def info(as_json):
+def info(as_json: bool) -> None:
     """What the compiled core was built with (compiler, SIMD level, CUDA)."""
     data = kernels.build_info()
     data["version"] = __version__
@@ -248,7 +277,7 @@ def info(as_json):
 @click.option("--repeat", default=20, show_default=True, callback=_positive("repeat"), help="timed runs")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def demo(models, dim, k, fp16, repeat, seed, as_json):
+def demo(models: int, dim: int, k: int, fp16: bool, repeat: int, seed: int, as_json: bool) -> None:
     """Rank an embedded synthetic zoo with the fused top-k kernel, checked against numpy."""
     rng = np.random.default_rng(seed)
     dtype = np.float16 if fp16 else np.float32
@@ -327,9 +356,11 @@ def demo(models, dim, k, fp16, repeat, seed, as_json):
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="also write one self-contained HTML page with the tables and pictures")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_col, score_col, models, model_key,
-                 type_col, tasks, task_key, task_distance, forward_scores, exclude_task, protocol, shots, probe,
-                 exclude_related, seed, report, as_json):
+def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | None, no_archi2vec: bool, wide: bool,
+                 model_col: str, task_col: str, score_col: str, models: str | None, model_key: str,
+                 type_col: str | None, tasks: str | None, task_key: str, task_distance: str | None,
+                 forward_scores: str | None, exclude_task: tuple[str, ...], protocol: str, shots: int, probe: str,
+                 exclude_related: bool, seed: int, report: str | None, as_json: bool) -> None:
     """Evaluate recommendation on a history table, with the baselines in the same run.
 
     Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
@@ -345,11 +376,11 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
     if exclude_related and protocol == "cold-model":
         raise _usage_error("--exclude-related holds tasks out; the cold-model protocol holds models out")
 
-    def zoo_data(path, name=""):
+    def zoo_data(path: str, name: str = "") -> EvalData:
         with _progress(f"reading the zoo{name}"), Zoo.open(path) as opened:
             return load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task, embeddings=not no_archi2vec)
 
-    def evaluated(data, name=""):
+    def evaluated(data: EvalData, name: str = "") -> dict[str, Any]:
         with _progress(f"evaluating{name} ({protocol}, {len(data.tasks)} tasks)"):
             return evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related)
 
@@ -363,6 +394,7 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
     if zoo_paths:
         data = zoo_data(zoo_paths[0])
     else:
+        assert history is not None  # one of --history and --zoo, checked above
         with _progress("reading the history"):
             data = load_eval_data(
                 history, wide=wide, model_col=model_col, task_col=task_col, score_col=score_col,
@@ -379,7 +411,7 @@ def eval_command(history, zoo_paths, kind, no_archi2vec, wide, model_col, task_c
     _emit(as_json, result, format_table(result) + (f"\nwrote {report}" if report else ""))
 
 
-def _zoo_names(paths) -> list[str]:
+def _zoo_names(paths: tuple[str, ...]) -> list[str]:
     """Short names for pooled zoos: their folder names, or the paths as given where two share one."""
     resolved = [Path(p).resolve() for p in paths]
     if len(set(resolved)) < len(resolved):
@@ -397,14 +429,14 @@ def _zoo_names(paths) -> list[str]:
            "  fennec zoo import myzoo --history results.csv\n"
            "  fennec zoo add-history myzoo --model resnet50 --task pets --score 91.2\n"
            "  fennec zoo fit myzoo && fennec zoo info myzoo\n" + EXIT_STATUS)
-def zoo():
+def zoo() -> None:
     """Create, fill, fit and inspect a zoo (a folder: SQLite plus fitted arrays)."""
 
 
 @zoo.command("create", epilog=EXIT_STATUS)
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_create(path, as_json):
+def zoo_create(path: str, as_json: bool) -> None:
     """A new empty zoo at PATH."""
     from .zoo import Zoo
 
@@ -415,7 +447,7 @@ def zoo_create(path, as_json):
 @zoo.command("info", epilog=EXIT_STATUS)
 @click.argument("path", type=ZOO)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_info(path, as_json):
+def zoo_info(path: str, as_json: bool) -> None:
     """What the zoo holds: models, tasks, results, fitted version."""
     from .zoo import Zoo
 
@@ -440,7 +472,8 @@ def zoo_info(path, as_json):
 @click.option("--source", help="where the results come from (kept per row)")
 @click.option("--replace", is_flag=True, help="overwrite results already stored")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_import(path, history, wide, strict, model_col, task_col, score_col, kind, source, replace, as_json):
+def zoo_import(path: str, history: str, wide: bool, strict: bool, model_col: str, task_col: str, score_col: str,
+               kind: str | None, source: str | None, replace: bool, as_json: bool) -> None:
     """Import past results from a CSV, all of it or nothing."""
     from .zoo import Zoo
 
@@ -459,15 +492,14 @@ def zoo_import(path, history, wide, strict, model_col, task_col, score_col, kind
 @click.option("--fold-in", is_flag=True,
               help="fold results added since the last fit in with that fit's choices (no cross-validation)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_fit(path, seed, fold_in, as_json):
+def zoo_fit(path: str, seed: int, fold_in: bool, as_json: bool) -> None:
     """Fit the transfer space on the zoo's history; a running service picks it up."""
     from .fitting import fit
     from .zoo import Zoo
 
-    options = {"fold_in": True} if fold_in else {}
     started = time.perf_counter()
     with Zoo.open(path) as opened, _progress("fitting the transfer space"):
-        summary = fit(opened, seed=seed, **options)
+        summary = fit(opened, seed=seed, fold_in=fold_in)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     _emit(as_json, summary, f"fitted version {summary['version']}: {summary['n_models']} models, "
                             f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None}, "
@@ -486,7 +518,8 @@ def zoo_fit(path, seed, fold_in, as_json):
                                       "out of fennec's design")
 @click.option("--no-fit", is_flag=True, help="do not fit the transfer space at the end")
 @click.option("--json", "as_json", is_flag=True, help="print the build report as JSON")
-def zoo_build_demo(path, cache_dir, models, tasks, task_set, no_fit, as_json):
+def zoo_build_demo(path: str, cache_dir: str | None, models: tuple[str, ...], tasks: tuple[str, ...], task_set: str,
+                   no_fit: bool, as_json: bool) -> None:
     """Build the real offline zoo: packaged pretrained models x tasks carved from packaged datasets.
 
     Ground truth is each model's linear-probe accuracy on each task's held-out
@@ -519,7 +552,7 @@ def zoo_build_demo(path, cache_dir, models, tasks, task_set, no_fit, as_json):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="the CSV to write")
 @click.option("--wide", is_flag=True, help="write a model x task table")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_export(path, out, wide, as_json):
+def zoo_export(path: str, out: str, wide: bool, as_json: bool) -> None:
     """Export the history to a CSV."""
     from .zoo import Zoo
 
@@ -529,7 +562,7 @@ def zoo_export(path, out, wide, as_json):
     _emit(as_json, {"path": str(out), "results": rows}, f"wrote {out}")
 
 
-def _torch_module(spec: str):
+def _torch_module(spec: str) -> Any:
     """``package.module:factory`` -> the module the factory returns (called with no arguments)."""
     import importlib
 
@@ -568,8 +601,10 @@ def _torch_module(spec: str):
                                                        "module (then one forward pass is traced)")
 @click.option("--replace", is_flag=True, help="overwrite the metadata of a model already stored")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset, input_size, license, field,
-                  json_file, onnx, torch_spec, input_shape, replace, as_json):
+def zoo_add_model(path: str, model_id: str | None, architecture: str | None, family: str | None,
+                  n_params: float | None, source_dataset: str | None, input_size: int | None, license: str | None,
+                  field: tuple[str, ...], json_file: IO[str] | None, onnx: str | None, torch_spec: str | None,
+                  input_shape: str | None, replace: bool, as_json: bool) -> None:
     """Add models with their side information, from options or a JSON file.
 
     With --onnx or --torch the model's computation graph is embedded (archi2vec),
@@ -604,7 +639,7 @@ def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset
     if onnx or torch_spec:
         from .registry import add_model
 
-        source = onnx or _torch_module(torch_spec)
+        source = onnx or _torch_module(cast(str, torch_spec))  # --torch, when --onnx is not given
         example = None
         if input_shape:
             import torch
@@ -614,6 +649,7 @@ def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset
             except ValueError:
                 raise _usage_error(f"--input-shape: expected integers like 1,3,224,224, got {input_shape!r}") from None
         metadata = {k: v for k, v in rows[0].items() if k != "id"}
+        assert model_id is not None  # --onnx/--torch need --id, checked above
         with _progress("embedding the architecture"), Zoo.open(path) as opened:
             summary = add_model(opened, model_id, source, example_input=example, metadata=metadata, replace=replace)
         _emit(as_json, {"added": 1, "ids": [model_id], **summary},
@@ -641,7 +677,9 @@ def zoo_add_model(path, model_id, architecture, family, n_params, source_dataset
 @click.option("--replace", is_flag=True, help="overwrite results already stored")
 @click.option("--strict", is_flag=True, help="unknown model or task ids are errors")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, replace, strict, as_json):
+def zoo_add_history(path: str, csv_path: str | None, wide: bool, model: str | None, task: str | None,
+                    score: float | None, kind: str | None, source: str | None, replace: bool, strict: bool,
+                    as_json: bool) -> None:
     """Add past results: a CSV, or one result given by --model, --task and --score."""
     from .history import History
     from .zoo import Zoo
@@ -658,6 +696,7 @@ def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, repl
         else:
             if any(v is None for v in single):
                 raise _usage_error("add-history: one result needs --model, --task and --score")
+            assert score is not None  # checked just above
             if not math.isfinite(score):
                 raise click.BadParameter(f"must be finite, got {score}", param_hint="--score")
             added = opened.add_history(History.from_rows([(model, task, score)]), kind=kind, source=source,
@@ -692,7 +731,9 @@ def zoo_add_history(path, csv_path, wide, model, task, score, kind, source, repl
               help="keep models whose metadata match: FIELD=VALUE, FIELD=A,B (one of), FIELD<=X, FIELD>X, "
                    "FIELD!=X (repeatable; all must hold)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def rank(zoo_path, k, task_items, descriptor, images, per_class, seed, strict, observed, where, as_json):
+def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | None, images: str | None,
+         per_class: int, seed: int, strict: bool, observed: tuple[str, ...], where: tuple[str, ...],
+         as_json: bool) -> None:
     """Rank a fitted zoo's models for a new task."""
     from .ranking import rank as rank_zoo
     from .zoo import Zoo
@@ -745,7 +786,8 @@ def rank(zoo_path, k, task_items, descriptor, images, per_class, seed, strict, o
 @click.option("--access-log", is_flag=True, help="log every request (slower)")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="processes answering on the port; one per core for a busy service")
-def serve(zoo_path, host, port, token_file, max_body_bytes, log_level, access_log, workers):
+def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_bytes: int, log_level: str,
+          access_log: bool, workers: int) -> None:
     """Serve a zoo over HTTP: rank, models, history, health and metrics."""
     try:
         from .serve import read_token, serve as run
@@ -779,7 +821,9 @@ def serve(zoo_path, host, port, token_file, max_body_bytes, log_level, access_lo
               help="space: models drawn at most (a random sample beyond)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def plot(zoo_path, kind, out, task, task_feature, observed, where, k, max_points, seed, as_json):
+def plot(zoo_path: str, kind: str, out: str, task: str | None, task_feature: tuple[str, ...],
+         observed: tuple[str, ...], where: tuple[str, ...], k: int, max_points: int, seed: int,
+         as_json: bool) -> None:
     """Draw a zoo as a PNG: its transfer space, a held-out prediction, or a ranking."""
     try:
         from . import plot as pictures
@@ -821,13 +865,14 @@ def plot(zoo_path, kind, out, task, task_feature, observed, where, k, max_points
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="--http: server processes (fennec serve --workers)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def bench(zoo_path, models, tasks, keep, queries, k, where, http, clients, duration, workers, as_json):
+def bench(zoo_path: str | None, models: int, tasks: int, keep: str | None, queries: int, k: int,
+          where: tuple[str, ...], http: bool, clients: int, duration: float, workers: int, as_json: bool) -> None:
     """Time fennec.rank in process (p50/p99) and, with --http, the service under load."""
     from .benchmarks.loadgen import load_test, rank_latency
     from .benchmarks.synthetic import synthetic_zoo
     from .zoo import Zoo
 
-    result = {}
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
         if zoo_path is None:
             zoo_path = keep or os.path.join(scratch, "zoo")

@@ -9,6 +9,12 @@ process (``python -m fennec.benchmarks.loadgen`` is that load generator).
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what __getattr__ imports on first use, for the type checker
+    from .loadgen import generate_load, load_test, rank_bodies, rank_latency
+    from .server import ServerProcess, free_port, process_tree, rss_bytes, tree_rss_bytes
+    from .synthetic import synthetic_zoo, task_queries
 
 __all__ = ["ServerProcess", "free_port", "generate_load", "load_test", "process_tree", "rank_bodies",
            "rank_latency", "rss_bytes", "synthetic_zoo", "task_queries", "tree_rss_bytes"]

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,7 +40,7 @@ __all__ = ["generate_load", "load_test", "main", "rank_bodies", "rank_latency"]
 ENGINES = ("auto", "wrk", "asyncio")
 
 
-def _percentiles(seconds: Iterable[float]) -> dict:
+def _percentiles(seconds: Iterable[float]) -> dict[str, float | None]:
     values = np.asarray(seconds, dtype=float) * 1e3
     if values.size == 0:
         return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
@@ -48,8 +49,8 @@ def _percentiles(seconds: Iterable[float]) -> dict:
             "max_ms": round(float(values.max()), 3), "mean_ms": round(float(values.mean()), 3)}
 
 
-def rank_latency(zoo: Zoo, *, queries: int = 2000, k: int = 10, where: Mapping | None = None, seed: int = 0,
-                 warmup: int = 50) -> dict:
+def rank_latency(zoo: Zoo, *, queries: int = 2000, k: int = 10, where: Mapping[str, object] | None = None,
+                 seed: int = 0, warmup: int = 50) -> dict[str, Any]:
     """Times ``fennec.rank(zoo, task, k=k, where=where)`` over ``queries`` precomputed random tasks."""
     integer(queries, "queries", low=1)
     _, meta = zoo.read_fitted()
@@ -64,7 +65,7 @@ def rank_latency(zoo: Zoo, *, queries: int = 2000, k: int = 10, where: Mapping |
     return {"queries": queries, "k": k, "models": len(zoo.read_fitted()[0]["model_ids"]), **_percentiles(times)}
 
 
-def rank_bodies(meta: Mapping, n: int = 1000, *, k: int = 10, seed: int = 0) -> list[bytes]:
+def rank_bodies(meta: Mapping[str, Any], n: int = 1000, *, k: int = 10, seed: int = 0) -> list[bytes]:
     """``n`` JSON bodies for POST /rank with random precomputed task features."""
     return [json.dumps({"task": task, "k": k}).encode() for task in task_queries(meta, n, seed=seed)]
 
@@ -88,7 +89,8 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 async def _connection(host: str, port: int, path: str, bodies: list[bytes], offset: int, deadline: float,
                       latencies: list[float], counters: dict[str, int], check_every: int) -> None:
-    reader = writer = None
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
     i = offset
     while time.perf_counter() < deadline:
         body = bodies[i % len(bodies)]
@@ -96,6 +98,7 @@ async def _connection(host: str, port: int, path: str, bodies: list[bytes], offs
         try:
             if writer is None:
                 reader, writer = await asyncio.open_connection(host, port)
+            assert reader is not None  # opened with the writer
             start = time.perf_counter()
             status, payload = await _exchange(reader, writer, host, path, body)
             latencies.append(time.perf_counter() - start)
@@ -113,7 +116,7 @@ async def _connection(host: str, port: int, path: str, bodies: list[bytes], offs
 
 
 async def _generate(url: str, clients: int, duration: float, bodies: list[bytes], path: str,
-                    check_every: int) -> dict:
+                    check_every: int) -> dict[str, Any]:
     host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
     latencies: list[float] = []
     counters = {"errors": 0, "non_2xx": 0, "bad_answers": 0}
@@ -127,7 +130,7 @@ async def _generate(url: str, clients: int, duration: float, bodies: list[bytes]
 
 
 def generate_load(url: str, *, clients: int, duration: float, bodies: list[bytes], path: str = "/rank",
-                  check_every: int = 100) -> dict:
+                  check_every: int = 100) -> dict[str, Any]:
     """Drives ``url`` from this process: ``clients`` keep-alive connections, each sending the
     next body when the previous answer is in, for ``duration`` seconds; latency percentiles."""
     integer(clients, "clients", low=1)
@@ -136,8 +139,8 @@ def generate_load(url: str, *, clients: int, duration: float, bodies: list[bytes
     try:
         import uvloop  # a cheaper event loop leaves more of the machine to the server
     except ImportError:
-        uvloop = None
-    if uvloop is not None:
+        pass
+    else:
         return uvloop.run(_generate(url, clients, duration, bodies, path, check_every))
     return asyncio.run(_generate(url, clients, duration, bodies, path, check_every))
 
@@ -155,7 +158,7 @@ _WRK_SCRIPT = (
     "summary.errors.status, summary.errors.timeout, summary.duration))\nend\n")
 
 
-def _wrk(url: str, clients: int, duration: float, bodies: list[bytes], path: str) -> dict:
+def _wrk(url: str, clients: int, duration: float, bodies: list[bytes], path: str) -> dict[str, Any]:
     """The same load with wrk (one thread); its latency percentiles and error counts."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         script = fh.name
@@ -181,17 +184,18 @@ def _wrk(url: str, clients: int, duration: float, bodies: list[bytes], path: str
             **{f"{name}_ms": round(raw[f"{name}_us"] / 1e3, 3) for name in ("p50", "p90", "p99", "max", "mean")}}
 
 
-def _generator_process(url: str, clients: int, bodies_file: Path) -> Callable[[float], dict]:
+def _generator_process(url: str, clients: int, bodies_file: Path) -> Callable[[float], dict[str, Any]]:
     """Runs of the asyncio generator in a process of its own, ``seconds`` long each."""
 
-    def drive(seconds: float) -> dict:
+    def drive(seconds: float) -> dict[str, Any]:
         out = subprocess.run([sys.executable, "-m", "fennec.benchmarks.loadgen", "--url", url, "--clients",
                               str(clients), "--duration", str(seconds), "--bodies", str(bodies_file)],
                              capture_output=True, text=True, timeout=seconds + 120,
                              env={**os.environ, "PYTHONPATH": source_pythonpath(os.environ.get("PYTHONPATH"))})
         if out.returncode != 0:
             raise RuntimeError(f"the load generator failed: {out.stderr[-2000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])  # generate_load's numbers
+        return result
 
     return drive
 
@@ -200,7 +204,7 @@ class _RssSampler:
     """The resident memory of ``pid`` and its children: at the start of the ``with`` block,
     at its end, and the largest of the samples taken every 0.25 s in between."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int) -> None:
         self.pid = pid
         self.rss: dict[str, int | None] = {"start": None, "max": 0}
         self._stop = threading.Event()
@@ -208,7 +212,8 @@ class _RssSampler:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.25):
-            self.rss["max"] = max(self.rss["max"], tree_rss_bytes(self.pid) or 0)
+            # "max" starts at 0 and only grows: never None
+            self.rss["max"] = max(cast(int, self.rss["max"]), tree_rss_bytes(self.pid) or 0)
 
     def __enter__(self) -> _RssSampler:
         self.rss["start"] = tree_rss_bytes(self.pid)
@@ -224,9 +229,9 @@ class _RssSampler:
         return {key: None if value is None else round(value / 2**20, 1) for key, value in self.rss.items()}
 
 
-def load_test(zoo: str | os.PathLike, *, clients: int = 64, duration: float = 30.0, engine: str = "auto",
+def load_test(zoo: str | os.PathLike[str], *, clients: int = 64, duration: float = 30.0, engine: str = "auto",
               warmup: float = 2.0, k: int = 10, seed: int = 0, bodies: int = 1000,
-              server_args: tuple[str, ...] = (), workers: int = 1) -> dict:
+              server_args: tuple[str, ...] = (), workers: int = 1) -> dict[str, Any]:
     """Starts the service on ``zoo`` with ``workers`` processes, warms it up, then loads
     ``POST /rank`` from a second process for ``duration`` seconds; returns the generator's
     numbers with the server's RSS, its workers included (start: after the warm-up; end:
@@ -253,6 +258,7 @@ def load_test(zoo: str | os.PathLike, *, clients: int = 64, duration: float = 30
             drive(warmup)
         with _RssSampler(server.pid) as sampler:
             result = drive(duration)
+        assert server.process is not None  # started by the with statement
         alive = server.process.poll() is None
     mb = sampler.megabytes()
     return {**result, "models": n_models, "k": k, "workers": workers, "server_alive": alive, "rss_start_mb": mb["start"],

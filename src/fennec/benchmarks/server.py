@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 __all__ = ["ServerProcess", "free_port", "process_tree", "rss_bytes", "source_pythonpath", "tree_rss_bytes"]
 
@@ -26,7 +27,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -67,14 +69,14 @@ class ServerProcess:
     """``python -m fennec serve`` in a child process: started, polled on /healthz until it
     answers, and always stopped (terminate, then kill) when the ``with`` block ends."""
 
-    def __init__(self, zoo: str | os.PathLike, *, host: str = "127.0.0.1", port: int | None = None,
+    def __init__(self, zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int | None = None,
                  token: str | None = None, args: tuple[str, ...] = (), startup_timeout: float = 60.0,
                  env: Mapping[str, str] | None = None) -> None:
         self.zoo, self.host, self.port = str(zoo), host, port or free_port(host)
         self.token, self.args, self.startup_timeout = token, tuple(args), startup_timeout
         self.env = dict(os.environ if env is None else env)
-        self.process: subprocess.Popen | None = None
-        self._log = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -82,6 +84,7 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        assert self.process is not None, "the server has not been started"
         return self.process.pid
 
     def log(self) -> str:
@@ -111,6 +114,7 @@ class ServerProcess:
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
+        assert self.process is not None  # started by start(), the only caller
         while True:
             if self.process.poll() is not None:
                 log = self.log()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,16 +25,16 @@ __all__ = ["FAMILIES", "synthetic_zoo", "task_queries"]
 FAMILIES = ("resnet", "vit", "convnext", "swin", "efficientnet", "mobilenet", "deit", "regnet")
 
 
-def synthetic_zoo(path: str | os.PathLike, *, n_models: int = 100_000, n_tasks: int = 20,
+def synthetic_zoo(path: str | os.PathLike[str], *, n_models: int = 100_000, n_tasks: int = 20,
                   results_per_model: int = 5, seed: int = 0, fit: bool = True,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Creates and fits a synthetic zoo at ``path``; returns its sizes and the seconds each step took."""
     integer(n_models, "n_models", low=1)
     integer(n_tasks, "n_tasks", low=2)
     integer(results_per_model, "results_per_model", low=1)
     step = progress or (lambda _: None)
     rng = np.random.default_rng(seed)
-    seconds = {}
+    seconds: dict[str, float] = {}
     started = time.perf_counter()
     step("adding models")
     zoo = Zoo.create(path)
@@ -53,7 +54,7 @@ def synthetic_zoo(path: str | os.PathLike, *, n_models: int = 100_000, n_tasks: 
         history = _sparse_history(rng, models, tasks, family, size, task_size, min(results_per_model, n_tasks))
         zoo.add_history(history)
         seconds["add_history"] = time.perf_counter() - started
-        summary = {"path": str(path), "n_models": n_models, "n_tasks": n_tasks, "results": len(history)}
+        summary: dict[str, Any] = {"path": str(path), "n_models": n_models, "n_tasks": n_tasks, "results": len(history)}
         if fit:
             step("fitting")
             started = time.perf_counter()
@@ -83,12 +84,12 @@ def _sparse_history(rng: np.random.Generator, models: list[str], tasks: list[str
                                  [tasks[j] for j in task_index.tolist()], scores.tolist()))
 
 
-def named_task_columns(meta: Mapping) -> list[str]:
+def named_task_columns(meta: Mapping[str, Any]) -> list[str]:
     """The task features a zoo fitted with ``meta`` takes by name (its descriptor columns left out)."""
     return [c for c in meta.get("task_columns", []) if not c.startswith(("descriptor_", "task_descriptor_"))]
 
 
-def task_queries(meta: Mapping, n: int, *, seed: int = 0) -> list[dict]:
+def task_queries(meta: Mapping[str, Any], n: int, *, seed: int = 0) -> list[dict[str, float]]:
     """``n`` random task-feature dicts for a zoo fitted with ``meta`` (class counts 2-1,000,
     training sets 100-1,000,000, other features 10-100,000)."""
     rng = np.random.default_rng(seed)

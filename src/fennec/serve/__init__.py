@@ -8,6 +8,11 @@ measurement (``fennec bench``) are in :mod:`fennec.benchmarks`.
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what __getattr__ imports on first use, for the type checker
+    from .app import DEFAULT_MAX_BODY_BYTES, create_app, read_token, serve
+    from .images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "create_app", "decode_image", "read_token", "serve"]
 

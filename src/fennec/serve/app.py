@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from fastapi import FastAPI
 
@@ -50,9 +51,20 @@ MIN_TOKEN_LENGTH = 16
 WORKER_CONFIG = "FENNEC_SERVE_WORKER"
 
 
-def create_app(zoo: str | os.PathLike, *, token: str | None = None,
+class _UvicornOptions(TypedDict):
+    """What serve() gives uvicorn.Config and uvicorn.run, whatever the number of workers."""
+
+    host: str
+    port: int
+    log_level: str
+    access_log: bool
+    lifespan: Literal["auto", "on", "off"]
+    server_header: bool
+
+
+def create_app(zoo: str | os.PathLike[str], *, token: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               image_encoder: ImageEncoder | None = None, metrics_dir: str | os.PathLike | None = None) -> Guard:
+               image_encoder: ImageEncoder | None = None, metrics_dir: str | os.PathLike[str] | None = None) -> Guard:
     """The ASGI application serving the zoo at ``zoo``.
 
     ``token``: the bearer token that writes need (None: writes are refused with 403).
@@ -80,7 +92,7 @@ def create_app(zoo: str | os.PathLike, *, token: str | None = None,
     return Guard(app, metrics=metrics, token=token, max_body_bytes=max_body_bytes, rank=rank)
 
 
-def _checked_settings(zoo: str | os.PathLike, token: str | None, max_body_bytes: int) -> Path:
+def _checked_settings(zoo: str | os.PathLike[str], token: str | None, max_body_bytes: int) -> Path:
     """The zoo's path, once the zoo opens and the settings are valid (a clear error now,
     not at the first request)."""
     path = Path(zoo)
@@ -91,7 +103,8 @@ def _checked_settings(zoo: str | os.PathLike, token: str | None, max_body_bytes:
     return path
 
 
-def read_token(token_file: str | os.PathLike | None = None, *, environ: Mapping[str, str] | None = None) -> str | None:
+def read_token(token_file: str | os.PathLike[str] | None = None, *,
+               environ: Mapping[str, str] | None = None) -> str | None:
     """The write token: the file's text (stripped) when a file is given, else ``FENNEC_TOKEN``."""
     environ = os.environ if environ is None else environ
     if token_file is not None:
@@ -119,7 +132,7 @@ def worker_app() -> Guard:
                       max_image_pixels=config["max_image_pixels"], metrics_dir=config["metrics_dir"])
 
 
-def serve(zoo: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
           log_level: str = "warning", access_log: bool = False, image_encoder: ImageEncoder | None = None,
           workers: int = 1) -> None:
@@ -133,8 +146,8 @@ def serve(zoo: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000, 
     import uvicorn
 
     integer(workers, "workers", low=1)
-    options = dict(host=host, port=port, log_level=log_level, access_log=access_log, lifespan="on",
-                   server_header=False)
+    options = _UvicornOptions(host=host, port=port, log_level=log_level, access_log=access_log, lifespan="on",
+                              server_header=False)
     if workers == 1:
         app = create_app(zoo, token=token, max_body_bytes=max_body_bytes, max_image_pixels=max_image_pixels,
                          image_encoder=image_encoder)

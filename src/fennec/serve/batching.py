@@ -12,6 +12,9 @@ from .metrics import Metrics
 
 __all__ = ["Batcher"]
 
+# A ranking's (scores, order), as kernels.topk gives them.
+_TopK = tuple[np.ndarray, np.ndarray]
+
 
 class Batcher:
     """Scans the model vectors once for every ranking that is waiting at the same moment.
@@ -26,10 +29,11 @@ class Batcher:
     """
 
     def __init__(self, metrics: Metrics):
-        self._waiting: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None, list]] = {}
+        self._waiting: dict[tuple[int, int],
+                            tuple[np.ndarray, np.ndarray | None, list[tuple[RankPlan, asyncio.Future[_TopK]]]]] = {}
         self.metrics = metrics
 
-    async def topk(self, plan: RankPlan) -> tuple[np.ndarray, np.ndarray]:
+    async def topk(self, plan: RankPlan) -> _TopK:
         """The ``(scores, order)`` of ``plan``'s top ``k``, from the scan its group shares."""
         loop = asyncio.get_running_loop()
         # The group holds the vectors and mask, so their ids stay theirs while it waits.
@@ -38,7 +42,7 @@ class Batcher:
         if group is None:
             group = self._waiting[key] = (plan.vectors, plan.mask, [])
             loop.call_soon(self._scan, key)
-        answer = loop.create_future()
+        answer: asyncio.Future[_TopK] = loop.create_future()
         group[2].append((plan, answer))
         return await answer
 

@@ -19,6 +19,9 @@ JSON_ROUTES = {("POST", "/rank"), ("POST", "/rank/images"), *WRITE_ROUTES}
 # Answers POST /rank from the request's scope and whole body, without the framework.
 RankHandler = Callable[[Scope, bytes, Send], Awaitable[None]]
 
+# A refusal's arguments to send_problem after ``send``: status, detail and, for 401, the challenge header.
+_Refusal = tuple[int, str] | tuple[int, str, tuple[tuple[str, str], ...]]
+
 
 class Guard:
     """Outermost layer: times every request for /metrics, checks the bearer token of
@@ -26,7 +29,7 @@ class Guard:
     ``rank``, when given, answers ``POST /rank`` once its body is read."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, token: str | None, max_body_bytes: int,
-                 rank: RankHandler | None = None):
+                 rank: RankHandler | None = None) -> None:
         self.app = app
         self.rank = rank
         self.metrics = metrics
@@ -107,7 +110,7 @@ class Guard:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_token(self, scope: Scope) -> tuple | None:
+    def _check_token(self, scope: Scope) -> _Refusal | None:
         if self.token is None:
             return 403, "writes are disabled: start the service with --token-file or FENNEC_TOKEN set"
         given = None

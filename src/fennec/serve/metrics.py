@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypedDict
 
 from .._atomic import write_atomically
 
@@ -18,6 +19,14 @@ __all__ = ["LATENCY_BUCKETS", "Metrics"]
 
 # Prometheus histogram buckets for request latency, in seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _Snapshot(TypedDict):
+    """One worker's numbers as its file holds them (and the sum over the workers' files)."""
+
+    counts: list[list[Any]]  # [method, route, status, requests]
+    latency: dict[str, list[float]]  # route -> [bucket counts..., sum of seconds, count]
+    totals: dict[str, float]
 
 
 class Metrics:
@@ -36,10 +45,10 @@ class Metrics:
         "fennec_rank_queries_total": "Rankings scored by those scans.",
     }
 
-    def __init__(self, share_dir: str | os.PathLike | None = None):
+    def __init__(self, share_dir: str | os.PathLike[str] | None = None) -> None:
         self._lock = threading.Lock()
         self.counts: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[str, list] = {}  # route -> [bucket counts..., sum, count]
+        self.latency: dict[str, list[float]] = {}  # route -> [bucket counts..., sum, count]
         self.totals: dict[str, float] = dict.fromkeys(self.COUNTERS, 0)
         self.share_dir = None if share_dir is None else Path(share_dir)
         self._saved_at = 0.0
@@ -63,7 +72,7 @@ class Metrics:
     def add(self, name: str, value: float) -> None:
         self.totals[name] += value
 
-    def _snapshot(self) -> dict:
+    def _snapshot(self) -> _Snapshot:
         with self._lock:
             return {"counts": [[*key, n] for key, n in self.counts.items()],
                     "latency": {route: list(cells) for route, cells in self.latency.items()},
@@ -88,18 +97,19 @@ class Metrics:
         """Writes this worker's numbers to its file in ``share_dir``."""
         self._save_pending = False
         self._saved_at = time.monotonic()
+        assert self.share_dir is not None, "save: the metrics are not shared (no share_dir)"
         try:
             write_atomically(self.share_dir / f"worker-{os.getpid()}.json", json.dumps(self._snapshot()))
         except (OSError, ValueError):
             pass  # the directory went away (the service is stopping); the next save tries again
 
-    def _merged(self) -> dict:
+    def _merged(self) -> _Snapshot:
         if self.share_dir is None:
             return self._snapshot()
         self.save()
-        counts: dict[tuple, int] = {}
-        latency: dict[str, list] = {}
-        totals = dict.fromkeys(self.COUNTERS, 0)
+        counts: dict[tuple[str, str, int], int] = {}
+        latency: dict[str, list[float]] = {}
+        totals: dict[str, float] = dict.fromkeys(self.COUNTERS, 0)
         for file in sorted(self.share_dir.glob("worker-*.json")):
             try:
                 snapshot = json.loads(file.read_text(encoding="utf-8"))
@@ -137,9 +147,10 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _histogram_lines(route: str, cells: list) -> list[str]:
+def _histogram_lines(route: str, cells: list[float]) -> list[str]:
     """One route's latency histogram: cumulative buckets, +Inf, sum and count."""
-    lines, cumulative = [], 0
+    lines: list[str] = []
+    cumulative: float = 0  # the bucket counts are ints
     for bound, n in zip(LATENCY_BUCKETS, cells):
         cumulative += n
         lines.append(f'fennec_http_request_duration_seconds_bucket{{route="{route}",le="{bound}"}} {cumulative}')

@@ -45,7 +45,9 @@ def problem(error: Exception) -> tuple[int, object] | None:
 
 async def refused(request: Request, error: Exception) -> JSONResponse:
     """The application's handler of :data:`REFUSALS`."""
-    status, detail = problem(error)
+    refusal = problem(error)
+    assert refusal is not None, "refused handles only REFUSALS, and problem answers each of them"
+    status, detail = refusal
     return JSONResponse({"detail": detail}, status_code=status)
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,13 +54,15 @@ WRITE_RESPONSES = {401: {"model": Problem, "description": "no token, or a wrong 
 
 
 # (method, path, endpoint, options of FastAPI's add_api_route), in the order they are added.
-_ROUTES: list[tuple[str, str, Callable, dict[str, Any]]] = []
+_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 
-def _route(method: str, path: str, **options: Any) -> Callable[[Callable], Callable]:
+def _route(method: str, path: str, **options: Any) -> Callable[[_Endpoint], _Endpoint]:
     """Marks the function below as the endpoint of ``method path``, to be added by :func:`add_routes`."""
 
-    def mark(endpoint: Callable) -> Callable:
+    def mark(endpoint: _Endpoint) -> _Endpoint:
         _ROUTES.append((method, path, endpoint, options))
         return endpoint
 
@@ -118,16 +120,19 @@ def _rank_request(body: bytes) -> RankRequest:
 
 
 def _shared(request: Request) -> Shared:
-    return request.app.state.shared
+    shared: Shared = request.app.state.shared  # set by add_routes
+    return shared
 
 
-async def rank_answer(shared: Shared, task: dict | list | None, where: Mapping | None,
-                      observed: Mapping[str, float] | None, k: int) -> dict:
+async def rank_answer(shared: Shared, task: Mapping[str, float | list[float]] | Sequence[float] | None,
+                      where: Mapping[str, object] | None, observed: Mapping[str, float] | None,
+                      k: int) -> dict[str, Any]:
     """The answer to a ranking request: the ranking, and the fitted version it came from.
     The Ranker checks the task against the zoo's task features (a list is in their order)."""
     service = shared.service
     if service.fitted() is None:
         raise ZooError(f"{service.zoo_path}: the zoo is not fitted yet (run `fennec zoo fit`)")
+    assert service.ranker is not None  # service.fitted() needs it
     plan = service.ranker.plan(task, k=k, where=_filters(where), observed=observed)
     _, order = await shared.batcher.topk(plan)
     result = service.ranker.finish(plan, order)
@@ -135,13 +140,13 @@ async def rank_answer(shared: Shared, task: dict | list | None, where: Mapping |
     return {"version": plan.fitted.version, **result.to_dict()}
 
 
-def _filters(where: Mapping | None) -> dict | None:
+def _filters(where: Mapping[str, object] | None) -> dict[str, object] | None:
     if where is None:
         return None
     return {name: (c.op, c.value) if isinstance(c, Comparison) else c for name, c in where.items()}
 
 
-def _model_view(row: Mapping, index: Mapping[str, int] | None) -> dict:
+def _model_view(row: Mapping[str, Any], index: Mapping[str, int] | None) -> dict[str, Any]:
     out = dict(row["extra"])
     out.update((key, value) for key, value in row.items() if key != "extra" and value is not None)
     out["fitted"] = index is not None and row["id"] in index
@@ -211,7 +216,7 @@ def authorised(request: Request, credentials: HTTPAuthorizationCredentials | Non
 
 @_route("POST", "/models", response_model=WriteResponse, tags=["write"], dependencies=[Depends(authorised)],
         responses=WRITE_RESPONSES)
-async def add_models(request: Request, body: ModelsRequest) -> dict:
+async def add_models(request: Request, body: ModelsRequest) -> dict[str, Any]:
     """Adds models with their side information (bearer token)."""
     rows = [row.model_dump(exclude_none=True) for row in body.models]
 
@@ -224,7 +229,7 @@ async def add_models(request: Request, body: ModelsRequest) -> dict:
 
 @_route("POST", "/history", response_model=WriteResponse, tags=["write"], dependencies=[Depends(authorised)],
         responses=WRITE_RESPONSES)
-async def add_history(request: Request, body: HistoryRequest) -> dict:
+async def add_history(request: Request, body: HistoryRequest) -> dict[str, Any]:
     """Adds past results: one row per (model, task, kind) (bearer token)."""
     history = History.from_rows((r.model, r.task, r.score, r.kind, r.source) for r in body.rows)
 
@@ -239,6 +244,7 @@ async def healthz(request: Request) -> JSONResponse:
     """Alive, and which fitted version is in memory."""
     service = _shared(request).service
     fitted = service.fitted()
+    assert service.ranker is not None  # service.fitted() needs it
     return JSONResponse({"status": "ok", "version": __version__,
                          "fitted_version": None if fitted is None else service.ranker.version,
                          "models": 0 if fitted is None else len(fitted.space.models),
@@ -252,6 +258,7 @@ async def prometheus_metrics(request: Request) -> PlainTextResponse:
     shared = _shared(request)
     fitted = shared.service.fitted()
     catalog, _ = shared.service.catalog()
+    assert shared.service.ranker is not None  # service.fitted() needs it
     text = shared.metrics.render({
         "fennec_fitted_version": ("The fitted version held in memory.",
                                   None if fitted is None else shared.service.ranker.version),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class Service:
         """Moves a newly loaded catalog out of the garbage collector's sight (``gc.freeze``):
         a zoo's metadata is one dict per model, and collecting the oldest generation would
         otherwise walk all of them, a pause of tens of milliseconds for 100,000 models."""
+        assert self.ranker is not None, "the service is not open"
         catalog = self.ranker.loaded_catalog
         if catalog is not None and catalog is not self._frozen:
             gc.collect()
@@ -62,6 +64,7 @@ class Service:
 
     def fitted(self) -> FittedVersion | None:
         """The current fitted version, or None before the first fit."""
+        assert self.zoo is not None and self.ranker is not None, "the service is not open"
         try:
             return self.ranker.fitted()
         except ZooError:
@@ -72,9 +75,10 @@ class Service:
     def catalog(self) -> tuple[Catalog, FittedVersion | None]:
         """The stored models' metadata, and the fitted version it was aligned with."""
         fitted = self.fitted()
+        assert self.ranker is not None, "the service is not open"
         return self.ranker.catalog(fitted), fitted
 
-    def write(self, action: Callable[[Zoo], int]) -> dict:
+    def write(self, action: Callable[[Zoo], int]) -> dict[str, Any]:
         """Runs ``action`` (it returns how many rows it added) on a connection of its own."""
         with Zoo.open(self.zoo_path) as zoo:
             added = action(zoo)
