@@ -147,7 +147,7 @@ def test_fennec_rank_1m(benchmark, rank_zoo):
     ranker, task, vectors, task_vector = rank_zoo
     ranking = benchmark(ranker.rank, task, k=10)
     want = _numpy_top(vectors, task_vector, 10)
-    got_scores = np.sort(vectors[[ranker.fitted().row_of[row["model"]] for row in ranking.rows]] @ task_vector)
+    got_scores = np.sort(vectors[[ranker.fitted().space.row_of[row["model"]] for row in ranking.rows]] @ task_vector)
     np.testing.assert_allclose(got_scores, np.sort(vectors[want] @ task_vector), rtol=1e-4)
 
 

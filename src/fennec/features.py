@@ -171,7 +171,7 @@ def check_observed(space: TransferSpace, observed: Mapping[str, Any] | None) -> 
         return None
     if not isinstance(observed, Mapping):
         raise TypeError(f"observed: expected a dict of model -> score, got {type(observed).__name__}")
-    index = {m: i for i, m in enumerate(space.models)}
+    index = space.row_of
     rows, scores = [], []
     for model, score in observed.items():
         if model not in index:

@@ -53,12 +53,11 @@ class Ranking:
 
 
 class FittedVersion(NamedTuple):
-    """One fitted version of a zoo: its space, which version it is, and each model's row in it.
-    ``pointer`` is the (inode, mtime, size) of the pointer file it was read under."""
+    """One fitted version of a zoo: its space and which version it is. ``pointer`` is the
+    (inode, mtime, size) of the pointer file it was read under."""
 
     space: TransferSpace
     version: int
-    row_of: dict[str, int]  # model id -> its row in the space
     pointer: tuple[int, int, int] | None
 
 
@@ -136,7 +135,7 @@ class Ranker:
             after = self.zoo.fitted_version()
             if after == version:
                 space = TransferSpace.from_arrays(state, meta)
-                return FittedVersion(space, version, {m: i for i, m in enumerate(space.models)}, pointer)
+                return FittedVersion(space, version, pointer)
             pointer = None  # read under a later pointer: check it again next time
             if after is None:
                 break

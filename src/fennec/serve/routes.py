@@ -186,7 +186,7 @@ async def list_models(request: Request, offset: Annotated[int, Query(ge=0)] = 0,
                       limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> JSONResponse:
     """The zoo's models in the order they were added, ``limit`` from ``offset``."""
     catalog, fitted = _shared(request).service.catalog()
-    index = None if fitted is None else fitted.row_of
+    index = None if fitted is None else fitted.space.row_of
     return JSONResponse({"total": len(catalog.rows), "offset": offset, "limit": limit,
                          "models": [_model_view(row, index) for row in catalog.rows[offset:offset + limit]]})
 
@@ -201,7 +201,7 @@ async def get_model(request: Request,
     row = catalog.by_id.get(model_id)
     if row is None:
         raise HTTPException(404, f"unknown model {model_id!r}")
-    return JSONResponse(_model_view(row, None if fitted is None else fitted.row_of))
+    return JSONResponse(_model_view(row, None if fitted is None else fitted.space.row_of))
 
 
 def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,11 @@ class TransferSpace:
     @property
     def n_models(self) -> int:
         return int(self.model_vectors.shape[0])
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Each model's row in :attr:`model_vectors`."""
+        return {m: i for i, m in enumerate(self.models)}
 
     @property
     def dim(self) -> int:
