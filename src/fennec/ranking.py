@@ -198,13 +198,15 @@ class Ranker:
         chosen = np.asarray(order, dtype=np.int64)
         exact = np.asarray(plan.vectors[chosen], dtype=np.float64) @ np.asarray(plan.query, dtype=np.float64)
         by_score = np.lexsort((chosen, -exact))
+        chosen, exact = chosen[by_score], exact[by_score]
+        uncertainty = np.asarray(space.uncertainty(chosen), dtype=np.float64).tolist()
         rows = []
-        for rank_, (i, score) in enumerate(zip(chosen[by_score].tolist(), exact[by_score].tolist()), start=1):
+        for rank_, (i, score, spread) in enumerate(zip(chosen.tolist(), exact.tolist(), uncertainty), start=1):
             info = aligned[i] or {}
             model = space.models[i]
             rows.append({"rank": rank_, "model": model,
                          "score": space.calibrated(score),
-                         "uncertainty": float(space.uncertainty(i)),
+                         "uncertainty": spread,
                          **{key: value for key, value in info.items()
                             if key not in ("id", "extra") and value is not None},
                          # a copy: the cached metadata must not change through a returned row

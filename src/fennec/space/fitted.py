@@ -82,12 +82,12 @@ class TransferSpace:
     def dim(self) -> int:
         return int(self.model_vectors.shape[1])
 
-    @property
+    @cached_property
     def named_features(self) -> list[str]:
         """The task features a new task is described by (the descriptor aside)."""
         return [c for c in self.task_columns if not c.startswith(DESCRIPTOR_COLUMN)]
 
-    @property
+    @cached_property
     def takes_descriptor(self) -> bool:
         """Whether the space places a new task by its proxy descriptor."""
         return any(c.startswith(DESCRIPTOR_COLUMN) for c in self.task_columns)
