@@ -156,3 +156,30 @@ def test_model_embeddings_are_stored_checked_and_used_as_side_information(tmp_pa
     assert [c for c in columns if c.startswith("archi2vec")] == ["archi2vec_0", "archi2vec_1", "archi2vec_2"]
     _, without = model_side_information(zoo, models, embeddings=False)
     assert not any(c.startswith("archi2vec") for c in without)
+
+
+def test_a_fitted_space_round_trips_through_its_arrays():
+    """What fennec.fit stores is what fennec.rank reads: the space rebuilt from its arrays and
+    choices gives the same task vector and the same predictions, observations included."""
+    from fennec.features import place_task
+    from fennec.space import TransferSpace, fit_space
+
+    rng = np.random.default_rng(11)
+    scores = 70 + rng.normal(0, 3, (12, 1)) + rng.normal(0, 1, (12, 6))
+    scores[0, :] = np.nan  # a model with no history: placed from its side information
+    descriptors = rng.normal(0, 1, (6, 5))
+    sizes = np.log10(rng.integers(100, 5000, (6, 1)).astype(float))
+    space = fit_space(scores, [f"m{i}" for i in range(12)], [f"t{j}" for j in range(6)],
+                      model_features=rng.normal(0, 1, (12, 2)), model_columns=["a", "b"], task_features=sizes,
+                      task_columns=["n_train"], task_descriptors=descriptors)
+    state, meta = space.to_arrays()
+    again = TransferSpace.from_arrays(state, meta)
+    assert again.models == space.models and again.task_columns == space.task_columns
+    task = {"n_train": 700, "descriptor": rng.normal(0, 1, 5)}
+    placed, placed_again = place_task(space, task), place_task(again, task)
+    np.testing.assert_array_equal(space.task_vector(placed.features, placed.distances),
+                                  again.task_vector(placed_again.features, placed_again.distances))
+    observed = (np.array([2, 5]), np.array([75.0, 60.0]))
+    np.testing.assert_allclose(again.predict(placed_again.features, placed_again.distances, observed=observed),
+                               space.predict(placed.features, placed.distances, observed=observed), atol=1e-5)
+    assert np.isfinite(space.model_vectors[0]).all() and space.model_vectors[0, 0] != 0.0
