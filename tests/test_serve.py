@@ -151,6 +151,8 @@ def test_bodies_above_the_limit_get_413(client):
 
 @pytest.mark.parametrize("body, status, message", [
     (b'{"task": {"n_classes": 10', 400, "not valid JSON"),
+    (b'{"task": ' + b'[' * 978, 400, "nested too deeply"),  # unauthenticated, and once a 500
+    (b'{"task": ' + b'[' * 3_900, 400, "nested too deeply"),
     (b'{"task": {"n_classes": "ten", "n_train": 5}}', 422, "valid number"),
     (b'{"task": {"n_classes": NaN, "n_train": 5}}', 422, "finite"),
     (b'{"task": [10]}', 422, "1 value(s) given"),

@@ -116,6 +116,9 @@ def _rank_request(body: bytes) -> RankRequest:
     except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
                                        "ctx": {"error": getattr(err, "msg", str(err))}}]) from None
+    except RecursionError:  # arrays or objects nested past the interpreter's recursion limit
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                       "ctx": {"error": "nested too deeply"}}]) from None
     return RankRequest.model_validate(data)
 
 
