@@ -81,3 +81,10 @@ def check_ragged(label: str, line: int, record: list[str], width: int) -> None:
         raise HistoryError(
             f"{label}: line {line}: {len(record)} fields, but the header has {width}"
         )
+
+
+def check_first_row(label: str, line: int, what: str, name: str, first_line: dict[str, int]) -> None:
+    """Records that ``name`` has its row on ``line``, refusing a second row for it (naming both lines)."""
+    if name in first_line:
+        raise HistoryError(f"{label}: line {line}: {what} {name!r} already has a row on line {first_line[name]}")
+    first_line[name] = line

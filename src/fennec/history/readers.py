@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .common import DEFAULT_KIND, HistoryError, HistoryWarning
-from .csv_rows import check_ragged, find_column, read_rows
+from .csv_rows import check_first_row, check_ragged, find_column, read_rows
 from .record import History
 
 __all__ = ["read_distance_matrix", "read_history"]
@@ -202,11 +202,7 @@ def _read_wide(label: str, rows: Rows, score_range: ScoreRange | None) -> tuple[
         model = record[0].strip()
         if not model:
             raise HistoryError(f"{label}: line {line}: empty model name (column 1)")
-        if model in model_line:
-            raise HistoryError(
-                f"{label}: line {line}: model {model!r} already has a row on line {model_line[model]}"
-            )
-        model_line[model] = line
+        check_first_row(label, line, "model", model, model_line)
         for t, cell in enumerate(record[1:]):
             if cell.strip():
                 where = f"task {tasks[t]!r}: "
