@@ -35,12 +35,17 @@ TARGETS = [
     ("rank 1M models: numpy scoring vs core topk", "test_numpy_rank_1m", "test_fennec_topk_1m", ">=", None),
     ("fit 10k x 1k: rank-5 NMF (original recipe) vs fennec.fit", "test_nmf_rank5_10k_x_1k", "test_fennec_fit_10k_x_1k",
      ">=", None),
+    ("add_history one row: 1M stored results / 1k stored", "test_zoo_add_history_row_1m",
+     "test_zoo_add_history_row_1k", "<=", 1.5),
+    ("add_history one row: 440k stored results / 1k stored", "test_zoo_add_history_row_440k",
+     "test_zoo_add_history_row_1k", "<=", 1.5),
 ]
 # (what, benchmark, ceiling on its median in seconds)
 ABSOLUTE_TARGETS = [
     ("fennec.fit, 10k models x 1k tasks at 5% density", "test_fennec_fit_10k_x_1k", 60.0),
     ("Ranker.rank over 1M models, task vector known", "test_fennec_rank_1m", 0.020),
     ("archi2vec embed, 1,000 graphs of ~300 nodes", "test_fennec_archi2vec_embed", 1.0),
+    ("Zoo.add_history, one row at 1,000,000 stored results", "test_zoo_add_history_row_1m", 0.020),
 ]
 NUMPY_POOL = ("test_numpy_pool_sorted_reduceat", "test_numpy_pool_onehot_matmul", "test_numpy_pool_per_class")
 

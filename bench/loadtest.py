@@ -25,11 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+SOURCE = Path(__file__).resolve().parents[1] / "src"
 
-from fennec.benchmarks.loadgen import load_test  # noqa: E402
-from fennec.benchmarks.synthetic import synthetic_zoo  # noqa: E402
-from fennec.zoo import Zoo  # noqa: E402
+
+def _use_source_tree() -> None:
+    """Imports fennec from this checkout when it is built in place (``src/fennec/_core*``), and
+    the installed fennec otherwise: an unbuilt source tree first on the path would hide it."""
+    if any((SOURCE / "fennec").glob("_core*")):
+        sys.path.insert(0, str(SOURCE))
 
 
 def main(argv=None) -> int:
@@ -48,6 +51,11 @@ def main(argv=None) -> int:
                         help="server processes (fennec serve --workers; default: one per core, as the README "
                              "recommends)")
     args = parser.parse_args(argv)
+    _use_source_tree()
+    # Imported once the arguments are read, so that --help needs no fennec at all.
+    from fennec.benchmarks.loadgen import load_test
+    from fennec.benchmarks.synthetic import synthetic_zoo
+    from fennec.zoo import Zoo
 
     if args.engine == "wrk" and shutil.which("wrk") is None:
         print(json.dumps({"skipped": "wrk is not installed (apt-get install wrk); use --engine asyncio"}))

@@ -90,7 +90,7 @@ def test_no_side_information_ranks_by_the_prior():
     model = fit_transfer(data.scores[:, 1:])
     assert model.interaction is None
     prediction = model.predict()
-    g = normalize_scores(data.scores[:, 1:], "gauss")
+    g = normalize_scores(data.scores[:, 1:], model.normalization)
     # The mean normalised score, shrunk by one pseudo-observation at 0.
     shrunk_prior = np.nansum(g, 1) / (np.sum(~np.isnan(g), 1) + 1)
     np.testing.assert_allclose(prediction, shrunk_prior, rtol=1e-6)

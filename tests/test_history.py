@@ -189,7 +189,8 @@ def test_missing_file_folder_and_non_utf8(tmp_path):
 
 
 def test_line_numbers_count_blank_lines_quoted_newlines_and_bom(tmp_path):
-    text = '\ufeffmodel,task,score\n\na,"multi\nline task",1\nb,t,x\n'
+    # The quoted newline sits in a column that is not an id: ids are printable text.
+    text = '\ufeffmodel,task,score,note\n\na,t,1,"multi\nline note"\nb,t,x,\n'
     with pytest.raises(HistoryError, match=r"line 5: score 'x' is not a number"):
         read_history(write(tmp_path, text))
     text = 'model,task,score\r\na,t,1\r\n\r\nb,t,oops\r\n'
@@ -503,3 +504,24 @@ def test_real_transferability_scores_has_a_truncated_line():
     path = BENCH / "transfergraph_image" / "transferability_scores.csv"
     with pytest.raises(HistoryError, match=re.escape("transferability_scores.csv: line 1052: 4 fields, but the header has 11")):
         read_history(path, task_col="target_dataset", kind_col="metric")
+
+
+@pytest.mark.parametrize("text, wide, message", [
+    ("model,task,score\na,t,1\nmobilenet_v2\x00,t,2\n", False,
+     r"line 3: model id 'mobilenet_v2\\x00' holds the non-printable character U\+0000"),
+    ("model,task,score\na,t\x07x,1\n", False, r"line 2: task id 't\\x07x' holds the non-printable"),
+    ("model,t\x00,u\nm,1,2\n", True, r"line 1: column 2: task id 't\\x00' holds the non-printable"),
+    ("model,t,u\nm\x00,1,2\n", True, r"line 2: model id 'm\\x00' holds the non-printable"),
+    ("model,task,score\n" + "x" * 50_000 + ",t,1\n", False, r"line 2: model id 'x+'\.\.\. has 50,000 characters; "
+                                                            r"an id is at most 256: shorten it"),
+])
+def test_readers_refuse_ids_that_are_not_printable_text_naming_the_line(tmp_path, text, wide, message):
+    with pytest.raises(HistoryError, match=message):
+        read_history(write(tmp_path, text), wide=wide)
+
+
+def test_side_tables_and_distances_refuse_bad_ids_naming_the_line(tmp_path):
+    with pytest.raises(HistoryError, match=r"line 3: model id 'b\\x00' holds the non-printable"):
+        read_model_table(write(tmp_path, "model,family\na,vit\nb\x00,cnn\n"))
+    with pytest.raises(HistoryError, match=r"line 1: column 3: dataset id 'b\\x00'"):
+        read_distance_matrix(write(tmp_path, ",a,b\x00\na,0,1\nb\x00,1,0\n"))

@@ -222,3 +222,112 @@ def test_zoo_predicted_figure_is_the_lodo_prediction_with_descriptors(clustered_
     figure = plot.zoo_predicted_figure(zoo, "t4")
     assert f"weighted tau {lodo:.3f}" in figure.axes[0].get_title()
     assert lodo > held_out["prior"]["wtau"] + 0.3  # its cluster's order, which the prior alone does not give
+
+
+# -- legible pictures: labels inside the axes and apart, one colour per family, every task shown ----------
+
+
+@pytest.fixture(scope="module")
+def demo_zoo(tmp_path_factory):
+    """The zoo that ships in the package (10 real models x 13 tasks), fitted."""
+    from fennec.demozoo.embedded import build_embedded_zoo
+
+    zoo = build_embedded_zoo(tmp_path_factory.mktemp("demo") / "zoo")
+    yield zoo
+    zoo.close()
+
+
+def label_extents(figure):
+    """The axes and the window extents of its text labels, after a draw."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    ax = figure.axes[0]
+    texts = [t for t in ax.texts if t.get_text() and t.get_visible()]
+    return ax.get_window_extent(renderer), {t.get_text(): t.get_window_extent(renderer) for t in texts}
+
+
+def assert_inside_and_apart(frame, extents):
+    for name, box in extents.items():
+        assert frame.x0 - 0.5 <= box.x0 and box.x1 <= frame.x1 + 0.5, (name, box, frame)
+        assert frame.y0 - 0.5 <= box.y0 and box.y1 <= frame.y1 + 0.5, (name, box, frame)
+    boxes = list(extents.items())
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            shared_x = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            shared_y = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            assert shared_x <= 0 or shared_y <= 0, f"{a!r} and {b!r} overlap"
+
+
+def test_space_figure_names_every_task_and_model_inside_the_axes_apart(demo_zoo):
+    figure = plot.zoo_space_figure(demo_zoo)
+    frame, extents = label_extents(figure)
+    models = [row["id"] for row in demo_zoo.models()]
+    tasks = [row["id"] for row in demo_zoo.tasks()]
+    assert set(extents) == set(models) | set(tasks)  # 10 models: few enough to name
+    assert_inside_and_apart(frame, extents)
+    title = figure.axes[0].title.get_window_extent(figure.canvas.get_renderer())
+    assert all(box.y1 <= title.y0 for box in extents.values())  # none runs into the title
+    # the written PNG is the figure measured here (the layout no longer moves)
+    assert decoded(plot.figure_png(figure)).shape[0] > 0
+    again = label_extents(figure)[1]
+    assert {k: np.round(v.bounds, 3).tolist() for k, v in again.items()} == \
+        {k: np.round(v.bounds, 3).tolist() for k, v in extents.items()}
+
+
+def test_space_figure_leaves_out_labels_it_has_no_room_for_and_says_so():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(25, 4))
+    tasks = rng.normal(size=(60, 4))
+    names = [f"a_rather_long_task_name_{j:02d}" for j in range(60)]
+    figure = plot.space_figure(vectors, ["resnet"] * 25, task_vectors=tasks, task_names=names,
+                               model_names=[f"model_{i}" for i in range(25)])
+    frame, extents = label_extents(figure)
+    assert_inside_and_apart(frame, extents)
+    shown_tasks = [n for n in extents if n.startswith("a_rather")]
+    assert len(shown_tasks) <= plot.MAX_TASK_LABELS
+    assert "left out for room" in figure.axes[0].get_title()
+
+
+def test_predicted_figure_labels_inside_the_axes_apart(demo_zoo):
+    figure = plot.zoo_predicted_figure(demo_zoo, "fashion10")
+    frame, extents = label_extents(figure)
+    assert len(extents) == 5
+    assert_inside_and_apart(frame, extents)
+    assert "as fennec rank prints it" in figure.axes[0].get_xlabel()
+
+
+def test_a_family_has_one_colour_in_every_picture():
+    from matplotlib.colors import to_hex
+
+    vectors = np.random.default_rng(1).normal(size=(8, 3))
+    families = ["resnet"] * 5 + ["vit"] * 2 + ["my_family"]
+    space = plot.space_figure(vectors, families)
+    dots = space.axes[0].collections[0].get_facecolors()
+    space_colour = {family: to_hex(dots[i], keep_alpha=False) for i, family in enumerate(families)}
+    rows = [{"rank": 1, "model": "a", "score": 2.0, "uncertainty": 0.1, "family": "vit"},
+            {"rank": 2, "model": "b", "score": 1.0, "uncertainty": 0.1, "family": "my_family"}]
+    bars = plot.ranking_figure({"rows": rows, "basis": "test"}).axes[0].patches
+    ranking_colour = {row["family"]: to_hex(bar.get_facecolor(), keep_alpha=False) for row, bar in zip(rows, bars)}
+    assert ranking_colour == {family: space_colour[family] for family in ranking_colour}
+    assert len(set(space_colour.values())) == 3
+    assert space_colour["vit"] == plot.family_colour("vit") == plot.family_colour("ViT")
+
+
+def test_report_grid_shows_every_task_in_the_units_rank_prints():
+    from fennec.report import TASK_PANELS, _prediction_grid, eval_report_html
+
+    rng = np.random.default_rng(2)
+    n_models, n_tasks = 8, TASK_PANELS + 2
+    quality = rng.normal(size=n_models)
+    scores = 70 + 5 * quality[:, None] + rng.normal(0, 1, (n_models, n_tasks))
+    data = EvalData(scores, [f"m{i}" for i in range(n_models)], [f"t{j}" for j in range(n_tasks)],
+                    model_features=quality[:, None] + rng.normal(0, 0.3, (n_models, 1)))
+    page = eval_report_html(evaluate(data, "lodo"), data)
+    half = (n_tasks + 1) // 2  # two pictures of about the same size
+    assert f"tasks 1 to {half} of {n_tasks}" in page and f"tasks {half + 1} to {n_tasks} of {n_tasks}" in page
+    figure = _prediction_grid(data, list(range(3)), 0)
+    for j, ax in enumerate(figure.axes[:3]):
+        x = ax.collections[0].get_offsets()[:, 0]
+        np.testing.assert_allclose(x, plot.held_out_scores(data, j, 0), rtol=1e-9)
+        assert abs(np.mean(x) - np.mean(scores[:, j])) < 5  # accuracy-like units, not normalised ones
+    assert "as fennec rank prints it" in figure.get_supxlabel()

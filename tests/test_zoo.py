@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -504,3 +507,189 @@ def test_damaged_pointer_is_reported(zoo):
     (zoo.path / "fitted.json").write_text('{"version": 1, "dir": "../etc", "arrays": []}')
     with pytest.raises(ZooError, match=r"fitted\.json: damaged pointer file"):
         zoo.read_fitted()
+
+
+# -- the cost of a write -------------------------------------------------------
+
+
+def _sqlite_steps_of_one_row(z: Zoo, i: int) -> int:
+    """SQLite virtual-machine work (in units of 100 instructions) of adding one result."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    z._con.set_progress_handler(count, 100)
+    try:
+        z.add_history(History.from_rows([(f"m{i}", f"new{i}", 1.0)]))
+    finally:
+        z._con.set_progress_handler(None, 0)
+    return steps[0]
+
+
+def test_one_history_row_costs_the_same_on_a_small_and_a_large_zoo(tmp_path):
+    # Counted in SQLite instructions rather than seconds, so the check is exact on a busy machine:
+    # a write that read the whole history would cost 40 times more on the larger zoo.
+    costs = []
+    for n_models in (10, 400):
+        with Zoo.create(tmp_path / f"zoo{n_models}") as z:
+            z.add_history(small_history(n_models, 50))
+            costs.append(min(_sqlite_steps_of_one_row(z, i) for i in range(3)))
+    assert costs[1] <= 2 * costs[0] + 5, costs
+
+
+def test_a_conflict_in_the_middle_of_a_batch_is_named_and_nothing_is_written(zoo):
+    zoo.add_history(History.from_rows([("m1", "t1", 1.0)]))
+    before = snapshot(zoo)
+    rows = [("m0", "t0", 1.0), ("m0", "t1", 2.0), ("m1", "t1", 3.0), ("m2", "t9", 4.0)]
+    with pytest.raises(ZooError, match=r"a finetune result for model 'm1' on task 't1' is already stored"):
+        zoo.add_history(History.from_rows(rows))
+    assert snapshot(zoo) == before
+    zoo.add_history(History.from_rows(rows), replace=True)
+    assert len(zoo.history()) == 4
+
+
+# -- ids -------------------------------------------------------------------------
+
+BAD_IDS = [
+    ("mobilenet_v2\x00", r"non-printable character U\+0000 at position 12"),
+    ("a\tb", r"non-printable character U\+0009"),
+    ("a\u200bb", r"non-printable character U\+200B"),  # zero-width space: looks like 'ab'
+    (" resnet50", "begins or ends with whitespace"),
+    ("x" * 50_000, r"50,000 characters; an id is at most 256"),
+    ("x" * 257, r"257 characters; an id is at most 256"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_IDS, ids=["nul", "tab", "zero-width", "padded", "50000", "257"])
+def test_every_way_into_the_zoo_refuses_a_bad_id_and_stores_nothing(zoo, tmp_path, bad, message):
+    zoo.add_history(small_history())
+    before = snapshot(zoo)
+    attempts = [
+        lambda: zoo.add_models([{"id": "fine"}, {"id": bad}]),
+        lambda: zoo.add_tasks([{"id": bad, "n_classes": 10}]),
+        lambda: zoo.add_history(History.from_rows([("m0", "t9", 1.0), (bad, "t0", 2.0)])),
+        lambda: zoo.add_history(History.from_rows([("m0", bad, 1.0)])),
+        lambda: zoo.add_history(History.from_matrix(["m0", bad], ["t0"], [[1.0], [2.0]])),
+    ]
+    padded = bad != bad.strip()
+    for attempt in attempts:
+        # A History already refused padded names; the CSV readers strip cells (below).
+        with pytest.raises(ValueError, match=message + ("|without surrounding spaces" if padded else "")):
+            attempt()
+        assert snapshot(zoo) == before
+    if padded:
+        return
+    long_csv = tmp_path / "long.csv"
+    History.from_rows([("m0", "t9", 1.0), ("m1", "t9", 2.0)]).to_long_csv(long_csv)
+    long_csv.write_text(long_csv.read_text() + f'"{bad}",t9,3.0\n', encoding="utf-8")
+    wide_csv = tmp_path / "wide.csv"
+    wide_csv.write_text(f'model,t9,"{bad}"\nm0,1,2\nm1,2,3\n', encoding="utf-8")
+    for path, wide in ((long_csv, False), (wide_csv, True)):
+        with pytest.raises(HistoryError, match=message):
+            zoo.import_history_csv(path, wide=wide)
+        assert snapshot(zoo) == before
+
+
+def test_an_id_at_the_limit_and_any_printable_text_are_kept_exactly(zoo):
+    ids = ["x" * 256, "日本語 model/1", "vit_b16@in21k (v2)", "m\u00e9"]
+    zoo.add_models([{"id": i} for i in ids])
+    zoo.add_history(History.from_matrix(ids, ["t0", "t1"], np.arange(8.0).reshape(4, 2)))
+    fennec.fit(zoo)
+    state, _ = zoo.read_fitted()
+    assert [str(m) for m in state["model_ids"]] == ids
+
+
+def test_a_fit_refuses_ids_that_would_read_back_as_another(zoo):
+    """A zoo written before ids were checked: a trailing NUL would make two models one."""
+    zoo.add_history(small_history(4, 2))
+    fennec.fit(zoo)
+    version = zoo.fitted_version()
+    con = sqlite3.connect(zoo.path / "zoo.sqlite")
+    with con:
+        con.execute("INSERT INTO models (id) VALUES (?)", ("m0\x00",))
+        con.executemany("INSERT INTO history (model, task, score, kind) VALUES (?, ?, ?, 'finetune')",
+                        [("m0\x00", "t0", 0.5), ("m0\x00", "t1", 0.25)])
+    con.close()
+    with pytest.raises(ValueError, match=r"'m0\\x00' would read back from storage as 'm0'"):
+        fennec.fit(zoo)
+    assert zoo.fitted_version() == version  # the fitted state in use is kept
+    assert len(zoo.history()) == 10  # and nothing stored was lost
+
+
+def test_stored_ids_must_round_trip():
+    from fennec.space import TransferSpace
+
+    def space(models):
+        n = len(models)
+        return TransferSpace(normalization="gauss", ridge=None, model_vectors=np.zeros((n, 1), np.float32),
+                             interaction=None, task_mean=None, task_scale=None, normalized=np.zeros((n, 1)),
+                             models=tuple(models), tasks=("t",))
+
+    assert list(space(["a", "b"]).to_arrays()[0]["model_ids"]) == ["a", "b"]
+    with pytest.raises(ValueError, match="would read back"):
+        space(["mobilenet_v2", "mobilenet_v2\x00"]).to_arrays()
+    with pytest.raises(ValueError, match="listed twice"):
+        space(["a", "a"]).to_arrays()
+
+
+# -- waiting for another writer of fitted state -------------------------------
+
+
+@pytest.fixture
+def frozen_lock_holder(tmp_path):
+    """A second process that takes the zoo's fitted.lock and is then stopped (SIGSTOP), as a frozen
+    fit would be; yields the zoo's folder, kills the holder at the end."""
+    import signal
+
+    if zoo_module.fcntl is None:
+        pytest.skip("no fcntl: writers of fitted state are not serialised on this platform")
+    path = tmp_path / "zoo"
+    Zoo.create(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import fcntl, sys, time
+            fh = open({str(path / "fitted.lock")!r}, "a+b")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            print("held", flush=True)
+            time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGSTOP)
+        yield path
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_a_write_of_fitted_state_waits_for_a_held_lock_with_a_notice_and_a_timeout(
+        frozen_lock_holder, monkeypatch, capsys):
+    monkeypatch.setattr(zoo_module, "LOCK_NOTICE_AFTER", 0.2)
+    lock = frozen_lock_holder / "fitted.lock"
+    with Zoo.open(frozen_lock_holder) as z:
+        started = time.monotonic()
+        with pytest.raises(ZooError, match=rf"{re.escape(str(lock))}: another process has held this lock for "
+                                           r"over 1 s.*fuser.*pass lock_timeout= with more seconds"):
+            z.write_fitted({"v": np.arange(3.0)}, {}, lock_timeout=1.0)
+        assert 1.0 <= time.monotonic() - started < 10
+        err = capsys.readouterr().err
+        assert err.count("fennec: waiting for") == 1, err  # said once, not on every poll
+        assert f"waiting for {lock}: another process holds it" in err and "giving up after 1 s" in err
+        assert z.fitted_version() is None and not list(frozen_lock_holder.glob(".fitted-*"))
+        with pytest.raises(ValueError, match="lock_timeout: expected a number of seconds >= 0"):
+            z.write_fitted({"v": np.arange(3.0)}, {}, lock_timeout=-1)
+
+
+def test_a_write_of_fitted_state_goes_ahead_once_the_lock_is_free(tmp_path, capsys):
+    with Zoo.create(tmp_path / "zoo") as z:
+        holder = open(z.path / "fitted.lock", "a+b")
+        zoo_module.fcntl.flock(holder.fileno(), zoo_module.fcntl.LOCK_EX)
+        release = threading.Timer(0.3, holder.close)  # closing the file releases its lock
+        release.start()
+        assert z.write_fitted({"v": np.arange(3.0)}, {}, lock_timeout=30) == 1
+        release.join()
+    assert "waiting" not in capsys.readouterr().err  # shorter than the notice's delay

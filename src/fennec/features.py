@@ -13,24 +13,36 @@ everywhere.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._checks import brief, identifier
 from .space import TransferSpace
 from .space.fit import MIN_DESCRIBED_TASKS
 
 if TYPE_CHECKING:
     from .zoo import Zoo
 
-__all__ = ["EMBEDDING_DIMS", "KnownTasks", "TASK_NUMERIC_FEATURES", "TaskPlacement", "check_observed",
-           "check_task", "identifier_like", "known_tasks", "model_side_information", "place_task"]
+__all__ = ["EMBEDDING_DIMS", "EXTRAPOLATION_MIN_DECADES", "EXTRAPOLATION_SPANS", "GROUND_TRUTH_KINDS", "KnownTasks",
+           "TASK_NUMERIC_FEATURES", "TaskPlacement", "check_observed", "check_task", "fitted_feature_range",
+           "identifier_like", "known_tasks", "model_side_information", "place_task", "stored_forward_scores"]
 
 TASK_NUMERIC_FEATURES = ("n_classes", "n_train")  # log10 of each, when every known task has it
 EMBEDDING_DIMS = 3  # archi2vec embeddings enter the transfer space as this many principal components
 PRIOR_BASIS = "the prior (no information about the task)"
+# A new task's named feature may lie this many times the known tasks' span (on the log10
+# scale the space takes it on) beyond either end of that span, and at least this many
+# decades, before it is clamped there with a note. Predictions are linear in the feature, so
+# past the known tasks they grow without bound: n_train=1e308 would predict scores far
+# beyond any measured, while a task a little larger than the largest known one extrapolates
+# as the fitted trend says.
+EXTRAPOLATION_SPANS = 1.0
+EXTRAPOLATION_MIN_DECADES = 1.0
+NO_DESCRIPTOR_NOTE = "no descriptor given"  # how a ranking's note starts when the descriptor was left out
 
 
 def identifier_like(values: Sequence[Any]) -> bool:
@@ -162,26 +174,73 @@ def check_task(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] |
                    if name != "descriptor" and isinstance(value, (list, tuple, np.ndarray)))
     if lists:
         raise ValueError(f"task: {lists} must be numbers, not lists")
+    for name, value in task.items():
+        # bool is an int to Python, and float() reads text: neither is a measured size.
+        if name != "descriptor" and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
+            raise ValueError(f"task: {name} must be a positive number, got {brief(value)}")
     return dict(task)
 
 
-def check_observed(space: TransferSpace, observed: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Observed scores on the new task as (model rows, scores), or a ValueError naming the problem."""
+def fitted_feature_range(space: TransferSpace) -> tuple[np.ndarray, np.ndarray] | None:
+    """The span of the known tasks' named features, on the log10 scale the space takes them
+    on, as (lowest, highest) per feature; None when the space does not store them."""
+    known = space.task_features
+    count = len(space.named_features)
+    if known is None or count == 0:
+        return None
+    values = np.asarray(known, dtype=float)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] < count:
+        return None
+    values = values[:, :count]  # the named features come first, the descriptor's coordinates after
+    return values.min(0), values.max(0)
+
+
+def _clamp_to_fitted_range(space: TransferSpace, task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The task with each named feature far outside the known tasks' span (see
+    :data:`EXTRAPOLATION_SPANS`) clamped to the farthest value allowed, and a note for each."""
+    fitted = fitted_feature_range(space)
+    if fitted is None:
+        return task, ()
+    notes = []
+    for name, low, high in zip(space.named_features, *fitted):
+        try:
+            value = float(task[name])
+        except (KeyError, TypeError, ValueError):
+            continue  # missing or not a number: refused, or ranked without it, as placing says
+        if not math.isfinite(value) or value <= 0:
+            continue
+        margin = max(EXTRAPOLATION_SPANS * (high - low), EXTRAPOLATION_MIN_DECADES)
+        bound = min(max(math.log10(value), low - margin), high + margin)
+        if bound != math.log10(value):
+            used = 10.0 ** bound
+            task = {**task, name: used}
+            notes.append(f"task: {name}={value:g} is far outside the zoo's tasks ({10.0 ** low:g} to "
+                         f"{10.0 ** high:g}); ranked as {name}={used:.4g}, the farthest fennec extrapolates "
+                         f"(the tasks' span again beyond either end, at least "
+                         f"{10.0 ** EXTRAPOLATION_MIN_DECADES:g}x)")
+    return task, tuple(notes)
+
+
+def check_observed(space: TransferSpace, observed: Mapping[str, Any] | None,
+                   what: str = "observed") -> tuple[np.ndarray, np.ndarray] | None:
+    """Observed scores on the new task (or, with ``what``, other per-model scores such as a
+    forward-pass metric's) as (model rows, scores), or a ValueError naming the problem."""
     if not observed:
         return None
     if not isinstance(observed, Mapping):
-        raise TypeError(f"observed: expected a dict of model -> score, got {type(observed).__name__}")
+        raise TypeError(f"{what}: expected a dict of model -> score, got {type(observed).__name__}")
     index = space.row_of
     rows, scores = [], []
     for model, score in observed.items():
+        identifier(model, f"{what}: model id")
         if model not in index:
-            raise ValueError(f"observed: unknown model {model!r}")
+            raise ValueError(f"{what}: unknown model {model!r}")
         try:
             value = float(score)
         except (TypeError, ValueError):
-            raise ValueError(f"observed: the score of {model!r} must be a number, got {score!r}") from None
+            raise ValueError(f"{what}: the score of {model!r} must be a number, got {score!r}") from None
         if not math.isfinite(value):
-            raise ValueError(f"observed: the score of {model!r} is not finite")
+            raise ValueError(f"{what}: the score of {model!r} is not finite")
         rows.append(index[model])
         scores.append(value)
     return np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float64)
@@ -196,6 +255,15 @@ def place_task(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] |
     task = check_task(space, task)
     if not task:
         return TaskPlacement(None, None, PRIOR_BASIS)
+    task, clamped = _clamp_to_fitted_range(space, task)
+    placement = _place_checked(space, task)
+    if clamped and placement.basis != PRIOR_BASIS:  # said only where the features are used
+        placement = replace(placement, notes=(*placement.notes, *clamped))
+    return placement
+
+
+def _place_checked(space: TransferSpace, task: dict[str, Any]) -> TaskPlacement:
+    """:func:`place_task` of a task :func:`check_task` has accepted."""
     missing = [c for c in space.named_features if c not in task]
     if space.takes_descriptor and "descriptor" not in task:
         missing.append("descriptor")
@@ -204,15 +272,40 @@ def place_task(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] |
         if missing or (space.takes_descriptor and space.encoder is None):
             return TaskPlacement(None, None, PRIOR_BASIS, notes)
         return TaskPlacement(*_task_side_information(space, task), PRIOR_BASIS, notes)
+    if missing == ["descriptor"]:
+        return _place_without_descriptor(space, task)
     if missing:
         raise ValueError(f"task: missing feature(s) {missing}; this zoo was fitted with {list(space.task_columns)}")
     basis = "task features" if space.neighbour_basis is None else "task features and neighbour tasks"
     return TaskPlacement(*_task_side_information(space, task), basis)
 
 
-def _task_side_information(space: TransferSpace, task: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+def _place_without_descriptor(space: TransferSpace, task: Mapping[str, Any]) -> TaskPlacement:
+    """A task given by its named features alone in a space fitted with descriptors.
+
+    The descriptor's coordinates are set to the known tasks' mean (zero once standardised),
+    so the side-information term uses the named features only, and with no distances the
+    task has no neighbour tasks. This is the fitted model's answer for an average-looking
+    task of that size, which beats refusing a user who has no images at hand.
+    """
+    names = ", ".join(space.named_features)
+    if space.interaction is None or space.task_mean is None:
+        return TaskPlacement(None, None, PRIOR_BASIS, (
+            f"{NO_DESCRIPTOR_NOTE}: this zoo places tasks by their descriptor only, so {names} "
+            "were not used",))
+    named, _ = _task_side_information(space, task, with_descriptor=False)
+    mean = np.asarray(space.task_mean, dtype=float)
+    features = np.concatenate([named, mean[len(named):]])
+    note = (f"{NO_DESCRIPTOR_NOTE}: placed by {names} only, as a task with the known tasks' average "
+            "descriptor" + (" and no neighbour tasks" if space.neighbour_basis is not None else ""))
+    return TaskPlacement(features, None, f"task features ({names}; no descriptor)", (note,))
+
+
+def _task_side_information(space: TransferSpace, task: Mapping[str, Any], *,
+                           with_descriptor: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The task's features in the space's task columns, and its descriptor's distances to the
-    known tasks' (None when the space takes no descriptor)."""
+    known tasks' (None when the space takes no descriptor; ``with_descriptor=False``: the named
+    features only)."""
     values = []
     for name in space.named_features:
         try:
@@ -223,7 +316,7 @@ def _task_side_information(space: TransferSpace, task: Mapping[str, Any]) -> tup
             raise ValueError(f"task: {name} must be a positive number, got {value:g}")
         values.append(value)
     features = np.log10(np.array(values, dtype=float))
-    if not space.takes_descriptor:
+    if not space.takes_descriptor or not with_descriptor:
         return features, None
     try:
         descriptor = np.asarray(task["descriptor"], dtype=float)
@@ -235,3 +328,28 @@ def _task_side_information(space: TransferSpace, task: Mapping[str, Any]) -> tup
         raise ValueError("task: this zoo's fitted state has no descriptor encoder; refit it (fennec zoo fit)")
     distances = space.encoder.distances(descriptor)
     return np.concatenate([features, space.encoder.embedding.place(distances)]), distances
+
+
+# The kinds of result that measure fine-tuning itself; every other stored kind (logme, parc,
+# knn...) is a forward-pass metric's score.
+GROUND_TRUTH_KINDS = ("finetune", "linear_probe")
+
+
+def stored_forward_scores(zoo: Zoo, models: Sequence[str], tasks: Sequence[str],
+                          truth_kind: str) -> dict[str, np.ndarray]:
+    """The zoo's forward-pass metric scores (every kind but ``truth_kind`` and the fine-tuning
+    kinds), each as a ``models`` x ``tasks`` matrix, NaN where not measured."""
+    at_model = {m: i for i, m in enumerate(models)}
+    at_task = {t: j for j, t in enumerate(tasks)}
+    forward: dict[str, np.ndarray] = {}
+    for kind in zoo.history_kinds():
+        if kind == truth_kind or kind in GROUND_TRUTH_KINDS:
+            continue
+        scores = zoo.history(kind)
+        matrix = np.full((len(models), len(tasks)), np.nan)
+        for i, j, value in zip(scores.model_index, scores.task_index, scores.scores):
+            m, t = scores.models[i], scores.tasks[j]
+            if m in at_model and t in at_task:
+                matrix[at_model[m], at_task[t]] = value
+        forward[kind] = matrix
+    return forward

@@ -10,33 +10,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .features import known_tasks, model_side_information
+from .features import known_tasks, model_side_information, stored_forward_scores
 from .space import fit_space
 from .space.fit import descriptor_columns
-from .zoo import Zoo, ZooError
+from .zoo import DEFAULT_LOCK_TIMEOUT, Zoo, ZooError, _check_lock_timeout
 
-__all__ = ["DEFAULT_FIT_KINDS", "fit"]
+__all__ = ["DEFAULT_FIT_KINDS", "default_fit_kind", "fit"]
 
 DEFAULT_FIT_KINDS = ("finetune", "linear_probe")  # the first of these the zoo holds is fitted by default
 
 
-def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = False) -> dict[str, Any]:
+def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> dict[str, Any]:
     """Fits the transfer space on the zoo's history and stores it; returns the fit's summary.
 
-    ``kind``: the results to learn from (default ``finetune``, else ``linear_probe``).
+    ``kind``: the results to learn from. Left as None, it is the kind of the
+    current fit when the zoo still holds it, else the zoo's only kind, else the
+    first of :data:`DEFAULT_FIT_KINDS` it holds (see :func:`default_fit_kind`);
+    a default that another stored kind outweighs (more results, or results on
+    more tasks) is refused with the kinds and their counts, so that a few new
+    results of one kind never silently replace the rest of the history. A kind
+    given explicitly is fitted as asked. The summary names the kind and the
+    number of results fitted.
 
     ``fold_in=True`` folds results and models added since the last fit into the
     space with that fit's choices (ridge strengths, sharpness) kept, skipping the
     inner cross-validation that a full fit runs; it falls back to a full fit, and
     says so in the summary, when there is no earlier fit of this kind or the side
     information's columns changed.
+
+    ``lock_timeout``: the seconds to wait for another process writing a fitted state
+    (see :meth:`Zoo.write_fitted`; default 300), after which the fit is refused.
     """
+    lock_timeout = _check_lock_timeout(lock_timeout)  # before the fit's work, not after it
     if kind is None:
-        kinds = zoo.history_kinds()
-        kind = next((k for k in DEFAULT_FIT_KINDS if k in kinds), DEFAULT_FIT_KINDS[0])
+        kind = default_fit_kind(zoo)
     history = zoo.history(kind)
     if len(history) == 0:
-        raise ZooError(f"{zoo.path}: the zoo has no {kind!r} history to fit")
+        stored = zoo.history_counts()
+        held = f"it holds {_listed(stored)}" if stored else "it holds no results yet"
+        raise ZooError(f"{zoo.path}: the zoo has no {kind!r} history to fit ({held})")
     if history.n_tasks < 2:
         raise ZooError(f"{zoo.path}: fitting needs results on at least 2 tasks, the zoo has {history.n_tasks}")
     model_features, model_columns = model_side_information(zoo, history.models)
@@ -45,16 +58,76 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = Fal
     if tasks.descriptors is not None:
         task_columns += descriptor_columns(len(tasks.tasks))
     previous, refit = _previous_choices(zoo, kind, model_columns, task_columns) if fold_in else (None, "full")
+    forward = stored_forward_scores(zoo, history.models, history.tasks, kind)
     space = fit_space(history.matrix(), history.models, history.tasks, model_features=model_features,
                       model_columns=model_columns, task_features=tasks.features, task_columns=tasks.columns,
-                      task_descriptors=tasks.descriptors, seed=seed, choices=previous)
+                      task_descriptors=tasks.descriptors, seed=seed, choices=previous, forward_scores=forward)
     state, meta = space.to_arrays()
     meta.update(kind=kind, seed=seed, refit=refit)
-    version = zoo.write_fitted(state, meta)
+    version = zoo.write_fitted(state, meta, lock_timeout=lock_timeout)
     return {"version": version, "normalization": space.normalization, "ridge": space.ridge,
             "sharpness": space.sharpness, "bandwidth": space.bandwidth, "n_models": space.n_models,
-            "refit": refit, "n_tasks": history.n_tasks, "model_columns": len(model_columns),
+            "refit": refit, "kind": kind, "results": len(history), "n_tasks": history.n_tasks,
+            "model_columns": len(model_columns),
+            "evidence": None if space.evidence is None else {
+                "metric": space.evidence.metric, "weight": space.evidence.weight,
+                "corrected": space.evidence.offsets is not None, "shortlist": space.evidence.shortlist},
             "task_columns": list(space.task_columns)}
+
+
+def default_fit_kind(zoo: Zoo) -> str:
+    """The kind :func:`fit` learns from when none is given, or a :class:`ZooError` saying why
+    none can be chosen.
+
+    The candidate is the kind of the current fitted state when the zoo still holds
+    it (a refit keeps learning what the last fit learnt), else the zoo's only kind,
+    else the first of :data:`DEFAULT_FIT_KINDS` it holds. The candidate is refused
+    when another stored kind holds more results or has results on more tasks:
+    fitting it would leave most of the evidence out, and only the user can say
+    whether that is meant. Kinds that tie with it (the demo zoo's forward-pass
+    metrics beside its ``linear_probe`` truth) do not make it ambiguous.
+    """
+    counts = zoo.history_counts()
+    if not counts:
+        return DEFAULT_FIT_KINDS[0]  # fit then says the zoo holds nothing to fit
+    candidate = _fitted_kind(zoo)
+    if candidate not in counts:
+        if len(counts) == 1:
+            candidate = next(iter(counts))
+        else:
+            candidate = next((k for k in DEFAULT_FIT_KINDS if k in counts), None)
+    if candidate is None:
+        raise ZooError(f"{zoo.path}: which results to fit is ambiguous: the zoo holds {_listed(counts)}, none of "
+                       f"them {' or '.join(DEFAULT_FIT_KINDS)}; name one: --kind KIND "
+                       "(kind=\"KIND\" in fennec.fit)")
+    results, tasks = counts[candidate]
+    larger = [k for k, (n, t) in counts.items() if k != candidate and (n > results or t > tasks)]
+    if larger:
+        # The best-supported kind, the preferred kinds first among equals.
+        order = {k: i for i, k in enumerate(DEFAULT_FIT_KINDS)}
+        best = min(counts, key=lambda k: (-counts[k][1], -counts[k][0], order.get(k, len(order))))
+        raise ZooError(
+            f"{zoo.path}: which results to fit is ambiguous: the default kind {candidate!r} has {results} "
+            f"result(s) on {tasks} task(s), but the zoo holds {_listed(counts)}; name the kind to fit: "
+            f"--kind {best} (kind=\"{best}\" in fennec.fit), or --kind {candidate} to fit those {results} alone"
+        )
+    return candidate
+
+
+def _fitted_kind(zoo: Zoo) -> str | None:
+    """The kind the current fitted state was learnt from, or None before a fit."""
+    if zoo.fitted_version() is None:
+        return None
+    _, meta = zoo.read_fitted()
+    kind = meta.get("kind")
+    return kind if isinstance(kind, str) and kind else None
+
+
+def _listed(counts: dict[str, tuple[int, int]], shown: int = 4) -> str:
+    """``'linear_probe' 130 result(s) on 13 task(s), 'finetune' 2 result(s) on 2 task(s)``, largest first."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][1], -item[1][0]))
+    text = ", ".join(f"{kind!r} {n} result(s) on {t} task(s)" for kind, (n, t) in ranked[:shown])
+    return text + (f" and {len(ranked) - shown} more kind(s)" if len(ranked) > shown else "")
 
 
 def _previous_choices(zoo: Zoo, kind: str, model_columns: Sequence[str],

@@ -6,9 +6,12 @@ here changes the backend of a program that imports it (Jupyter, a GUI). Needs th
 ``plot`` extra (matplotlib).
 
 - :func:`space_figure`: models projected on the first two principal axes of their
-  transfer-space vectors (Pearson, 1901), coloured by architecture family; known
-  tasks drawn as arrows along their direction in the same plane (a biplot, Gabriel
-  1971), so models further along a task's arrow are predicted to do better on it.
+  transfer-space vectors (Pearson, 1901), coloured by architecture family and named
+  when few; known tasks drawn as arrows along their direction in the same plane (a
+  biplot, Gabriel 1971), so models further along a task's arrow are predicted to do
+  better on it. Labels are placed by :func:`place_labels` inside the axes, apart.
+
+A family has one colour in every picture (:func:`family_colour`).
 - :func:`predicted_figure`: a held-out task's predicted scores against the measured
   ones, with the field's ranking metrics in the title.
 - :func:`ranking_figure`: the top of a ranking as bars with +/- uncertainty.
@@ -17,7 +20,9 @@ here changes the backend of a program that imports it (Jupyter, a GUI). Needs th
 from __future__ import annotations
 
 import io
+import math
 import os
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,12 +39,27 @@ if TYPE_CHECKING:
 
     from .zoo import Zoo
 
-__all__ = ["figure_png", "leave_one_task_out", "new_figure", "predicted_figure", "ranking_figure", "save_png",
-           "space_figure", "task_directions", "zoo_predicted_figure", "zoo_ranking_figure", "zoo_space_figure"]
+__all__ = ["family_colour", "figure_png", "held_out_scores", "leave_one_task_out", "new_figure", "place_labels",
+           "predicted_figure", "ranking_figure", "save_png", "space_figure", "task_directions",
+           "zoo_predicted_figure", "zoo_ranking_figure", "zoo_space_figure"]
 
-MAX_FAMILIES = 9  # colours shown; the rest are "other"
+MAX_FAMILIES = 12  # families named in a legend; the rest are counted in one entry
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-OTHER = "#b0b0b0"
+OTHER = "#b0b0b0"  # no family recorded
+# Fixed colours of common architecture families, so a family looks the same in every picture
+# whatever else is drawn beside it; a family not listed takes one of EXTRA_COLOURS by a hash of
+# its name (the same in every picture too).
+FAMILY_COLOURS = {
+    "resnet": "#2ca02c", "vit": "#d62728", "efficientnet": "#1f77b4", "mobilenet": "#ff7f0e",
+    "mobilenetv3": "#17becf", "vgg": "#8c564b", "lcnet": "#9467bd", "yolo": "#e377c2", "convnext": "#bcbd22",
+    "swin": "#5254a3", "beit": "#aec7e8", "deit": "#ff9896", "regnet": "#98df8a", "densenet": "#c5b0d5",
+    "inception": "#c49c94", "dinov2": "#f7b6d2", "cnn": "#ffbb78", "mlp": "#9edae5",
+}
+# No greys among these: grey is for a model with no family recorded.
+EXTRA_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+                 "#756bb1", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#e7ba52", "#ad494a", "#a55194")
+MAX_NAMED_POINTS = 30  # models named in the space picture when at most this many are drawn
+MAX_TASK_LABELS = 30  # tasks named there: the longest arrows first
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -71,14 +91,102 @@ def save_png(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 110) ->
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def family_colour(family: str | None) -> str:
+    """The colour of an architecture family in every picture fennec draws (grey: none recorded)."""
+    if not family or family == "unknown":
+        return OTHER
+    key = str(family).strip().lower()
+    if key in FAMILY_COLOURS:
+        return FAMILY_COLOURS[key]
+    return EXTRA_COLOURS[zlib.crc32(key.encode("utf-8")) % len(EXTRA_COLOURS)]
+
+
 def _family_colours(families: Sequence[str | None]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Each entry's family colour, and the legend: the most common families, then a count of the rest."""
     names = [f if f else "unknown" for f in families]
-    common = [name for name, _ in Counter(names).most_common(MAX_FAMILIES)]
-    colour_of = {name: PALETTE[i] for i, name in enumerate(common)}
-    legend = [(name, colour_of[name]) for name in common]
-    if len(set(names)) > len(common):
-        legend.append(("other", OTHER))
-    return [colour_of.get(name, OTHER) for name in names], legend
+    counts = Counter(names)
+    common = [name for name, _ in counts.most_common(MAX_FAMILIES)]
+    legend = [(name, family_colour(name)) for name in common]
+    if len(counts) > len(common):
+        legend.append((f"{len(counts) - len(common)} more families", "#ffffff"))
+    return [family_colour(name) for name in names], legend
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The area two boxes (x0, y0, x1, y1) share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(ax: Any, anchors: Sequence[tuple[float, float]], texts: Sequence[str], *,
+                 directions: Sequence[float | None] | None = None, obstacles: Sequence[tuple[float, float]] = (),
+                 fontsize: float = 8, margin: float = 3.0) -> list[int]:
+    """Writes each text near its anchor (data coordinates), inside the axes and clear of every other
+    label, and returns the indices of the texts written (a text that finds no room is left out).
+
+    Deterministic greedy placement in display space: for each label in turn, candidate spots at
+    growing distances around its anchor (first along ``directions[i]``, radians, when given) are
+    tried, and the first that lies inside the axes and overlaps no label placed before, nor an
+    ``obstacles`` point (a model's dot), is kept; when only obstacles are in the way the spot that
+    covers the fewest is kept. A label set away from its anchor gets a thin leader line. The axes'
+    limits must be final: call after setting them. The figure is drawn once (the layout settles),
+    then its layout engine is switched off so that later drawing keeps these positions.
+    """
+    figure = ax.figure
+    figure.canvas.draw()  # constrained layout places the axes during a draw
+    figure.set_layout_engine("none")
+    renderer = figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    inner = (frame.x0 + margin, frame.y0 + margin, frame.x1 - margin, frame.y1 - margin)
+    to_display = ax.transData.transform
+    to_data = ax.transData.inverted().transform
+    dots = to_display(np.asarray(obstacles, dtype=float).reshape(-1, 2)) if len(obstacles) else np.zeros((0, 2))
+    dot_radius = 3.0
+    placed: list[tuple[float, float, float, float]] = []
+    written: list[int] = []
+    angles = [k * math.pi / 8 for k in range(16)]
+    radii = (4.0, 10.0, 18.0, 28.0, 40.0, 55.0, 72.0, 92.0, 115.0, 140.0)
+    for i, (anchor, text) in enumerate(zip(anchors, texts)):
+        if not (np.isfinite(anchor[0]) and np.isfinite(anchor[1])):
+            continue
+        label = ax.text(anchor[0], anchor[1], text, fontsize=fontsize, ha="center", va="center", zorder=4,
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+        label.set_in_layout(False)
+        box = label.get_window_extent(renderer)
+        half_w, half_h = box.width / 2 + 1.5, box.height / 2 + 1.5
+        ax_x, ax_y = to_display([anchor])[0]
+        preferred = None if directions is None else directions[i]
+        order = angles if preferred is None or not np.isfinite(preferred) else sorted(
+            angles, key=lambda a: abs(math.remainder(a - float(preferred), 2 * math.pi)))
+        best: tuple[float, float, float, float] | None = None
+        best_cover = math.inf
+        best_centre = (ax_x, ax_y)
+        for radius in radii:
+            for angle in order:
+                cx = ax_x + math.cos(angle) * (radius + half_w)
+                cy = ax_y + math.sin(angle) * (radius + half_h)
+                spot = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+                if spot[0] < inner[0] or spot[1] < inner[1] or spot[2] > inner[2] or spot[3] > inner[3]:
+                    continue
+                if any(_overlap(spot, other) > 0 for other in placed):
+                    continue
+                cover = int(np.count_nonzero((np.abs(dots[:, 0] - cx) < half_w + dot_radius)
+                                             & (np.abs(dots[:, 1] - cy) < half_h + dot_radius)))
+                if cover < best_cover:
+                    best, best_cover, best_centre = spot, cover, (cx, cy)
+                if cover == 0:
+                    break
+            if best is not None and best_cover == 0:
+                break
+        if best is None:
+            label.remove()
+            continue
+        x, y = to_data([best_centre])[0]
+        label.set_position((x, y))
+        if math.hypot(best_centre[0] - ax_x, best_centre[1] - ax_y) > max(half_w, half_h) + 12:
+            ax.plot([anchor[0], x], [anchor[1], y], color="#777777", lw=0.6, zorder=3)
+        placed.append(best)
+        written.append(i)
+    return written
 
 
 def task_directions(model_vectors: ArrayLike, normalized: ArrayLike, *, ridge: float = 1.0) -> np.ndarray:
@@ -100,8 +208,10 @@ def task_directions(model_vectors: ArrayLike, normalized: ArrayLike, *, ridge: f
 
 def space_figure(model_vectors: ArrayLike, families: Sequence[str | None] | None = None, *,
                  task_vectors: ArrayLike | None = None, task_names: Sequence[str] | None = None,
-                 max_points: int = 20_000, seed: int = 0, title: str = "the transfer space") -> Figure:
-    """Models on the first two principal axes of their vectors, coloured by family; tasks as arrows."""
+                 model_names: Sequence[str] | None = None, max_points: int = 20_000, seed: int = 0,
+                 title: str = "the transfer space") -> Figure:
+    """Models on the first two principal axes of their vectors, coloured by family (and named, from
+    ``model_names``, when at most :data:`MAX_NAMED_POINTS` are drawn); tasks as arrows."""
     vectors = np.asarray(model_vectors, dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] < 2:
         raise ValueError(f"model_vectors: expected at least 2 rows of a 2-D array, got shape {vectors.shape}")
@@ -122,11 +232,14 @@ def space_figure(model_vectors: ArrayLike, families: Sequence[str | None] | None
     points = (vectors[shown] - centre) @ axes.T
     colours, legend = _family_colours([families[i] for i in shown])
 
-    figure = new_figure(7.5, 6.0)
+    figure = new_figure(8.5, 6.0)
     ax = figure.add_subplot()
-    ax.scatter(points[:, 0], points[:, 1], c=colours, s=10 if len(shown) < 2000 else 3, alpha=0.75, linewidths=0)
+    ax.scatter(points[:, 0], points[:, 1], c=colours, s=14 if len(shown) < 2000 else 3, alpha=0.85, linewidths=0,
+               zorder=2)
     for name, colour in legend:
-        ax.scatter([], [], c=colour, s=25, label=name)
+        ax.scatter([], [], c=colour, s=25, label=name, edgecolors="#999999" if colour == "#ffffff" else "none")
+    tips = np.zeros((0, 2))
+    names: list[str] = []
     if task_vectors is not None:
         tasks = np.asarray(task_vectors, dtype=np.float64)
         names = list(task_names) if task_names is not None else [f"task {j}" for j in range(len(tasks))]
@@ -134,21 +247,55 @@ def space_figure(model_vectors: ArrayLike, families: Sequence[str | None] | None
         length = np.linalg.norm(directions, axis=1)
         reach = np.percentile(np.linalg.norm(points, axis=1), 90) if len(points) else 1.0
         scale = reach / np.nanmax(length) if np.any(length > 0) else 0.0
-        for (dx, dy), name in zip(directions * scale, names):
-            if not np.isfinite(dx) or not np.isfinite(dy):
-                continue
-            ax.annotate("", xy=(dx, dy), xytext=(0, 0),
-                        arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
-            ax.text(dx * 1.06, dy * 1.06, name, fontsize=8, ha="center", va="center",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+        tips = directions * scale
+        for dx, dy in tips:
+            if np.isfinite(dx) and np.isfinite(dy):
+                ax.annotate("", xy=(dx, dy), xytext=(0, 0), annotation_clip=False,
+                            arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.1})
         ax.plot([], [], color="black", marker=r"$\rightarrow$", linestyle="none", label="task (direction)")
+    # Limits first (every dot and arrow tip, with room around them): labels are placed inside them.
+    finite_tips = tips[np.all(np.isfinite(tips), axis=1)] if len(tips) else tips
+    extent = np.vstack([points, finite_tips, np.zeros((1, 2))])
+    low, high = extent.min(0), extent.max(0)
+    pad = 0.12 * np.maximum(high - low, 1e-9)
+    ax.set_xlim(low[0] - pad[0], high[0] + pad[0])
+    ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
     ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
     ax.axvline(0, color="#dddddd", lw=0.8, zorder=0)
     ax.set_xlabel(f"axis 1 ({explained[0]:.0%} of the spread)")
     ax.set_ylabel(f"axis 2 ({explained[1]:.0%} of the spread)" if len(explained) > 1 else "axis 2")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.8, title="family",
+              title_fontsize=8, borderaxespad=0.0)
     subtitle = f"{len(vectors):,} models" + (f", {len(shown):,} drawn" if len(shown) < len(vectors) else "")
     ax.set_title(f"{title}\n{subtitle}", fontsize=11)
-    ax.legend(loc="best", fontsize=8, framealpha=0.8, title="family", title_fontsize=8)
+    # Tasks by arrow length (the longest say most), then the models when few enough to read.
+    lengths = np.nan_to_num(np.linalg.norm(tips, axis=1), nan=-1.0) if len(tips) else np.zeros(0)
+    task_order = [int(j) for j in np.argsort(-lengths, kind="stable") if lengths[j] >= 0][:MAX_TASK_LABELS]
+    anchors = [tuple(tips[j]) for j in task_order]
+    texts = [str(names[j]) for j in task_order]
+    angles: list[float | None] = [math.atan2(tips[j][1], tips[j][0]) for j in task_order]
+    name_models = model_names is not None and len(shown) <= MAX_NAMED_POINTS
+    if name_models:
+        assert model_names is not None
+        model_names = list(model_names)
+        if len(model_names) != len(vectors):
+            raise ValueError(f"model_names: expected {len(vectors)} entries, got {len(model_names)}")
+        anchors += [tuple(points[r]) for r in range(len(shown))]
+        texts += [str(model_names[i]) for i in shown]
+        angles += [None] * len(shown)
+    # Dots are kept clear of labels where they are few enough for that to be possible.
+    written = place_labels(ax, anchors, texts, directions=angles,
+                           obstacles=[tuple(p) for p in points] if len(points) <= 2000 else ())
+    missing_tasks = sum(1 for w in range(len(task_order)) if w not in written)
+    missing_tasks += max(0, int(np.sum(lengths >= 0)) - len(task_order))
+    missing_models = (len(shown) - sum(1 for w in written if w >= len(task_order))) if name_models else 0
+    notes = []
+    if missing_tasks:
+        notes.append(f"{missing_tasks} task label(s) left out for room")
+    if missing_models:
+        notes.append(f"{missing_models} model label(s) left out for room")
+    if notes:
+        ax.set_title(f"{title}\n{subtitle}; {', '.join(notes)}", fontsize=11)
     return figure
 
 
@@ -173,7 +320,8 @@ def _strip_figure(prior: np.ndarray, families: list[str | None], n_models: int, 
 
 
 def predicted_figure(predicted: ArrayLike, measured: ArrayLike, names: Sequence[str] | None = None, *,
-                     task: str = "", annotate: int = 5) -> Figure:
+                     task: str = "", annotate: int = 5,
+                     xlabel: str = "predicted score, task held out (as fennec rank prints it)") -> Figure:
     """A task's predicted scores (x) against its measured ones (y), with the weighted Kendall
     tau, Kendall tau and top-1 regret of the prediction in the title."""
     from .evaluate import ranking_metrics
@@ -196,17 +344,20 @@ def predicted_figure(predicted: ArrayLike, measured: ArrayLike, names: Sequence[
         line = np.linspace(x.min(), x.max(), 2)
         ax.plot(line, intercept + slope * line, color="#555555", lw=1, ls="--", label="least squares")
     top = np.argsort(-x, kind="stable")[:annotate]
-    if names is not None:
-        labels = np.asarray(list(names), dtype=object)[seen]
-        for i in top:
-            ax.annotate(str(labels[i]), (x[i], y[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     best = int(np.argmax(y))
     ax.scatter([x[best]], [y[best]], s=80, facecolors="none", edgecolors=PALETTE[3], label="best measured")
-    ax.set_xlabel("predicted (transfer-space score, task held out)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("measured score")
     ax.set_title(f"{task}: {int(seen.sum())} models\nweighted tau {metrics['wtau']:.3f}, Kendall tau "
                  f"{metrics['kendall']:.3f}, top-1 regret {metrics['regret']:.3g}", fontsize=11)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    for values, setter in ((x, ax.set_xlim), (y, ax.set_ylim)):
+        pad = 0.1 * max(float(np.ptp(values)), 1e-9)
+        setter(float(values.min()) - pad, float(values.max()) + pad)
+    if names is not None:
+        labels = np.asarray(list(names), dtype=object)[seen]
+        place_labels(ax, [(x[i], y[i]) for i in top], [str(labels[i]) for i in top], fontsize=7,
+                     obstacles=list(zip(x, y)))
     return figure
 
 
@@ -247,6 +398,20 @@ def ranking_figure(ranking: Any, *, title: str | None = None) -> Figure:
     return figure
 
 
+def held_out_scores(data: Any, target: int, seed: int = 0) -> np.ndarray:
+    """fennec's prediction for task ``target`` of an :class:`~fennec.evaluate.EvalData` from a fit on
+    the other tasks (the ``lodo`` protocol), on the history's scale: the score ``fennec rank`` prints."""
+    from .evaluate import fit_on_tasks, place_held_out
+
+    train = np.array([j for j in range(len(data.tasks)) if j != target])
+    space = fit_on_tasks(data, train, seed)
+    placed = place_held_out(data, space, target, train)
+    prediction = space.predict(placed.features, placed.distances)
+    if not space.slope > 0:  # a degenerate calibration would flatten or flip the order the metrics score
+        return np.asarray(prediction, dtype=np.float64)
+    return np.asarray(space.calibrated(prediction), dtype=np.float64)
+
+
 def leave_one_task_out(scores: ArrayLike, task: int, *, model_features: np.ndarray | None = None,
                        task_features: ArrayLike | None = None, task_distances: ArrayLike | None = None,
                        seed: int = 0) -> np.ndarray:
@@ -276,7 +441,7 @@ def zoo_space_figure(zoo: Zoo, *, max_points: int = 20_000, seed: int = 0) -> Fi
     family = {row["id"]: row.get("family") or row.get("architecture") for row in zoo.models()}
     tasks = task_directions(state["model_vectors"], state["normalized"])
     return space_figure(state["model_vectors"], [family.get(m) for m in ids], task_vectors=tasks,
-                        task_names=list(meta.get("tasks", [])), max_points=max_points, seed=seed,
+                        task_names=list(meta.get("tasks", [])), model_names=ids, max_points=max_points, seed=seed,
                         title=f"the transfer space of {zoo.path.name} (fitted version {zoo.fitted_version()})")
 
 
@@ -284,7 +449,7 @@ def zoo_predicted_figure(zoo: Zoo, task: str | None = None, *, seed: int = 0) ->
     """Predicted (task held out) against measured scores for one of the zoo's tasks
     (default: the task with the most results), from the side information, task
     descriptors and neighbour tasks that ``fennec.fit`` uses."""
-    from .evaluate import held_out_prediction, load_zoo_eval_data
+    from .evaluate import load_zoo_eval_data
 
     data = load_zoo_eval_data(zoo)
     if len(data.tasks) < 3:
@@ -294,7 +459,7 @@ def zoo_predicted_figure(zoo: Zoo, task: str | None = None, *, seed: int = 0) ->
     if task not in data.tasks:
         raise ValueError(f"task: {task!r} has no results in the zoo; tasks are {list(data.tasks)[:20]}")
     j = data.tasks.index(task)
-    return predicted_figure(held_out_prediction(data, j, seed), data.scores[:, j], data.models, task=task)
+    return predicted_figure(held_out_scores(data, j, seed), data.scores[:, j], data.models, task=task)
 
 
 def zoo_ranking_figure(zoo: Zoo, task: Mapping[str, Any] | None = None, *, k: int = 20, where: Any = None,

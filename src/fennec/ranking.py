@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .catalog import Catalog
 from .features import check_observed, place_task
 from .space import TransferSpace
 from .zoo import POINTER_NAME, Zoo, ZooError
+
+if TYPE_CHECKING:
+    from .proxy.images import ImageSet
 
 __all__ = ["FittedVersion", "RankPlan", "Ranker", "Ranking", "rank"]
 
@@ -37,6 +40,7 @@ class Ranking:
     rows: list[dict[str, Any]]
     basis: str
     notes: list[str] = field(default_factory=list)
+    forward: dict[str, Any] | None = None  # a budget's forward passes: which models ran, their scores, seconds
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -49,7 +53,10 @@ class Ranking:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"basis": self.basis, "notes": self.notes, "rows": self.rows}
+        out: dict[str, Any] = {"basis": self.basis, "notes": self.notes, "rows": self.rows}
+        if self.forward is not None:
+            out["forward_passes"] = self.forward
+        return out
 
 
 class FittedVersion(NamedTuple):
@@ -157,13 +164,15 @@ class Ranker:
         return catalog
 
     def rank(self, task: Mapping[str, Any] | Sequence[float] | None = None, *, k: int = 10,
-             where: Where | None = None, observed: Mapping[str, float] | None = None) -> Ranking:
-        plan = self.plan(task, k=k, where=where, observed=observed)
+             where: Where | None = None, observed: Mapping[str, float] | None = None,
+             forward: Mapping[str, float] | None = None) -> Ranking:
+        plan = self.plan(task, k=k, where=where, observed=observed, forward=forward)
         _, order = kernels.topk(plan.vectors, plan.query, plan.k, mask=plan.mask)
         return self.finish(plan, order)
 
     def plan(self, task: Mapping[str, Any] | Sequence[float] | None = None, *, k: int = 10,
-             where: Where | None = None, observed: Mapping[str, float] | None = None) -> RankPlan:
+             where: Where | None = None, observed: Mapping[str, float] | None = None,
+             forward: Mapping[str, float] | None = None) -> RankPlan:
         """Everything of :meth:`rank` before the scan: one fitted version, the task's query
         vector, the ``where`` mask. ``kernels.topk(plan.vectors, plan.query, plan.k,
         mask=plan.mask)`` then :meth:`finish` of its order give the ranking; plans that share ``vectors``
@@ -173,17 +182,21 @@ class Ranker:
         space = fitted.space
         placed = place_task(space, task)
         seen = check_observed(space, observed)
+        run = check_observed(space, forward, "forward scores")
         vectors = space.model_vectors
         query = space.task_vector(placed.features, placed.distances)
         mask = self._mask(where, fitted) if where is not None else None
         basis, measured = placed.basis, {}
+        if run is not None and space.evidence is not None:
+            basis += f" and {len(run[0])} model(s)' {space.evidence.metric} scores"
         if seen is not None:
             rows, scores = seen
-            prediction = space.predict(placed.features, placed.distances, observed=seen)
-            # Each plan with observations scans its own one-column prediction.
-            vectors, query = prediction.astype(np.float32)[:, None], np.ones(1, dtype=np.float32)
             basis += f" and {len(rows)} observed score(s)"
             measured = {space.models[i]: float(s) for i, s in zip(rows.tolist(), scores.tolist())}
+        if seen is not None or (run is not None and space.evidence is not None):
+            prediction = space.predict(placed.features, placed.distances, observed=seen, forward=run)
+            # Each plan with observations or forward scores scans its own one-column prediction.
+            vectors, query = prediction.astype(np.float32)[:, None], np.ones(1, dtype=np.float32)
         return RankPlan(fitted, vectors, query, int(k), mask, basis, list(placed.notes), measured)
 
     def finish(self, plan: RankPlan, order: np.ndarray) -> Ranking:
@@ -212,8 +225,9 @@ class Ranker:
                          # a copy: the cached metadata must not change through a returned row
                          **{key: copy.deepcopy(value) if isinstance(value, (list, dict)) else value
                             for key, value in info.get("extra", {}).items()}})
-            if model in plan.measured:
+            if model in plan.measured:  # measured, not predicted: its score is the measurement
                 rows[-1]["observed"] = plan.measured[model]
+                rows[-1]["uncertainty"] = 0.0
         return Ranking(rows, plan.basis, plan.notes)
 
     def _mask(self, where: Where, fitted: FittedVersion) -> np.ndarray:
@@ -234,15 +248,34 @@ _RANKERS_LOCK = threading.Lock()
 
 
 def rank(zoo: Zoo, task: Mapping[str, Any] | Sequence[float] | None = None, *, k: int = 10,
-         where: Where | None = None, observed: Mapping[str, float] | None = None) -> Ranking:
+         where: Where | None = None, observed: Mapping[str, float] | None = None,
+         images: ImageSet | None = None, budget: int | str | None = None, metric: str | None = None,
+         cache_dir: str | os.PathLike[str] | None = None) -> Ranking:
     """Ranks the zoo's models for a task described by features, observed scores, or nothing.
 
     ``where`` filters on model metadata: ``{"family": "resnet"}``, a list of allowed
     values, ``("<=", 30e6)`` comparisons, or a callable taking the model's row.
+    ``budget`` (a number of models, or ``"all"``) with the task's labelled ``images``
+    (:func:`fennec.proxy.load_images`): at most that many of the best predicted models are
+    run over the images, scored by the forward-pass metric the zoo's fit fuses (``metric``
+    must be that one when given), and fused into the ranking; the ranking's ``forward``
+    says which models ran and what it cost (see :mod:`fennec.budget`).
     """
     key = str(zoo.path)
     with _RANKERS_LOCK:
         ranker = _RANKERS.get(key)
         if ranker is None or ranker.zoo is not zoo:
             ranker = _RANKERS[key] = Ranker(zoo)
-    return ranker.rank(task, k=k, where=where, observed=observed)
+    if budget is None:
+        if metric is not None:
+            raise ValueError("metric: names the forward-pass metric a budget is spent on; give budget too")
+        return ranker.rank(task, k=k, where=where, observed=observed)
+    if images is None:
+        raise ValueError("budget: forward passes need the task's images (images=load_images(DIR))")
+    from .budget import run_budget
+
+    run = run_budget(ranker.fitted().space, task, images, budget, metric=metric, cache_dir=cache_dir)
+    ranking = ranker.rank(task, k=k, where=where, observed=observed, forward=run.scores or None)
+    ranking.notes.extend(run.notes)
+    ranking.forward = run.to_dict()
+    return ranking

@@ -20,8 +20,8 @@ import numpy as np
 
 from . import __version__
 from ._atomic import write_atomically
-from .evaluate import METRICS, EvalData, fit_on_tasks, held_out_prediction, ranking_metrics
-from .plot import PALETTE, figure_png, new_figure, space_figure, task_directions
+from .evaluate import METRICS, EvalData, fit_on_tasks, ranking_metrics
+from .plot import PALETTE, figure_png, held_out_scores, new_figure, space_figure, task_directions
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,7 +31,7 @@ __all__ = ["eval_report_html", "write_eval_report"]
 HIGHER_IS_BETTER = {"wtau": True, "kendall": True, "pearson": True, "regret": False, "top3": True}
 METRIC_NAMES = {"wtau": "weighted tau", "kendall": "Kendall tau", "pearson": "Pearson", "regret": "top-1 regret",
                 "top3": "top-3 hit"}
-MAX_TASK_PANELS = 12
+TASK_PANELS = 12  # held-out panels per picture; every task gets one, in as many pictures as it takes
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -141,13 +141,15 @@ def _task_heatmap(result: dict[str, Any], methods: Sequence[str]) -> Figure:
 
 
 def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int) -> Figure:
+    """One panel per task: its held-out prediction (the score ``fennec rank`` prints) against the
+    measured score."""
     columns = min(4, len(tasks))
     rows = math.ceil(len(tasks) / columns)
     figure = new_figure(3.2 * columns, 2.9 * rows)
     for panel, j in enumerate(tasks):
         ax = figure.add_subplot(rows, columns, panel + 1)
         truth = data.scores[:, j]
-        prediction = held_out_prediction(data, j, seed)
+        prediction = held_out_scores(data, j, seed)
         seen = ~np.isnan(truth)
         ax.scatter(prediction[seen], truth[seen], s=9, alpha=0.8, color=PALETTE[0], linewidths=0)
         best = np.flatnonzero(seen)[int(np.argmax(truth[seen]))]
@@ -155,7 +157,7 @@ def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int) -> Figure:
         metrics = ranking_metrics(prediction, truth)
         ax.set_title(f"{data.tasks[j]}  (w.tau {metrics['wtau']:.2f})", fontsize=9)
         ax.tick_params(labelsize=7)
-    figure.supxlabel("predicted, task held out", fontsize=9)
+    figure.supxlabel("predicted score, task held out (as fennec rank prints it)", fontsize=9)
     figure.supylabel("measured score", fontsize=9)
     return figure
 
@@ -188,20 +190,27 @@ def eval_report_html(result: dict[str, Any], data: EvalData | None = None, *, ti
         tasks = task_directions(model.model_vectors, model.normalized)
         parts += ["<h2>The transfer space</h2>",
                   _image(space_figure(model.model_vectors, data.model_types, task_vectors=tasks,
-                                      task_names=data.tasks, seed=seed),
+                                      task_names=data.tasks, model_names=data.models, seed=seed),
                          "Models on the first two principal axes of their transfer-space vectors (fitted on "
                          "every task), coloured by family; each task's arrow points where its best models lie."
                          if model.model_vectors.shape[1] > 1 else
                          "The space fitted on every task has one dimension (side information unused): each "
                          "model's prior, one row per family.")]
         measured = [j for j in range(len(data.tasks)) if np.sum(~np.isnan(data.scores[:, j])) >= 2]
-        shown = measured[:MAX_TASK_PANELS]
-        if len(data.tasks) >= 3 and shown:
-            note = f" (the first {len(shown)} of {len(measured)})" if len(measured) > len(shown) else ""
-            parts += ["<h2>Predicted against measured, task held out</h2>",
-                      _image(_prediction_grid(data, shown, seed),
-                             f"Each task{note}: fennec's prediction from the other tasks against the measured "
-                             "score; the circle is the best measured model.")]
+        if len(data.tasks) >= 3 and measured:
+            parts.append("<h2>Predicted against measured, task held out</h2>")
+            unmeasured = len(data.tasks) - len(measured)
+            size = math.ceil(len(measured) / math.ceil(len(measured) / TASK_PANELS))  # balanced pictures
+            for start in range(0, len(measured), size):
+                chunk = measured[start:start + size]
+                where = (f" (tasks {start + 1} to {start + len(chunk)} of {len(measured)})"
+                         if len(measured) > TASK_PANELS else "")
+                parts.append(_image(
+                    _prediction_grid(data, chunk, seed),
+                    f"Each task{where}: fennec's prediction from the other tasks, in the units fennec rank "
+                    "prints, against the measured score; the circle is the best measured model."
+                    + (f" {unmeasured} task(s) with fewer than 2 measured models have no panel."
+                       if unmeasured and start + size >= len(measured) else "")))
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -27,7 +27,9 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
+import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import fsync_folder, write_atomically
+from ._checks import identifier
 from .history import DEFAULT_KIND, History, SideTable, read_history
 
 try:
@@ -53,6 +56,10 @@ MODEL_EMBEDDINGS_TABLE = (
 DB_NAME = "zoo.sqlite"
 POINTER_NAME = "fitted.json"
 LOCK_NAME = "fitted.lock"
+# How long a write of fitted state waits for another process's (seconds), and when it says so: the
+# lock covers only writing the arrays, seconds even for a large zoo, so a long wait means a stuck holder.
+DEFAULT_LOCK_TIMEOUT = 300.0
+LOCK_NOTICE_AFTER = 2.0
 FITTED_PREFIX = "fitted-"
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -344,9 +351,11 @@ class Zoo:
             # Models without any row are added too: side information may still rank them.
             _add_unknown_ids(con, "models", history.models, "model", strict)
             _add_unknown_ids(con, "tasks", history.tasks, "task", strict)
-            if not replace:
-                _refuse_stored(con, history, kinds)
-            con.executemany(_history_insert(replace), _history_rows(history, kinds, source))
+            rows = _history_rows(history, kinds, source)
+            if replace:
+                con.executemany(_history_insert(True), rows)
+            else:
+                _insert_new(con, rows)
         return len(history)
 
     def import_history_csv(
@@ -406,6 +415,41 @@ class Zoo:
     def history_kinds(self) -> list[str]:
         """The kinds of result stored, in order of first appearance."""
         return [r[0] for r in self._con.execute("SELECT kind FROM history GROUP BY kind ORDER BY MIN(rowid)")]
+
+    def history_counts(self) -> dict[str, tuple[int, int]]:
+        """For each kind stored, in order of first appearance: (results, tasks with a result)."""
+        rows = self._con.execute(
+            "SELECT kind, COUNT(*), COUNT(DISTINCT task) FROM history GROUP BY kind ORDER BY MIN(rowid)"
+        )
+        return {kind: (int(results), int(tasks)) for kind, results, tasks in rows}
+
+    def kind_of_new_results(self) -> str:
+        """The kind given to results that name none, at the command line and over HTTP.
+
+        The kind the current fitted state was learnt from; without one, the zoo's
+        only kind, or ``finetune`` while it holds no results. A zoo holding several
+        kinds and no fit has no such kind: an error asks for one. Costs a small file
+        read on a fitted zoo, so a write stays the size of what it writes.
+        """
+        pointer = self._read_pointer()
+        if pointer is not None:
+            try:
+                meta = json.loads((self.path / pointer["dir"] / "meta.json").read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                meta = {}  # replaced while being read, or damaged: fall back to what is stored
+            fitted_kind = meta.get("kind") if isinstance(meta, dict) else None
+            if isinstance(fitted_kind, str) and fitted_kind:
+                return fitted_kind
+        first = self._con.execute("SELECT kind FROM history LIMIT 1").fetchone()
+        if first is None:
+            return DEFAULT_KIND
+        if self._con.execute("SELECT 1 FROM history WHERE kind <> ? LIMIT 1", (first[0],)).fetchone() is None:
+            return str(first[0])
+        counts = ", ".join(f"{k} ({n} results)" for k, (n, _) in self.history_counts().items())
+        raise ZooError(
+            f"{self.path}: the zoo holds several kinds of result ({counts}) and no fit to follow; "
+            "say which kind these results are (--kind KIND, or \"kind\" in each row)"
+        )
 
     def export_history_csv(
         self, path: str | os.PathLike[str], *, wide: bool = False, kind: str = DEFAULT_KIND
@@ -489,15 +533,20 @@ class Zoo:
 
     # -- fitted state --------------------------------------------------------
 
-    def write_fitted(self, state: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> int:
+    def write_fitted(self, state: Mapping[str, np.ndarray], meta: Mapping[str, Any], *,
+                     lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> int:
         """Stores a new fitted state and makes it current in one step; returns its version.
 
         ``state`` maps names (letters, digits, ``_.-``) to numeric arrays; ``meta`` is a
         JSON-serialisable dict. Readers see the previous state until the switch.
+        Writers take ``fitted.lock`` in turn: one that finds it held says so on stderr
+        after two seconds, and gives up with a :class:`ZooError` after ``lock_timeout``
+        seconds (default 300; ``math.inf`` waits for ever).
         """
         arrays = _check_state(state)
         meta_text = _check_meta(meta)
-        with self._fitted_lock():
+        lock_timeout = _check_lock_timeout(lock_timeout)
+        with self._fitted_lock(lock_timeout):
             previous = self.fitted_version()
             version = max([*self._fitted_versions(), previous or 0]) + 1
             final = self.path / f"{FITTED_PREFIX}{version}"
@@ -590,10 +639,10 @@ class Zoo:
                 entry.unlink(missing_ok=True)
 
     @contextmanager
-    def _fitted_lock(self) -> Generator[None, None, None]:
+    def _fitted_lock(self, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Generator[None, None, None]:
         with open(self.path / LOCK_NAME, "a+b") as fh:
             if fcntl is not None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                _wait_for_lock(fh.fileno(), self.path / LOCK_NAME, timeout)
             try:
                 yield
             finally:
@@ -602,6 +651,40 @@ class Zoo:
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+def _check_lock_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"lock_timeout: expected a number of seconds >= 0 (math.inf: no limit), got {timeout!r}")
+    return float(timeout)
+
+
+def _wait_for_lock(fd: int, lock: Path, timeout: float) -> None:
+    """Takes the exclusive lock on ``fd``, polling, so that a wait can be reported and bounded
+    (a blocking flock can do neither)."""
+    started = time.monotonic()
+    told = False
+    pause = 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            raise ZooError(
+                f"{lock}: another process has held this lock for over {timeout:g} s, so the fitted state "
+                "was not written; if no other fit is running, the holder is stuck (find it with "
+                f"`fuser {lock}`, then stop it), or pass lock_timeout= with more seconds to wait longer"
+            )
+        if not told and waited >= LOCK_NOTICE_AFTER:
+            print(f"fennec: waiting for {lock}: another process holds it (it is writing a fitted state); "
+                  + ("waiting with no limit" if math.isinf(timeout) else f"giving up after {timeout:g} s"),
+                  file=sys.stderr, flush=True)
+            told = True
+        time.sleep(min(pause, timeout - waited))
+        pause = min(2 * pause, 0.2)
 
 
 def _check_history_row(i: int, row: tuple[Any, ...]) -> None:
@@ -616,6 +699,10 @@ def _check_add_history(history: History, kind: str | None, source: str | None) -
         raise TypeError(f"history: expected a History, got {type(history).__name__}")
     if len(history) == 0:
         raise ZooError("history: is empty; nothing to add")
+    for name in history.models:
+        identifier(name, "history: model id")
+    for name in history.tasks:
+        identifier(name, "history: task id")
     if kind is not None and (not isinstance(kind, str) or not kind):
         raise ValueError(f"kind: expected a non-empty string or None, got {kind!r}")
     if source is not None and not isinstance(source, str):
@@ -656,31 +743,48 @@ def _history_insert(replace: bool) -> str:
 
 
 def _add_unknown_ids(con: sqlite3.Connection, table: str, names: Sequence[str], what: str, strict: bool) -> None:
-    """Adds bare rows to ``table`` for the ``names`` it lacks, or refuses them with ``strict``."""
-    known = {r[0] for r in con.execute(f"SELECT id FROM {table}")}
-    unknown = [n for n in names if n not in known]
-    if unknown and strict:
+    """Adds bare rows to ``table`` for the ``names`` it lacks, or refuses them with ``strict``.
+
+    One primary-key lookup per name: a write costs what it writes, not what the table holds.
+    """
+    if not strict:
+        con.executemany(f"INSERT INTO {table} (id) VALUES (?) ON CONFLICT(id) DO NOTHING", [(n,) for n in names])
+        return
+    lookup = f"SELECT 1 FROM {table} WHERE id = ?"
+    unknown = [n for n in names if con.execute(lookup, (n,)).fetchone() is None]
+    if unknown:
         shown = ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise ZooError(
             f"history: {len(unknown)} unknown {what} id(s): {shown} "
             f"(add them with add_{what}s first, or pass strict=False)"
         )
-    con.executemany(f"INSERT INTO {table} (id) VALUES (?)", [(n,) for n in unknown])
 
 
-def _refuse_stored(con: sqlite3.Connection, history: History, kinds: Sequence[str]) -> None:
-    """Raises on the first result of ``history`` already stored for its (model, task, kind)."""
-    stored = {
-        (m, t, k) for m, t, k in con.execute("SELECT model, task, kind FROM history")
-    }
-    for i in range(len(history)):
-        model = history.models[history.model_index[i]]
-        key = (model, history.tasks[history.task_index[i]], kinds[i])
-        if key in stored:
-            raise ZooError(
-                f"history: a {key[2]} result for model {key[0]!r} on task {key[1]!r} "
-                "is already stored (pass replace=True to overwrite)"
-            )
+def _insert_new(con: sqlite3.Connection, rows: Iterable[tuple[str, str, float, str, str | None]]) -> None:
+    """Inserts ``rows``, refusing the first whose (model, task, kind) is already stored.
+
+    The primary key finds a stored result as the row is written, so the check
+    costs one index probe per row rather than a read of the whole history. The
+    rows are consumed one at a time, so the last one handed over is the one refused.
+    """
+    last: list[tuple[str, str, float, str, str | None]] = []
+
+    def tracked() -> Iterator[tuple[str, str, float, str, str | None]]:
+        for row in rows:
+            last[:] = [row]
+            yield row
+
+    try:
+        con.executemany(_history_insert(False), tracked())
+    except sqlite3.IntegrityError as err:
+        # Unknown ids were added (or refused) before, so a conflict is the primary key's.
+        if not last or "UNIQUE" not in str(err):
+            raise
+        model, task, _, kind, _ = last[0]
+        raise ZooError(
+            f"history: a {kind} result for model {model!r} on task {task!r} "
+            "is already stored (pass replace=True to overwrite)"
+        ) from None
 
 
 def _switch_pointer(folder: Path, version: int, name: str, arrays: list[str]) -> None:
@@ -751,12 +855,10 @@ def _decode_descriptor(owner: str, blob: bytes, dim: int) -> np.ndarray:
 def _normalise_row(argument: str, i: int, row: object, columns: dict[str, type]) -> tuple[Any, ...]:
     if not isinstance(row, Mapping):
         raise TypeError(f"{argument}: row {i} is a {type(row).__name__}, expected a dict")
-    ident = row.get("id")
-    if not isinstance(ident, str) or not ident.strip() or ident != ident.strip():
-        raise ZooError(
-            f"{argument}: row {i} needs an 'id': a non-empty name without surrounding spaces, "
-            f"got {ident!r}"
-        )
+    try:
+        ident = identifier(row.get("id"), "id")
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"{argument}: row {i} needs an 'id': {err}") from None
     values: list[str | int | float | None] = []
     for column, kind in columns.items():
         value = row.get(column)

@@ -38,6 +38,8 @@ from .synthetic import task_queries
 __all__ = ["generate_load", "load_test", "main", "rank_bodies", "rank_latency"]
 
 ENGINES = ("auto", "wrk", "asyncio")
+# The fitted array of a zoo fitted with task descriptors that holds its tasks' descriptors.
+DESCRIPTORS = "task_descriptor_descriptors"
 
 
 def _percentiles(seconds: Iterable[float]) -> dict[str, float | None]:
@@ -53,8 +55,8 @@ def rank_latency(zoo: Zoo, *, queries: int = 2000, k: int = 10, where: Mapping[s
                  seed: int = 0, warmup: int = 50) -> dict[str, Any]:
     """Times ``fennec.rank(zoo, task, k=k, where=where)`` over ``queries`` precomputed random tasks."""
     integer(queries, "queries", low=1)
-    _, meta = zoo.read_fitted()
-    tasks = task_queries(meta, queries + warmup, seed=seed)
+    arrays, meta = zoo.read_fitted()
+    tasks = task_queries(meta, queries + warmup, seed=seed, descriptors=arrays.get(DESCRIPTORS))
     for task in tasks[:warmup]:
         rank(zoo, task, k=k, where=where)
     times = []
@@ -65,9 +67,12 @@ def rank_latency(zoo: Zoo, *, queries: int = 2000, k: int = 10, where: Mapping[s
     return {"queries": queries, "k": k, "models": len(zoo.read_fitted()[0]["model_ids"]), **_percentiles(times)}
 
 
-def rank_bodies(meta: Mapping[str, Any], n: int = 1000, *, k: int = 10, seed: int = 0) -> list[bytes]:
-    """``n`` JSON bodies for POST /rank with random precomputed task features."""
-    return [json.dumps({"task": task, "k": k}).encode() for task in task_queries(meta, n, seed=seed)]
+def rank_bodies(meta: Mapping[str, Any], n: int = 1000, *, k: int = 10, seed: int = 0,
+                descriptors: np.ndarray | None = None) -> list[bytes]:
+    """``n`` JSON bodies for POST /rank with random precomputed task features (and, for a zoo
+    fitted with task descriptors, one of its ``descriptors`` jittered; see :func:`task_queries`)."""
+    return [json.dumps({"task": task, "k": k}).encode()
+            for task in task_queries(meta, n, seed=seed, descriptors=descriptors)]
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str,
@@ -245,9 +250,12 @@ def load_test(zoo: str | os.PathLike[str], *, clients: int = 64, duration: float
     elif engine == "wrk" and not shutil.which("wrk"):
         raise RuntimeError("engine 'wrk': wrk is not installed (apt-get install wrk), use engine='asyncio'")
     with Zoo.open(zoo) as opened:
-        _, meta = opened.read_fitted()
-        n_models = int(len(opened.read_fitted()[0]["model_ids"]))
-    payloads = rank_bodies(meta, bodies, k=k, seed=seed)
+        arrays, meta = opened.read_fitted()
+        n_models = int(len(arrays["model_ids"]))
+    descriptors = arrays.get(DESCRIPTORS)
+    # A descriptor makes a body some 30 KB: fewer distinct ones, cycled, keep the file small.
+    payloads = rank_bodies(meta, bodies if descriptors is None else min(bodies, 100), k=k, seed=seed,
+                           descriptors=descriptors)
     server_args = (*server_args, "--workers", str(workers)) if workers != 1 else tuple(server_args)
     with tempfile.TemporaryDirectory() as scratch, ServerProcess(zoo, args=server_args) as server:
         bodies_file = Path(scratch) / "bodies.jsonl"

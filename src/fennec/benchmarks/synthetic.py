@@ -89,15 +89,26 @@ def named_task_columns(meta: Mapping[str, Any]) -> list[str]:
     return [c for c in meta.get("task_columns", []) if not c.startswith(("descriptor_", "task_descriptor_"))]
 
 
-def task_queries(meta: Mapping[str, Any], n: int, *, seed: int = 0) -> list[dict[str, float]]:
+def task_queries(meta: Mapping[str, Any], n: int, *, seed: int = 0,
+                 descriptors: np.ndarray | None = None) -> list[dict[str, Any]]:
     """``n`` random task-feature dicts for a zoo fitted with ``meta`` (class counts 2-1,000,
-    training sets 100-1,000,000, other features 10-100,000)."""
+    training sets 100-1,000,000, other features 10-100,000). A zoo fitted with task
+    descriptors needs ``descriptors``, one row per stored task (the fitted arrays'
+    ``task_descriptor_descriptors``): each query takes one of them, jittered by 1 %."""
     rng = np.random.default_rng(seed)
     ranges = {"n_classes": (np.log10(2), 3), "n_train": (2, 6)}
     columns = named_task_columns(meta)
-    if len(columns) != len(meta.get("task_columns", [])):
-        raise ValueError("task_queries: this zoo takes task descriptors; give the queries yourself")
-    out = []
+    takes_descriptor = len(columns) != len(meta.get("task_columns", []))
+    if takes_descriptor and (descriptors is None or np.ndim(descriptors) != 2 or len(descriptors) == 0):
+        raise ValueError("task_queries: this zoo takes task descriptors; pass descriptors= (the fitted arrays' "
+                         "task_descriptor_descriptors)")
+    out: list[dict[str, Any]] = []
     for _ in range(n):
-        out.append({c: float(round(10 ** rng.uniform(*ranges.get(c, (1, 5))))) for c in columns})
+        task: dict[str, Any] = {c: float(round(10 ** rng.uniform(*ranges.get(c, (1, 5))))) for c in columns}
+        if takes_descriptor:
+            assert descriptors is not None  # checked above
+            row = np.asarray(descriptors[rng.integers(len(descriptors))], dtype=np.float64)
+            jittered = row * (1 + 0.01 * rng.standard_normal(row.shape))
+            task["descriptor"] = [float(f"{x:.6g}") for x in jittered]  # short bodies
+        out.append(task)
     return out

@@ -146,8 +146,12 @@ def _score_metrics(x_train: np.ndarray, y_train: np.ndarray, model_id: str, task
 def build_demo_zoo(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None,
                    models: Iterable[str] | None = None, tasks: Iterable[str] | None = None, seed: int = 0,
                    metrics: bool = True, task_set: str = "default",
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[str], None] | None = None,
+                   expect_steps: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Builds the offline zoo at ``path`` and returns its report (also written to report.json).
+
+    ``progress`` is called with a text as each (task, model) step starts; ``expect_steps``
+    once, with the number of those steps, before the first.
 
     ``task_set``: a key of :data:`TASK_SETS`: ``default`` (the zoo the README shows) or
     ``heldout``, ``heldout2``... (other class subsets of the same datasets, kept out of
@@ -164,6 +168,8 @@ def build_demo_zoo(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike
     say = progress or (lambda message: None)
     chosen, skipped = _installed_models(models)
     task_list, datasets, skipped_data = _available_tasks(task_set, tasks)
+    if expect_steps is not None:
+        expect_steps(len(task_list) * len(chosen))
 
     zoo = Zoo.create(path)
     zoo.set_setting("proxy", PROXY_NAME)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..features import KnownTasks, identifier_like, known_tasks, model_side_information
+from ..features import (GROUND_TRUTH_KINDS, KnownTasks, identifier_like, known_tasks, model_side_information,
+                        stored_forward_scores)
 from ..history import read_distance_matrix, read_history, read_model_table, read_task_table
 from ..space import DescriptorEncoder, DistanceEmbedding
 
@@ -183,9 +184,6 @@ def load_eval_data(history_path: str | os.PathLike[str], *, wide: bool = False, 
     return data
 
 
-GROUND_TRUTH_KINDS = ("finetune", "linear_probe")
-
-
 def load_zoo_eval_data(zoo: Zoo, *, kind: str | None = None, exclude_tasks: Iterable[str] = (),
                        embeddings: bool = True) -> EvalData:
     """A zoo's history and side information as an :class:`EvalData`.
@@ -223,18 +221,6 @@ def load_zoo_eval_data(zoo: Zoo, *, kind: str | None = None, exclude_tasks: Iter
         blocks.append(encoder.coordinates)
         data.task_distances = encoder.known_distances()
     data.task_features = np.column_stack(blocks) if blocks else None
-    forward: dict[str, np.ndarray] = {}
-    for other in kinds:
-        if other == kind or other in GROUND_TRUTH_KINDS:
-            continue
-        scores = zoo.history(other)
-        matrix = np.full((len(models), len(tasks)), np.nan)
-        at_model = {m: i for i, m in enumerate(models)}
-        at_task = {t: j for j, t in enumerate(tasks)}
-        for i, j, value in zip(scores.model_index, scores.task_index, scores.scores):
-            m, t = scores.models[i], scores.tasks[j]
-            if m in at_model and t in at_task:
-                matrix[at_model[m], at_task[t]] = value
-        forward[forward_method_name(other)] = matrix
+    forward = {forward_method_name(k): v for k, v in stored_forward_scores(zoo, models, tasks, kind).items()}
     data.forward_scores = forward or None
     return data

@@ -3,6 +3,8 @@ placed in it, every model scored, by the same functions ``fennec.fit`` and ``fen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..features import TaskPlacement, place_task
@@ -12,19 +14,26 @@ from .data import EvalData
 __all__ = ["fit_on_tasks", "held_out_prediction", "place_held_out"]
 
 
-def fit_on_tasks(data: EvalData, train: np.ndarray, seed: int = 0) -> TransferSpace:
+def fit_on_tasks(data: EvalData, train: np.ndarray, seed: int = 0, *, evidence: bool = False,
+                 budget: int | None = None, metrics: Sequence[str] | None = None) -> TransferSpace:
     """The space fitted on the ``train`` tasks only (their scores and side information), as
-    ``fennec.fit`` fits a zoo holding just those tasks."""
+    ``fennec.fit`` fits a zoo holding just those tasks; with ``evidence``, their forward-pass
+    scores too (for a new task with ``budget`` models scored, among ``metrics``)."""
     tasks = [data.tasks[j] for j in train]
+    forward = None
+    if evidence and data.forward_scores:
+        forward = {m: v[:, train] for m, v in data.forward_scores.items()}
     if data.known_tasks is not None:
         known = data.known_tasks.subset(train)
         return fit_space(data.scores[:, train], data.models, tasks, model_features=data.model_features,
                          task_features=known.features, task_columns=known.columns,
-                         task_descriptors=known.descriptors, seed=seed)
+                         task_descriptors=known.descriptors, seed=seed, forward_scores=forward, budget=budget,
+                         metrics=metrics)
     features, distances = data.task_features, data.task_distances
     return fit_space(data.scores[:, train], data.models, tasks, model_features=data.model_features,
                      task_features=None if features is None else features[train],
-                     task_distances=None if distances is None else distances[np.ix_(train, train)], seed=seed)
+                     task_distances=None if distances is None else distances[np.ix_(train, train)], seed=seed,
+                     forward_scores=forward, budget=budget, metrics=metrics)
 
 
 def place_held_out(data: EvalData, space: TransferSpace, target: int, train: np.ndarray) -> TaskPlacement:

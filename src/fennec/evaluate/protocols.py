@@ -4,13 +4,14 @@ each run with its baselines on the same held-out tasks."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..features import TaskPlacement
-from ..space import TransferSpace, normalize_scores, predict_cold_models
+from ..space import TransferSpace, normalize_scores, predict_cold_models, scored_rows
 from .baselines import nmf_predict, reorder_observed, type_mean
 from .data import EvalData
 from .held_out import fit_on_tasks, place_held_out
@@ -29,12 +30,20 @@ Predictions = Mapping[str, np.ndarray | list[np.ndarray]]
 
 
 def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: str = "top",
-             seed: int = 0, exclude_related: bool = False) -> dict[str, Any]:
+             seed: int = 0, exclude_related: bool = False, budget: int | str | None = None,
+             metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``.
 
     ``exclude_related`` (lodo, kshot): every task related to the held-out one
     (``data.related``: sharing a class of the same dataset) is held out of the fit
     with it, so the history holds nothing of the new task's classes.
+    ``budget`` (lodo, kshot; an int or ``"all"``): fennec may see the held-out task's
+    forward-pass scores (``data.forward_scores``, of ``metrics`` only when given) of at
+    most that many models, its own top ones; fused as its fit's inner cross-validation
+    chose. ``fennec_history`` is then its prediction without them, and
+    ``<metric>_top<M>`` the metric alone on the same models with the prior elsewhere.
+    The result's ``evidence`` says, per task, what the fit chose and how many forward
+    passes it spent.
     """
     if protocol not in ("lodo", "kshot", "cold-model"):
         raise ValueError(f"protocol must be 'lodo', 'kshot' or 'cold-model', got {protocol!r}")
@@ -52,15 +61,43 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
         if data.related is None or data.related.shape != (len(data.tasks), len(data.tasks)):
             raise ValueError("exclude_related needs which tasks are related (a zoo whose tasks record "
                              "their dataset and classes)")
+    if budget is not None:
+        if protocol == "cold-model":
+            raise ValueError("budget: forward passes on a new task are for the lodo and kshot protocols")
+        if budget != "all" and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"budget must be a positive number of models or 'all', got {budget!r}")
+        if not data.forward_scores:
+            raise ValueError("budget: no forward-pass scores to spend it on (a zoo's logme/parc... kinds, or "
+                             "--forward-scores with --history)")
+        if metrics is not None and not set(metrics) & set(data.forward_scores):
+            raise ValueError(f"metric: {sorted(metrics)} not among the forward-pass scores given "
+                             f"({sorted(data.forward_scores)})")
     if protocol == "cold-model":
         if data.model_features is None and data.model_types is None:
             raise ValueError("the cold-model protocol needs model side information (--models)")
-        per_task = _cold_model(data, seed)
+        per_task, spent = _cold_model(data, seed), dict[str, dict[str, Any]]()
     else:
-        per_task = _lodo(data, seed, shots if protocol == "kshot" else 0, probe, exclude_related)
-    return {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
-            "probe": probe if protocol == "kshot" else None, "seed": seed, "exclude_related": exclude_related,
-            "n_models": len(data.models), **_summary(per_task)}
+        fusion = None if budget is None else _Fusion(budget, None if metrics is None else list(metrics))
+        per_task, spent = _lodo(data, seed, shots if protocol == "kshot" else 0, probe, exclude_related, fusion)
+    out = {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
+           "probe": probe if protocol == "kshot" else None, "seed": seed, "exclude_related": exclude_related,
+           "n_models": len(data.models), "budget": budget, **_summary(per_task)}
+    if budget is not None:
+        passes = [e["forward_passes"] for e in spent.values()]
+        out["evidence"] = {"tasks": spent, "mean_forward_passes": float(np.mean(passes)) if passes else 0.0}
+    return out
+
+
+@dataclass(frozen=True)
+class _Fusion:
+    """What a held-out task's forward-pass scores may be spent on."""
+
+    budget: int | str  # a number of models, or "all"
+    metrics: list[str] | None
+
+    @property
+    def models(self) -> int | None:
+        return None if self.budget == "all" else int(self.budget)
 
 
 def _summary(per_task: PerTask) -> dict[str, Any]:
@@ -78,24 +115,33 @@ def pool_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """
     if not results:
         raise ValueError("pool_results: no results to pool")
-    keys = ("protocol", "shots", "probe", "seed", "exclude_related")
+    keys = ("protocol", "shots", "probe", "seed", "exclude_related", "budget")
     settings = {tuple(str(r.get(k)) for k in keys) for r in results.values()}
     if len(settings) != 1:
-        raise ValueError(f"pool_results: the results differ in protocol, shots, probe, seed or exclude_related: "
+        raise ValueError(f"pool_results: the results differ in protocol, shots, probe, seed, exclude_related or "
+                         f"budget: "
                          f"{sorted(settings)}")
     first = next(iter(results.values()))
     per_task = {f"{name}/{task}": rows for name, r in results.items() for task, rows in r["tasks"].items()}
-    return {**{k: first.get(k) for k in keys},
+    evidence: dict[str, Any] = {}
+    if first.get("evidence") is not None:
+        spent = {f"{name}/{task}": e for name, r in results.items() for task, e in r["evidence"]["tasks"].items()}
+        passes = [e["forward_passes"] for e in spent.values()]
+        evidence = {"evidence": {"tasks": spent, "mean_forward_passes": float(np.mean(passes)) if passes else 0.0}}
+    return {**{k: first.get(k) for k in keys}, **evidence,
             "n_models": max(r["n_models"] for r in results.values()),
             "zoos": {name: {"n_tasks": r["n_tasks"], "n_models": r["n_models"], "mean": r["mean"],
                             "paired": r["paired"]} for name, r in results.items()},
             **_summary(per_task)}
 
 
-def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int,
-                           seed: int) -> tuple[dict[str, np.ndarray], TransferSpace, TaskPlacement]:
+def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int,
+                           fusion: _Fusion | None = None,
+                           ) -> tuple[dict[str, np.ndarray], TransferSpace, TaskPlacement, dict[str, Any]]:
     scores = data.scores[:, train]
-    space = fit_on_tasks(data, train, seed)
+    space = fit_on_tasks(data, train, seed, evidence=fusion is not None,
+                         budget=None if fusion is None else fusion.models,
+                         metrics=None if fusion is None else fusion.metrics)
     placed = place_held_out(data, space, target, train)
     with warnings.catch_warnings():  # a model measured on none of the training tasks: NaN, not ranked
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -107,7 +153,31 @@ def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int,
         "prior_std": prior_std,
         "fennec_nmf": nmf_predict(scores, space.task_features, placed.features, seed),
     }
-    return out, space, placed
+    spent: dict[str, Any] = {}
+    if fusion is not None:
+        assert data.forward_scores  # evaluate() refuses a budget without them
+        chosen = space.evidence
+        baseline = _baseline_metric(data.forward_scores, fusion.metrics)
+        column = data.forward_scores[chosen.metric if chosen is not None else baseline][:, target]
+        rows = scored_rows(column, out["fennec"], fusion.models)
+        out["fennec_history"] = out["fennec"]
+        out["fennec"] = space.fuse(out["fennec"], rows, column[rows])
+        if fusion.models is not None:
+            # The plain baseline: the same models run, scored by one fixed metric, the prior elsewhere.
+            plain = data.forward_scores[baseline][:, target]
+            out[f"{baseline}_top{fusion.models}"] = reorder_observed(prior, rows, plain[rows])
+        spent = {"metric": None if chosen is None else chosen.metric,
+                 "weight": None if chosen is None else chosen.weight,
+                 "corrected": None if chosen is None else chosen.offsets is not None,
+                 "shortlist": None if chosen is None else chosen.shortlist,
+                 "forward_passes": 0 if chosen is None else len(rows)}
+    return out, space, placed, spent
+
+
+def _baseline_metric(forward: Mapping[str, np.ndarray], allowed: Sequence[str] | None) -> str:
+    """The metric of a budget's plain baseline: LogME where given, else the first allowed."""
+    names = [m for m in forward if allowed is None or m in allowed]
+    return "logme" if "logme" in names else sorted(names)[0]
 
 
 def _task_rows(data: EvalData, target: int, predictions: Predictions,
@@ -125,9 +195,11 @@ def _task_rows(data: EvalData, target: int, predictions: Predictions,
     return rows
 
 
-def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bool = False) -> PerTask:
+def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bool = False,
+          fusion: _Fusion | None = None) -> tuple[PerTask, dict[str, dict[str, Any]]]:
     rng = np.random.default_rng(seed)
     per_task: PerTask = {}
+    spent: dict[str, dict[str, Any]] = {}
     for target, name in enumerate(data.tasks):
         truth = data.scores[:, target]
         if np.sum(~np.isnan(truth)) < 2:
@@ -141,12 +213,12 @@ def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bo
         if len(train) < 2:
             raise ValueError(f"task {name!r}: fewer than 2 tasks are left to fit on once its related tasks "
                              f"are held out with it")
-        zero_shot, space, placed = _zero_shot_predictions(data, train, target, seed)
+        zero_shot, space, placed, spent[name] = _zero_shot_predictions(data, train, target, seed, fusion)
         predictions: Predictions = zero_shot
         if shots:
             predictions = _with_observations(truth, zero_shot, space, placed, shots, probe, rng)
         per_task[name] = _task_rows(data, target, predictions, rng)
-    return per_task
+    return per_task, spent
 
 
 def _with_observations(truth: np.ndarray, predictions: dict[str, np.ndarray], space: TransferSpace,

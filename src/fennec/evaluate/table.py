@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"protocol {result['protocol']}"
              + (f", {result['shots']} shots, probe {result['probe']}" if result["protocol"] == "kshot" else "")
              + f": {result['n_tasks']} tasks, {result['n_models']} models"
-             + (", related tasks held out with each" if result.get("exclude_related") else ""),
+             + (", related tasks held out with each" if result.get("exclude_related") else "")
+             + (f", forward passes per task {result['evidence']['mean_forward_passes']:.1f} "
+                f"(budget {result['budget']})" if result.get("evidence") else ""),
              f"{'method':<14}" + "".join(f"{m:>9}" for m in METRICS)]
     paired = result.get("paired", {})
     if paired:
@@ -33,4 +36,10 @@ def format_table(result: dict[str, Any]) -> str:
         ours = f"fennec {wtau.pop('fennec'):.4f}, " if "fennec" in wtau else ""
         best = max(wtau, key=lambda m: wtau[m])
         lines.append(f"  {name}: {zoo['n_tasks']} tasks, {ours}best other {best} {wtau[best]:.4f}")
+    if result.get("evidence"):
+        chosen = Counter(str(e["metric"]) if e["metric"] is None else f"{e['metric']} weight {e['weight']}"
+                         + (" with offsets" if e["corrected"] else "")
+                         for e in result["evidence"]["tasks"].values())
+        lines.append("forward-pass evidence chosen per held-out task: "
+                     + ", ".join(f"{k} ({n})" for k, n in chosen.most_common()))
     return "\n".join(lines)

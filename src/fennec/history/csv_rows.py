@@ -12,9 +12,10 @@ import io
 import os
 from pathlib import Path
 
+from .._checks import identifier
 from .common import HistoryError, HistoryFileNotFoundError
 
-__all__ = ["check_ragged", "find_column", "read_rows"]
+__all__ = ["check_first_row", "check_id", "check_ragged", "find_column", "read_rows"]
 
 
 def read_rows(path: str | os.PathLike[str]) -> tuple[str, list[tuple[int, list[str]]]]:
@@ -81,6 +82,15 @@ def check_ragged(label: str, line: int, record: list[str], width: int) -> None:
         raise HistoryError(
             f"{label}: line {line}: {len(record)} fields, but the header has {width}"
         )
+
+
+def check_id(label: str, line: int, what: str, name: str) -> str:
+    """``name`` as a model or task id (the one id check, :func:`fennec._checks.identifier`),
+    or an error naming the file and line."""
+    try:
+        return identifier(name, what)
+    except ValueError as err:
+        raise HistoryError(f"{label}: line {line}: {err}") from None
 
 
 def check_first_row(label: str, line: int, what: str, name: str, first_line: dict[str, int]) -> None:

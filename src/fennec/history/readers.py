@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .common import DEFAULT_KIND, HistoryError, HistoryWarning
-from .csv_rows import check_first_row, check_ragged, find_column, read_rows
+from .csv_rows import check_first_row, check_id, check_ragged, find_column, read_rows
 from .record import History
 
 __all__ = ["read_distance_matrix", "read_history"]
@@ -137,6 +137,8 @@ def _read_long(
             raise HistoryError(f"{label}: line {line}: empty model name (column {model_col!r})")
         if not task:
             raise HistoryError(f"{label}: line {line}: empty task name (column {task_col!r})")
+        check_id(label, line, "model id", model)
+        check_id(label, line, "task id", task)
         score = _parse_score(label, line, record[score_at], "", score_range)
         kind = record[kind_at].strip() if kind_at is not None else ""
         kind = kind or DEFAULT_KIND
@@ -187,6 +189,7 @@ def _read_wide(label: str, rows: Rows, score_range: ScoreRange | None) -> tuple[
     for col, task in enumerate(tasks, start=2):
         if not task:
             raise HistoryError(f"{label}: line 1: column {col} has no task name")
+        check_id(label, 1, f"column {col}: task id", task)
         if task in seen:
             raise HistoryError(
                 f"{label}: line 1: task {task!r} names columns {seen[task]} and {col}"
@@ -202,6 +205,7 @@ def _read_wide(label: str, rows: Rows, score_range: ScoreRange | None) -> tuple[
         model = record[0].strip()
         if not model:
             raise HistoryError(f"{label}: line {line}: empty model name (column 1)")
+        check_id(label, line, "model id", model)
         check_first_row(label, line, "model", model, model_line)
         for t, cell in enumerate(record[1:]):
             if cell.strip():
@@ -253,6 +257,7 @@ def _distance_header(label: str, header: list[str]) -> tuple[list[str], dict[str
     for col, name in enumerate(names, start=2):
         if not name:
             raise HistoryError(f"{label}: line 1: column {col} has no name")
+        check_id(label, 1, f"column {col}: dataset id", name)
         if name in col_of:
             raise HistoryError(f"{label}: line 1: {name!r} names columns {col_of[name]} and {col}")
         col_of[name] = col

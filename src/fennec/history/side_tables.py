@@ -11,7 +11,7 @@ import numpy as np
 
 from .._checks import integer
 from .common import HistoryError, first_duplicate, readonly, str_tuple
-from .csv_rows import check_first_row, check_ragged, find_column, read_rows
+from .csv_rows import check_first_row, check_id, check_ragged, find_column, read_rows
 
 __all__ = ["LOG_SPAN_DECADES", "MISSING_TOKENS", "SideTable", "read_model_table", "read_task_table"]
 
@@ -241,6 +241,7 @@ def _read_side_table(path: str | os.PathLike[str], key: str, argument: str) -> S
         name = record[key_at].strip()
         if not name:
             raise HistoryError(f"{label}: line {line}: empty {key!r}")
+        check_id(label, line, f"{key} id", name)
         check_first_row(label, line, key, name, key_line)
         keys.append(name)
         for i, col in columns:

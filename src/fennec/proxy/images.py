@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from PIL import Image
     from PIL.Image import Image as _PILImage  # read_image's local ``Image`` shadows the module
 
-__all__ = ["ImageSet", "load_images", "IMAGE_EXTENSIONS", "read_image"]
+__all__ = ["ImageSet", "check_task_folder", "load_images", "IMAGE_EXTENSIONS", "read_image"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -107,18 +107,44 @@ def _class_labels(labels: Sequence[Any] | np.ndarray, n: int) -> tuple[np.ndarra
     return index.astype(np.int64), [str(u) for u in uniques]
 
 
-def _folder_entries(root: Path) -> tuple[list[Any], list[int] | None, list[str], list[str]]:
-    def image_files(folder: Path) -> list[Path]:
-        return sorted(
-            p for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        )
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
+
+def check_task_folder(root: str | os.PathLike[str], *, min_classes: int = 2) -> list[str]:
+    """The classes of a labelled task folder (``root/<class>/<image>``), or a ValueError that
+    says what such a folder looks like: a ranking needs labels, so loose images or a single
+    class would give a descriptor unlike any known task's."""
+    folder = Path(root)
+    layout = (f"a task folder holds one sub-folder per class, at least {min_classes}: "
+              f"{folder}/<class>/<image>, e.g. {folder}/cat/001.jpg and {folder}/dog/001.jpg")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder; {layout}")
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    counts = {p.name: len(_image_files(p)) for p in class_dirs}
+    classes = [name for name, n in counts.items() if n]
+    if len(classes) >= min_classes:
+        return classes
+    if not class_dirs:
+        loose = len(_image_files(folder))
+        found = f"{loose} image file(s) and no class sub-folders" if loose else "no class sub-folders"
+    elif not classes:
+        found = f"{len(class_dirs)} sub-folder(s) and no image files in them"
+    else:
+        found = (f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} with images "
+                 f"({', '.join(f'{c!r}: {counts[c]}' for c in classes)})")
+    raise ValueError(f"{folder}: {found}; {layout}")
+
+
+def _folder_entries(root: Path) -> tuple[list[Any], list[int] | None, list[str], list[str]]:
     notes: list[str] = []
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        files = image_files(root)
+        files = _image_files(root)
         if not files:
             raise ValueError(f"source: {root} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         return [str(p) for p in files], None, [], notes
@@ -130,7 +156,7 @@ def _folder_entries(root: Path) -> tuple[list[Any], list[int] | None, list[str],
     labels: list[int] = []
     classes: list[str] = []
     for folder in class_dirs:
-        files = image_files(folder)
+        files = _image_files(folder)
         if not files:
             notes.append(f"class folder {folder.name!r} holds no image files; left out")
             continue

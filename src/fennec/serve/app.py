@@ -17,13 +17,16 @@ Bad input gets a 4xx with a ``detail`` message: 400 malformed JSON, 401 missing 
 wrong token, 403 writes disabled (no token configured), 404 unknown route or model,
 409 refused by the zoo's contents (already stored, not fitted), 413 body or image
 too large, 415 a body that is not sent as JSON, 422 wrong types, values or
-dimensions. Nothing user-supplied is unpickled.
+dimensions, 501 ranking from images without an image encoder, 503 (with
+Retry-After) more image requests at once than the limit. Nothing user-supplied
+is unpickled.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -37,14 +40,14 @@ from .._checks import integer
 from ..zoo import Zoo
 from .batching import Batcher
 from .guard import Guard
-from .images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
+from .images import DEFAULT_IMAGE_CONCURRENCY, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, decode_image
 from .metrics import Metrics
 from .routes import Shared, add_routes
 from .schemas import Problem
 from .service import ImageEncoder, Service
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "create_app", "decode_image", "read_token",
-           "serve", "worker_app"]
+           "serve", "token_file_warning", "worker_app"]
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 MIN_TOKEN_LENGTH = 16
@@ -64,17 +67,27 @@ class _UvicornOptions(TypedDict):
 
 def create_app(zoo: str | os.PathLike[str], *, token: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               image_encoder: ImageEncoder | None = None, metrics_dir: str | os.PathLike[str] | None = None) -> Guard:
+               image_encoder: ImageEncoder | None = None, metrics_dir: str | os.PathLike[str] | None = None,
+               max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+               image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY) -> Guard:
     """The ASGI application serving the zoo at ``zoo``.
 
     ``token``: the bearer token that writes need (None: writes are refused with 403).
     ``image_encoder(images, labels) -> task features`` turns uploaded labelled images
     (RGB uint8 arrays) into the task features the zoo was fitted with; without one,
-    ``POST /rank/images`` answers 501. ``metrics_dir``: a directory that the worker
-    processes of one service share, so that ``/metrics`` counts them all.
+    ``POST /rank/images`` uses the zoo's proxy when the zoo was fitted with task
+    descriptors, and answers 501 otherwise. An image above ``max_image_pixels``, or a
+    request's images above ``max_request_pixels`` together, get 413 before any pixel is
+    decoded; ``image_concurrency`` image requests are decoded and encoded at once, in
+    threads of their own, and more get 503 with Retry-After. ``metrics_dir``: a
+    directory that the worker processes of one service share, so that ``/metrics``
+    counts them all.
     """
     path = _checked_settings(zoo, token, max_body_bytes)
-    service = Service(path, image_encoder, max_image_pixels)
+    integer(max_image_pixels, "max_image_pixels", low=1)
+    integer(max_request_pixels, "max_request_pixels", low=1)
+    integer(image_concurrency, "image_concurrency", low=1)
+    service = Service(path, image_encoder, max_image_pixels, max_request_pixels, image_concurrency)
     metrics = Metrics(metrics_dir)
 
     @asynccontextmanager
@@ -121,6 +134,19 @@ def read_token(token_file: str | os.PathLike[str] | None = None, *,
     return text or None
 
 
+def token_file_warning(token_file: str | os.PathLike[str]) -> str | None:
+    """What is wrong with the token file's permissions, when other users may read or change it
+    (any group or others bit): a token they can read lets them write to the zoo."""
+    try:
+        mode = stat.S_IMODE(os.stat(token_file).st_mode)
+    except OSError:
+        return None  # read_token says why it cannot be read
+    if os.name != "posix" or not mode & 0o077:
+        return None
+    return (f"token file {token_file} is open to other users (mode {mode:04o}): anyone who can read it can write "
+            f"to the zoo; make it private with: chmod 600 {token_file}")
+
+
 def worker_app() -> Guard:
     """The application of one worker process of ``serve(workers=N)``, configured by the
     JSON that the supervising process put in the ``FENNEC_SERVE_WORKER`` variable."""
@@ -129,19 +155,22 @@ def worker_app() -> Guard:
     except (KeyError, ValueError):
         raise RuntimeError(f"{WORKER_CONFIG} is not set: start workers with fennec serve --workers N") from None
     return create_app(config["zoo"], token=config["token"], max_body_bytes=config["max_body_bytes"],
-                      max_image_pixels=config["max_image_pixels"], metrics_dir=config["metrics_dir"])
+                      max_image_pixels=config["max_image_pixels"], metrics_dir=config["metrics_dir"],
+                      max_request_pixels=config["max_request_pixels"], image_concurrency=config["image_concurrency"])
 
 
 def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
           log_level: str = "warning", access_log: bool = False, image_encoder: ImageEncoder | None = None,
-          workers: int = 1) -> None:
+          workers: int = 1, max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+          image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY) -> None:
     """Runs the service with uvicorn until interrupted.
 
     ``workers``: processes answering on the one port (uvicorn's supervisor restarts any
     that dies). Each holds its own copy of the fitted state and follows refits on its own;
     ``/metrics`` sums them all. One process is one Python thread: give a busy service as
-    many workers as it has cores. An ``image_encoder`` lives in one process (workers=1).
+    many workers as it has cores. An ``image_encoder`` lives in one process (workers=1); the
+    zoo's proxy is loaded by each worker that ranks images (``image_concurrency`` each).
     """
     import uvicorn
 
@@ -150,7 +179,8 @@ def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8
                               server_header=False)
     if workers == 1:
         app = create_app(zoo, token=token, max_body_bytes=max_body_bytes, max_image_pixels=max_image_pixels,
-                         image_encoder=image_encoder)
+                         image_encoder=image_encoder, max_request_pixels=max_request_pixels,
+                         image_concurrency=image_concurrency)
         uvicorn.Server(uvicorn.Config(app, workers=1, **options)).run()
         return
     if image_encoder is not None:
@@ -159,7 +189,8 @@ def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8
     with tempfile.TemporaryDirectory(prefix="fennec-metrics-") as metrics_dir:
         os.environ[WORKER_CONFIG] = json.dumps({
             "zoo": str(path.resolve()), "token": token, "max_body_bytes": max_body_bytes,
-            "max_image_pixels": max_image_pixels, "metrics_dir": metrics_dir})
+            "max_image_pixels": max_image_pixels, "metrics_dir": metrics_dir,
+            "max_request_pixels": max_request_pixels, "image_concurrency": image_concurrency})
         try:
             uvicorn.run("fennec.serve.app:worker_app", factory=True, workers=workers, **options)
         finally:

@@ -3,8 +3,10 @@
 ``POST /rank``          task features (named, or a list in the zoo's task-feature order),
                         observed scores, metadata filters and ``k``; the ranking and the
                         fitted version it came from
-``POST /rank/images``   labelled images (base64) turned into task features by an image
-                        encoder; 501 while none is configured
+``POST /rank/images``   labelled images (base64) turned into task features by the zoo's
+                        proxy (or the image encoder given); 501 when there is none, 413
+                        above the pixel limits, 503 (Retry-After) while the image threads
+                        are all busy
 ``GET  /models``        the zoo's models, paginated; ``GET /models/{id}`` one of them
 ``POST /models``        add models (bearer token)
 ``POST /history``       add past results (bearer token)
@@ -20,9 +22,11 @@ model and refusals; the route declared here gives its schema.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -38,7 +42,7 @@ from ..history import History
 from ..zoo import Zoo, ZooError
 from .batching import Batcher
 from .guard import RankHandler
-from .images import decode_base64_images
+from .images import ImagesUnavailable, decode_base64_images
 from .metrics import Metrics
 from .responses import REFUSALS, problem, refused, send_json
 from .schemas import (MAX_PAGE, Comparison, Health, HistoryRequest, ImageRankRequest, ModelsPage, ModelsRequest,
@@ -166,21 +170,50 @@ async def rank(request: Request, body: RankRequest) -> JSONResponse:
     return JSONResponse(await rank_answer(_shared(request), body.task, body.where, body.observed, body.k))
 
 
+@contextmanager
+def _image_slot(service: Service) -> Iterator[None]:
+    """One of the service's ``image_concurrency`` places for an image request, or 503: decoding
+    and encoding cost memory and CPU, so the requests beyond it are turned away, not queued."""
+    if service.images_in_flight >= service.image_concurrency:
+        raise HTTPException(503, f"the service is already ranking {service.images_in_flight} image requests, "
+                                 f"its limit; retry in a second", headers={"Retry-After": "1"})
+    service.images_in_flight += 1
+    try:
+        yield
+    finally:
+        service.images_in_flight -= 1
+
+
 @_route("POST", "/rank/images", response_model=RankResponse, tags=["rank"],
-        responses={501: {"model": Problem, "description": "no image encoder is configured"}})
+        responses={413: {"model": Problem, "description": "an image, or all of them, above the pixel limit"},
+                   501: {"model": Problem, "description": "no image encoder (the zoo has no proxy descriptors)"},
+                   503: {"model": Problem, "description": "too many image requests at once (see Retry-After)"}})
 async def rank_images(request: Request, body: ImageRankRequest) -> JSONResponse:
-    """Ranks for a task given by labelled images, turned into task features by the
-    service's image encoder (the proxy); 501 when the service has none."""
+    """Ranks for a task given by labelled images, turned into task features by the zoo's
+    proxy, as ``fennec rank --images`` does; 501 when the zoo has no proxy descriptors."""
     shared = _shared(request)
     service = shared.service
-    if service.image_encoder is None:
-        raise HTTPException(501, "ranking from images needs an image encoder (the fennec proxy), and this "
-                                 "service has none; send task features to POST /rank instead")
     try:
-        images = decode_base64_images([item.data for item in body.images], max_pixels=service.max_image_pixels)
-    except OverflowError as err:
-        raise HTTPException(413, str(err)) from None
-    features = await run_in_threadpool(service.image_encoder, images, [x.label for x in body.images])
+        encoder = service.encoder()
+    except ImagesUnavailable as err:
+        raise HTTPException(501, str(err)) from None
+    encoded = [item.data for item in body.images]
+    labels = [item.label for item in body.images]
+
+    def encode() -> Mapping[str, Any]:
+        images = decode_base64_images(encoded, max_pixels=service.max_image_pixels,
+                                      max_total_pixels=service.max_request_pixels, max_side=service.max_image_side)
+        return encoder(images, labels)
+
+    assert service.image_pool is not None  # opened with the service
+    with _image_slot(service):
+        try:
+            # Off the event loop: rankings, health checks and writes go on while images decode.
+            features = await asyncio.get_running_loop().run_in_executor(service.image_pool, encode)
+        except OverflowError as err:
+            raise HTTPException(413, str(err)) from None
+        except ImagesUnavailable as err:
+            raise HTTPException(501, str(err)) from None
     return JSONResponse(await rank_answer(shared, dict(features), body.where, None, body.k))
 
 
@@ -233,13 +266,20 @@ async def add_models(request: Request, body: ModelsRequest) -> dict[str, Any]:
 @_route("POST", "/history", response_model=WriteResponse, tags=["write"], dependencies=[Depends(authorised)],
         responses=WRITE_RESPONSES)
 async def add_history(request: Request, body: HistoryRequest) -> dict[str, Any]:
-    """Adds past results: one row per (model, task, kind) (bearer token)."""
-    history = History.from_rows((r.model, r.task, r.score, r.kind, r.source) for r in body.rows)
+    """Adds past results: one row per (model, task, kind) (bearer token). A row without a kind
+    takes the kind the zoo's current fit was learnt from (else its only kind, else finetune),
+    so a result sent without one joins the history the zoo ranks by."""
+    rows = [(r.model, r.task, r.score, r.kind, r.source) for r in body.rows]
+    stored: list[str] = []
 
     def add(zoo: Zoo) -> int:
+        default = zoo.kind_of_new_results() if any(row[3] is None for row in rows) else None
+        history = History.from_rows((m, t, score, k or default, src) for m, t, score, k, src in rows)
+        stored.extend(history.kinds)
         return zoo.add_history(history, replace=body.replace, strict=body.strict)
 
-    return await run_in_threadpool(_shared(request).service.write, add)
+    answer = await run_in_threadpool(_shared(request).service.write, add)
+    return {**answer, "kinds": stored}
 
 
 @_route("GET", "/healthz", response_model=Health, tags=["service"])

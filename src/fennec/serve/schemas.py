@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      WithJsonSchema)
+
+from .._checks import MAX_ID_LENGTH, identifier
 
 __all__ = ["MAX_K", "MAX_PAGE", "Comparison", "Finite", "Health", "HistoryRequest", "HistoryRow", "ImageRankRequest",
            "LabelledImage", "ModelRow", "ModelsPage", "ModelsRequest", "Problem", "RankRequest", "RankResponse",
@@ -15,6 +18,10 @@ MAX_PAGE = 1000
 
 Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+# A model or task id, checked as the zoo checks it, so that a bad one is refused with the field's name.
+Id = Annotated[StrictStr, AfterValidator(lambda value: identifier(value, "id")), WithJsonSchema(
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+     "description": "printable text (no control characters), no whitespace at either end"})]
 
 
 class Comparison(BaseModel):
@@ -41,7 +48,7 @@ class RankRequest(BaseModel):
         None, description="scores already measured on the new task, by model id")
     where: Union[dict[str, Union[Scalar, list[Scalar], Comparison]], None] = Field(
         None, description="metadata filters: a value (equal), a list (one of), or {op, value}")
-    k: int = Field(10, ge=1, le=MAX_K, description="how many models to return")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="how many models to return")
 
 
 class RankedModel(BaseModel):
@@ -72,14 +79,14 @@ class ImageRankRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     images: list[LabelledImage] = Field(min_length=1)
     where: Union[dict[str, Union[Scalar, list[Scalar], Comparison]], None] = None
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: StrictInt = Field(10, ge=1, le=MAX_K)
 
 
 class ModelRow(BaseModel):
     """A model's side information; fields beyond these are kept as its extra metadata."""
 
     model_config = ConfigDict(extra="allow")
-    id: StrictStr = Field(min_length=1)
+    id: Id
     architecture: Union[StrictStr, None] = None
     family: Union[StrictStr, None] = None
     n_params: Union[Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)], None] = None
@@ -91,29 +98,34 @@ class ModelRow(BaseModel):
 class ModelsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[ModelRow] = Field(min_length=1)
-    replace: bool = Field(False, description="overwrite the side information of ids already stored")
+    replace: StrictBool = Field(False, description="overwrite the side information of ids already stored")
 
 
 class HistoryRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: StrictStr = Field(min_length=1)
-    task: StrictStr = Field(min_length=1)
+    model: Id
+    task: Id
     score: Finite
-    kind: StrictStr = Field("finetune", min_length=1)
+    kind: Union[StrictStr, None] = Field(
+        None, min_length=1,
+        description="the kind of result; left out, the kind the zoo's current fit was learnt from, else the "
+                    "zoo's only kind, else finetune (a zoo of several kinds and no fit answers 409)")
     source: Union[StrictStr, None] = None
 
 
 class HistoryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rows: list[HistoryRow] = Field(min_length=1)
-    replace: bool = Field(False, description="overwrite results already stored for the same model, task, kind")
-    strict: bool = Field(False, description="refuse unknown model or task ids instead of adding them")
+    replace: StrictBool = Field(False, description="overwrite results already stored for the same model, task, "
+                                                   "kind")
+    strict: StrictBool = Field(False, description="refuse unknown model or task ids instead of adding them")
 
 
 class WriteResponse(BaseModel):
     added: int
     fitted_version: Union[int, None]
     note: str
+    kinds: Union[list[str], None] = Field(None, description="POST /history: the kinds the rows were stored as")
 
 
 class ModelsPage(BaseModel):

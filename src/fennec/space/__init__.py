@@ -1,5 +1,6 @@
 """The transfer space: its fitted type, the fit that produces it, and the task coordinates it uses."""
 
+from .evidence import Evidence, scored_rows
 from .fitted import DESCRIPTOR_COLUMN, TransferSpace
 from .fit import fit_space
 from .taskspace import DescriptorEncoder, DistanceEmbedding
@@ -10,6 +11,7 @@ __all__ = [
     "DESCRIPTOR_COLUMN",
     "DescriptorEncoder",
     "DistanceEmbedding",
+    "Evidence",
     "TransferSpace",
     "cold_ridge_strength",
     "fit_space",
@@ -17,5 +19,6 @@ __all__ = [
     "neighbour_weights",
     "normalize_scores",
     "predict_cold_models",
+    "scored_rows",
     "task_vector",
 ]

@@ -34,7 +34,9 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
               model_features: np.ndarray | None = None, model_columns: Sequence[str] = (),
               task_features: np.ndarray | None = None, task_columns: Sequence[str] = (),
               task_descriptors: np.ndarray | None = None, task_distances: np.ndarray | None = None,
-              seed: int = 0, choices: Mapping[str, Any] | None = None) -> TransferSpace:
+              seed: int = 0, choices: Mapping[str, Any] | None = None,
+              forward_scores: Mapping[str, np.ndarray] | None = None, budget: int | None = None,
+              metrics: Sequence[str] | None = None) -> TransferSpace:
     """The transfer space of ``scores`` (models x tasks, NaN where not measured).
 
     ``task_features`` (tasks x q, named by ``task_columns``) are numeric task side
@@ -42,7 +44,9 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
     whose coordinates join the task features and whose distances give the
     neighbour-task term; ``task_distances`` (tasks x tasks) give that term without
     descriptors. ``choices`` (``ridge``, ``sharpness``, ``bandwidth``, ``cold_ridge``
-    of an earlier fit) skip the inner cross-validation.
+    of an earlier fit) skip the inner cross-validation. ``forward_scores`` (metric ->
+    models x tasks), ``budget`` and ``metrics``: forward-pass evidence, as
+    :func:`~fennec.space.transfer.fit_transfer` takes it.
     """
     scores = np.asarray(scores, dtype=float)
     task_columns = list(task_columns)
@@ -54,9 +58,12 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
         task_columns += descriptor_columns(len(tasks))
         task_distances = encoder.known_distances()
     transfer_choices = None if choices is None else {
-        "ridge": choices["ridge"], "sharpness": choices["sharpness"], "bandwidth": choices.get("bandwidth")}
+        "ridge": choices["ridge"], "sharpness": choices["sharpness"], "bandwidth": choices.get("bandwidth"),
+        **{k: choices[k] for k in ("normalization", "evidence_metric", "evidence_weight", "evidence_corrected",
+                                 "evidence_shortlist")
+           if k in choices}}
     space = fit_transfer(scores, model_features, task_features, task_distances=task_distances, seed=seed,
-                         choices=transfer_choices)
+                         choices=transfer_choices, forward_scores=forward_scores, budget=budget, metrics=metrics)
 
     vectors = space.model_vectors.astype(np.float64)
     measured = (~np.isnan(scores)).sum(1)
@@ -65,11 +72,13 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
         # Chosen even when every model has results, so that a model added later folds in.
         cold_ridge = None if choices is None else choices.get("cold_ridge")
         if cold_ridge is None:
-            cold_ridge = cold_ridge_strength(scores[measured > 0], model_features[measured > 0], seed=seed)
+            cold_ridge = cold_ridge_strength(scores[measured > 0], model_features[measured > 0], seed=seed,
+                                             normalization=space.normalization)
     if model_features is not None and np.any(measured == 0) and np.any(measured > 0):
         # Models with no history: their prior comes from side information alone.
         cold = predict_cold_models(scores[measured > 0], model_features[measured > 0],
-                                   model_features[measured == 0], seed=seed, ridge=cold_ridge)
+                                   model_features[measured == 0], seed=seed, ridge=cold_ridge,
+                                   normalization=space.normalization)
         vectors[measured == 0, 0] = cold.mean(1)
 
     # Normalised predictions back on the history's scale (pooled least squares), and each
@@ -83,5 +92,25 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
     spread = np.nan_to_num(spread, nan=float(np.nanmean(spread)) if np.any(~np.isnan(spread)) else 0.0)
     return dataclasses.replace(
         space, model_vectors=np.ascontiguousarray(vectors, dtype=np.float32), models=tuple(models),
+        calibration=_task_scales(scores, vectors[:, 0]),
         tasks=tuple(tasks), model_columns=tuple(model_columns), task_columns=tuple(task_columns),
         encoder=encoder, spread=spread, slope=float(slope), intercept=float(intercept), cold_ridge=cold_ridge)
+
+
+def _task_scales(scores: np.ndarray, prior: np.ndarray) -> tuple[float, float, float, float, float] | None:
+    """Per known task, the least-squares line of its scores against the models' priors; the mean
+    and spread of those lines' levels and slopes over the tasks, and the spread of the scores
+    around their lines (None with fewer than 2 tasks of 3 measured models)."""
+    lines, residuals = [], []
+    for j in range(scores.shape[1]):
+        seen = ~np.isnan(scores[:, j])
+        if seen.sum() < 3 or np.ptp(prior[seen]) == 0:
+            continue
+        slope, level = np.polyfit(prior[seen], scores[seen, j], 1)
+        lines.append((level, slope))
+        residuals.append(scores[seen, j] - (level + slope * prior[seen]))
+    if len(lines) < 2:
+        return None
+    levels, slopes = np.array(lines).T
+    noise = float(np.sqrt(np.mean(np.concatenate(residuals) ** 2)))
+    return float(levels.mean()), float(slopes.mean()), float(levels.std()), float(slopes.std()), noise

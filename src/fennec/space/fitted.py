@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import MAX_ID_LENGTH, brief
+from .evidence import Evidence
 from .taskspace import DescriptorEncoder
 from .vectors import task_vector, update_with_observations
 
@@ -68,6 +70,12 @@ class TransferSpace:
     slope: float = 1.0
     intercept: float = 0.0
     cold_ridge: float | None = None  # the ridge that places a model with no history
+    evidence: Evidence | None = None  # how a new task's forward-pass scores are fused; None: not used
+    # The known tasks' scales on the history's units: the mean and spread over tasks of the level
+    # and slope of a task's scores against the models' priors, and a model's spread around its
+    # task's line: (level, slope, level spread, slope spread, noise). Observed scores on a new
+    # task are placed by it; None (a space stored before it was kept): in measured order only.
+    calibration: tuple[float, float, float, float, float] | None = None
 
     @property
     def n_models(self) -> int:
@@ -110,16 +118,60 @@ class TransferSpace:
                            task_distances)
 
     def predict(self, task_features: np.ndarray | None = None, task_distances: np.ndarray | None = None, *,
-                observed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Every model's normalised prediction for a new task; ``observed``: ``(model rows,
-        their measured scores on it)``, which re-weight the known tasks and order those models."""
+                observed: tuple[np.ndarray, np.ndarray] | None = None,
+                forward: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Every model's normalised prediction for a new task; ``forward``: ``(model rows, their
+        forward-pass scores on it)`` of the metric the space fuses (:meth:`fuse`); ``observed``:
+        ``(model rows, their measured scores on it)``, which re-weight the known tasks and are
+        placed among the predictions on the history's scale."""
         vector = self.task_vector(task_features, task_distances)
         prediction = np.asarray(self.model_vectors, dtype=np.float64) @ vector.astype(np.float64)
+        if forward is not None:
+            prediction = self.fuse(prediction, *forward)
         if observed is not None:
             rows, scores = observed
+            rows = np.asarray(rows, dtype=np.int64)
+            scores = np.asarray(scores, dtype=np.float64)
             prediction = update_with_observations(prediction, np.asarray(self.normalized, dtype=np.float64),
-                                                  rows, scores, self.sharpness)
+                                                  rows, scores, self.sharpness, placed=prediction[rows])
+            prediction = self._observed_on_scale(prediction, rows, scores)
         return prediction
+
+    def _observed_on_scale(self, prediction: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Every prediction on the new task's own scale, the observed models at their measured
+        scores, in units :meth:`calibrated` shows as those scores.
+
+        The new task's scale (level ``a`` and slope ``b`` of its scores against the
+        predictions) is the known tasks' typical one, moved by the observations as far as
+        they outweigh how much the known tasks' scales differ: the most probable (a, b)
+        under a normal prior fitted on the known tasks and a normal spread of a model around
+        its line. The unobserved models keep their order; the observed ones fall where their
+        measurements put them among the others. Without a usable calibration the observed
+        models are only put in measured order.
+        """
+        if self.slope == 0 or self.calibration is None:
+            values = np.sort(prediction[rows])[::-1]
+            prediction[rows[np.argsort(-scores, kind="stable")]] = values
+            return prediction
+        level, slope, level_spread, slope_spread, noise = self.calibration
+        p = prediction[rows]
+        precision = np.array([[len(p), p.sum()], [p.sum(), p @ p]]) / max(noise, 1e-12) ** 2
+        precision += np.diag([1.0 / max(level_spread, 1e-12) ** 2, 1.0 / max(slope_spread, 1e-12) ** 2])
+        rhs = np.array([scores.sum(), p @ scores]) / max(noise, 1e-12) ** 2
+        rhs += np.array([level / max(level_spread, 1e-12) ** 2, slope / max(slope_spread, 1e-12) ** 2])
+        a, b = np.linalg.solve(precision, rhs)
+        b = max(float(b), 1e-3 * abs(slope))  # a task's scores rise with the prediction
+        out: np.ndarray = (a + b * prediction - self.intercept) / self.slope
+        out[rows] = (scores - self.intercept) / self.slope
+        return out
+
+    def fuse(self, prediction: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``prediction`` with the forward-pass scores ``values`` of the models at ``rows`` on
+        the new task fused in (of :attr:`evidence`'s metric); unchanged when the fit chose no
+        evidence."""
+        if self.evidence is None:
+            return np.array(prediction, dtype=np.float64, copy=True)
+        return self.evidence.fuse(prediction, rows, values)
 
     def calibrated(self, prediction: np.ndarray | float) -> np.ndarray | float:
         """Normalised predictions on the history's scale."""
@@ -135,7 +187,7 @@ class TransferSpace:
         """The arrays and the JSON-serialisable choices that :meth:`from_arrays` reads back."""
         state: dict[str, np.ndarray] = {
             "model_vectors": np.ascontiguousarray(self.model_vectors, dtype=np.float32),
-            "model_ids": np.array(self.models, dtype=str),
+            "model_ids": _stored_ids(self.models),
             "normalized": np.ascontiguousarray(self.normalized, dtype=np.float32),
             "spread": np.zeros(self.n_models) if self.spread is None else np.asarray(self.spread),
         }
@@ -146,6 +198,14 @@ class TransferSpace:
         if self.encoder is not None:
             state.update(self.encoder.to_state(DESCRIPTOR_STATE))
         meta = {name: getattr(self, name) for name in _CHOICES}
+        if self.calibration is not None:
+            meta["task_calibration"] = list(self.calibration)
+        if self.evidence is not None:
+            meta.update(evidence_metric=self.evidence.metric, evidence_weight=self.evidence.weight,
+                        evidence_corrected=self.evidence.offsets is not None,
+                        evidence_shortlist=self.evidence.shortlist)
+            if self.evidence.offsets is not None:
+                state["evidence_offsets"] = np.asarray(self.evidence.offsets, dtype=np.float64)
         meta.update(model_columns=list(self.model_columns), task_columns=list(self.task_columns),
                     tasks=list(self.tasks), n_models=self.n_models, choices=self.choices)
         return state, meta
@@ -154,6 +214,10 @@ class TransferSpace:
     def from_arrays(cls, state: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> TransferSpace:
         """A space from :meth:`to_arrays`' output (memory-mapped arrays are kept as they are)."""
         encoder = None
+        evidence = None
+        if meta.get("evidence_metric") is not None:
+            evidence = Evidence(str(meta["evidence_metric"]), float(meta["evidence_weight"]),
+                                state.get("evidence_offsets"), meta.get("evidence_shortlist"))
         if f"{DESCRIPTOR_STATE}descriptors" in state:
             encoder = DescriptorEncoder.from_state(state, DESCRIPTOR_STATE)
         return cls(
@@ -166,4 +230,24 @@ class TransferSpace:
             tasks=tuple(meta.get("tasks", ())), model_columns=tuple(meta.get("model_columns", ())),
             task_columns=tuple(meta.get("task_columns", ())), encoder=encoder, spread=state["spread"],
             slope=float(meta["slope"]), intercept=float(meta["intercept"]), cold_ridge=meta.get("cold_ridge"),
+            evidence=evidence, calibration=None if meta.get("task_calibration") is None else tuple(
+                float(v) for v in meta["task_calibration"]),  # type: ignore[arg-type]
         )
+
+
+def _stored_ids(models: tuple[str, ...]) -> np.ndarray:
+    """The model ids as the fixed-width text array they are stored in, refusing ids that would
+    not read back as given: numpy's fixed-width text drops trailing NUL characters, so
+    ``"a\\x00"`` would read back as ``"a"``, and two models would answer to one name."""
+    seen: set[str] = set()
+    for model in models:
+        if model in seen:
+            raise ValueError(f"model ids: {brief(model)} is listed twice; each model needs its own id")
+        seen.add(model)
+    ids = np.array(models, dtype=str)
+    if ids.tolist() != list(models):
+        bad = next(m for m, back in zip(models, ids.tolist()) if m != back)
+        raise ValueError(f"model ids: {brief(bad)} would read back from storage as {brief(bad.rstrip(chr(0)))}, "
+                         f"not as given (an id is printable text of at most {MAX_ID_LENGTH} characters); give "
+                         "the model such an id and refit")
+    return ids

@@ -36,30 +36,35 @@ observed models are placed in their measured order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
 
 import numpy as np
 from scipy.special import ndtri
-from scipy.stats import rankdata, weightedtau
+from scipy.stats import rankdata
 
+from .evidence import Evidence, choose_evidence, metric_offsets, standardize_tasks
 from .fitted import TransferSpace
+from .selection import choose_simplest
+from .selection import weighted_tau as _weighted_tau
 from .vectors import neighbour_weights, row_sums, seen_and_values, update_with_observations
 
 __all__ = [
+    "choose_normalization",
     "cold_ridge_strength",
     "fit_transfer",
     "normalize_scores",
     "predict_cold_models",
 ]
 
-_Candidate = TypeVar("_Candidate")
-
-NORMALIZATIONS = ("gauss", "z")
-# Ranks mapped to normal quantiles: as good as or better than the raw or z-scored
-# prior on every table tried, and one knob fewer for inner cross-validation to
-# get wrong with ten-odd tasks.
-NORMALIZATION = "gauss"
+# Per-task normalisations of the history, each a different view of what a task says:
+# ``center`` keeps how far apart the models are (scores centred per task over one pooled
+# spread: a task whose models differ widely weighs more than one where all are close),
+# ``z`` gives every task the same weight, ``gauss`` (normal quantiles of the ranks) also
+# discards the gaps, robust to a task where a few models fail badly. No one of them is
+# best on every table, so the fit chooses by inner cross-validation of the prior.
+NORMALIZATIONS = ("gauss", "z", "center")
+NORMALIZATION = "gauss"  # the default of :func:`normalize_scores`, and the choice with under 3 tasks
 RIDGE_STRENGTHS = (100.0, 10.0, 1.0)  # from the simplest (most shrunk)
 AGREEMENT_SHARPNESS = (0.0, 1.0, 2.0, 4.0)
 PRIOR_SHRINKAGE = 1.0  # pseudo-observations at 0 in each model's prior
@@ -71,7 +76,11 @@ MAX_INNER_MODELS = 50_000  # ...and scores its rankings on at most this many mod
 
 
 def normalize_scores(matrix: np.ndarray, method: str = "gauss") -> np.ndarray:
-    """Per-task normalisation of a models x tasks matrix (NaN = not measured)."""
+    """Per-task normalisation of a models x tasks matrix (NaN = not measured); see
+    :data:`NORMALIZATIONS`."""
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALIZATIONS}, got {method!r}")
+    matrix = np.asarray(matrix, dtype=float)
     out = np.full(matrix.shape, np.nan)
     for j in range(matrix.shape[1]):
         seen = ~np.isnan(matrix[:, j])
@@ -84,7 +93,11 @@ def normalize_scores(matrix: np.ndarray, method: str = "gauss") -> np.ndarray:
             spread = values.std()
             out[seen, j] = (values - values.mean()) / spread if spread > 0 else 0.0
         else:
-            raise ValueError(f"normalisation must be one of {NORMALIZATIONS}, got {method!r}")
+            out[seen, j] = values - values.mean()
+    if method == "center":
+        pooled = np.sqrt(np.nanmean(out**2)) if np.any(~np.isnan(out)) else 0.0
+        if pooled > 0:
+            out /= pooled
     return out
 
 
@@ -153,38 +166,9 @@ def _solve_ridge(gram: np.ndarray, rhs: np.ndarray, ridge: float) -> np.ndarray:
     return np.linalg.solve(gram + penalty, rhs)
 
 
-def _weighted_tau(prediction: np.ndarray, truth: np.ndarray) -> float:
-    seen = ~np.isnan(truth) & ~np.isnan(prediction)
-    if seen.sum() < 2 or np.ptp(truth[seen]) == 0:
-        return np.nan
-    tau: float = weightedtau(prediction[seen], truth[seen])[0]
-    return tau
-
-
 def _inner_tasks(n_tasks: int, rng: np.random.Generator) -> np.ndarray:
     order = rng.permutation(n_tasks)
     return np.sort(order[: min(n_tasks, MAX_INNER_TASKS)])
-
-
-def choose_simplest(candidates: list[_Candidate], taus_of: Callable[[_Candidate], np.ndarray],
-                    one_standard_error: bool = True) -> tuple[_Candidate, dict[str, float]]:
-    """The simplest candidate whose inner weighted tau is within one standard error of the best's.
-
-    ``candidates`` go from the simplest; the standard error is that of the paired
-    per-task differences to the best, so a gain the held-out tasks do not agree on
-    does not buy complexity (the one-standard-error rule). Without the rule: the best.
-    Returns the choice and every candidate's mean inner weighted tau.
-    """
-    taus = {c: taus_of(c) for c in candidates}
-    means = {c: np.nanmean(taus[c]) for c in candidates}
-    best = max(candidates, key=lambda c: means[c])
-    for c in candidates if one_standard_error else ():
-        diff = taus[best] - taus[c]
-        diff = diff[~np.isnan(diff)]
-        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
-        if means[c] >= means[best] - se:
-            return c, {str(c): float(v) for c, v in means.items()}
-    return best, {str(c): float(v) for c, v in means.items()}
 
 
 class _InnerFolds:
@@ -264,7 +248,9 @@ class _InnerFolds:
 
 def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                  task_features: np.ndarray | None = None, *, task_distances: np.ndarray | None = None,
-                 seed: int = 0, probe_shots: int = 3, choices: dict[str, Any] | None = None) -> TransferSpace:
+                 seed: int = 0, probe_shots: int = 3, choices: dict[str, Any] | None = None,
+                 forward_scores: Mapping[str, np.ndarray] | None = None, budget: int | None = None,
+                 metrics: Sequence[str] | None = None) -> TransferSpace:
     """Fits the transfer space on a models x tasks matrix of scores (NaN = not measured).
 
     ``model_features`` (n_models x p) and ``task_features`` (n_tasks x q) are
@@ -276,6 +262,11 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     ``choices`` (``{"ridge": ..., "sharpness": ...}`` from an earlier fit) fixes
     them: folding new results into a fitted space then costs one pass over the
     history instead of a cross-validation.
+
+    ``forward_scores`` (metric name -> models x tasks, NaN where absent) are forward-pass
+    metrics on the known tasks: inner cross-validation chooses whether and how to fuse one
+    with a new task's prediction (:mod:`fennec.space.evidence`), for a new task on which
+    ``budget`` models (None: every one) are scored, among ``metrics`` (None: any).
     """
     history = np.asarray(history, dtype=float)
     n_models, n_tasks = history.shape
@@ -291,8 +282,13 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     use_neighbours = task_distances is not None and n_tasks >= 3
 
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
-    normalized = normalize_scores(history, NORMALIZATION)
     scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
+    normalization_taus: dict[str, float] = {}
+    if choices is not None and "normalization" in choices:
+        normalization = str(choices["normalization"])
+    else:
+        normalization, normalization_taus = choose_normalization(history, held_out, scored)
+    normalized = normalize_scores(history, normalization)
     folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
                         task_distances, held_out, scored, probe_shots)
     if choices is not None:
@@ -305,6 +301,21 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                                               "inner_wtau_bandwidth": {}}
     else:
         ridge, sharpness, bandwidth, inner = _choose(folds, use_side, use_neighbours)
+    inner["inner_wtau_normalization"] = normalization_taus
+    evidence = None
+    if forward_scores:
+        forward = {m: np.asarray(v, dtype=float) for m, v in forward_scores.items()}
+        for m, v in forward.items():
+            if v.shape != history.shape:
+                raise ValueError(f"forward_scores[{m!r}]: expected shape {history.shape}, got {v.shape}")
+        if choices is not None and "evidence_metric" in choices:
+            evidence = _fixed_evidence(choices, forward, normalized)
+        elif choices is None:
+            predictions = {int(t): folds.zero_shot(t, ridge) + (folds.neighbour_shift(t, bandwidth)
+                                                                if bandwidth is not None else 0.0)
+                           for t in held_out}
+            evidence, inner["inner_wtau_evidence"] = choose_evidence(
+                history, normalized, held_out.tolist(), predictions, forward, budget=budget, metrics=metrics)
 
     count, total = folds.sums
     prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
@@ -321,7 +332,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         neighbour_basis, factors = _neighbour_factors(folds.filled, prior)
         blocks.append(factors)
     return TransferSpace(
-        normalization=NORMALIZATION,
+        normalization=normalization,
         ridge=ridge,
         model_vectors=np.ascontiguousarray(np.column_stack(blocks), dtype=np.float32),
         interaction=interaction,
@@ -333,7 +344,23 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         bandwidth=bandwidth,
         neighbour_basis=neighbour_basis,
         choices=inner,
+        evidence=evidence,
     )
+
+
+def _fixed_evidence(choices: Mapping[str, Any], forward: Mapping[str, np.ndarray],
+                    normalized: np.ndarray) -> Evidence | None:
+    """An earlier fit's fusion, its offsets recomputed on this history."""
+    metric = choices["evidence_metric"]
+    if metric is None:
+        return None
+    if metric not in forward:
+        raise ValueError(f"choices: the evidence metric {metric!r} has no forward scores here "
+                         f"(given: {sorted(forward)})")
+    offsets = None
+    if choices.get("evidence_corrected"):
+        offsets = metric_offsets(standardize_tasks(forward[metric]), standardize_tasks(normalized))
+    return Evidence(str(metric), float(choices["evidence_weight"]), offsets, choices.get("evidence_shortlist"))
 
 
 def _standardized_tasks(task_features: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None,
@@ -357,6 +384,29 @@ def _checked_distances(task_distances: np.ndarray | None, n_tasks: int) -> np.nd
     if not np.all(np.isfinite(task_distances)) or np.any(task_distances < 0):
         raise ValueError("task_distances: must be finite and non-negative")
     return task_distances
+
+
+def choose_normalization(history: np.ndarray, held_out: np.ndarray,
+                         scored: np.ndarray | slice = slice(None)) -> tuple[str, dict[str, float]]:
+    """The normalisation whose prior ranks the inner held-out tasks best (each task's truth
+    against the prior of the other tasks), and every candidate's mean inner weighted tau.
+
+    The best mean, not the one-standard-error rule: the candidates are equally simple, and
+    the prior is what every other term of the space is added to.
+    """
+    if len(held_out) < 2:
+        return NORMALIZATION, {}
+
+    def taus(method: str) -> np.ndarray:
+        filled = seen_and_values(normalize_scores(history, method))
+        count, total = row_sums(filled)
+        out = []
+        for t in held_out:
+            prior = (total - filled[1][:, t]) / (count - filled[0][:, t] + PRIOR_SHRINKAGE)
+            out.append(_weighted_tau(prior[scored], history[scored, t]))
+        return np.array(out, dtype=float)
+
+    return choose_simplest(list(NORMALIZATIONS), taus, one_standard_error=False)
 
 
 def _choose(folds: _InnerFolds, use_side: bool,
@@ -427,9 +477,10 @@ def _standardize_like(features: np.ndarray, new: np.ndarray) -> tuple[np.ndarray
     return (features - mean) / spread, (new - mean) / spread
 
 
-def cold_ridge_strength(history: np.ndarray, model_features: np.ndarray, *, seed: int = 0) -> float:
+def cold_ridge_strength(history: np.ndarray, model_features: np.ndarray, *, seed: int = 0,
+                        normalization: str = NORMALIZATION) -> float:
     """The ridge strength :func:`predict_cold_models` would choose for these known models."""
-    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
+    normalized = normalize_scores(np.asarray(history, dtype=float), normalization)
     x, _ = _standardize_like(model_features, np.asarray(model_features)[:0])
     return _choose_cold_ridge(x, normalized, seed)
 
@@ -437,23 +488,27 @@ def cold_ridge_strength(history: np.ndarray, model_features: np.ndarray, *, seed
 @overload
 def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
                         *, seed: int = 0, ridge: float | None = None,
+                        normalization: str = NORMALIZATION,
                         return_ridge: Literal[False] = False) -> np.ndarray: ...
 
 
 @overload
 def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
                         *, seed: int = 0, ridge: float | None = None,
+                        normalization: str = NORMALIZATION,
                         return_ridge: Literal[True]) -> tuple[np.ndarray, float]: ...
 
 
 @overload
 def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
                         *, seed: int = 0, ridge: float | None = None,
+                        normalization: str = NORMALIZATION,
                         return_ridge: bool) -> np.ndarray | tuple[np.ndarray, float]: ...
 
 
 def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_model_features: np.ndarray,
                         *, seed: int = 0, ridge: float | None = None,
+                        normalization: str = NORMALIZATION,
                         return_ridge: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
     """Normalised scores of models with no history, from their side information alone.
 
@@ -461,7 +516,7 @@ def predict_cold_models(history: np.ndarray, model_features: np.ndarray, new_mod
     Unless ``ridge`` is given, its strength is chosen by inner k-fold over the
     known models (weighted tau per task on the held-out models).
     """
-    normalized = normalize_scores(np.asarray(history, dtype=float), NORMALIZATION)
+    normalized = normalize_scores(np.asarray(history, dtype=float), normalization)
     x, x_new = _standardize_like(model_features, new_model_features)
     if ridge is None:
         ridge = _choose_cold_ridge(x, normalized, seed)

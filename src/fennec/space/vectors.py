@@ -81,8 +81,11 @@ def _agreement(normalized: np.ndarray, observed: np.ndarray, scores: np.ndarray)
 def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed: np.ndarray, scores: np.ndarray,
                              sharpness: float, filled: tuple[np.ndarray, np.ndarray] | None = None,
                              exclude: int | None = None,
-                             sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Re-weights the known tasks by their agreement with the observed scores (``exclude``: a task left out)."""
+                             sums: tuple[np.ndarray, np.ndarray] | None = None,
+                             placed: np.ndarray | None = None) -> np.ndarray:
+    """Re-weights the known tasks by their agreement with the observed scores (``exclude``: a task
+    left out). The observed models then take ``placed`` (their measured scores in the prediction's
+    units) or, without it, the predicted values of their group in measured order."""
     observed = np.asarray(observed, dtype=np.int64)
     scores = np.asarray(scores, dtype=float)
     prediction: np.ndarray = base.copy()
@@ -98,6 +101,9 @@ def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed:
         # Keep the prior's own scale so the shift from side information still applies.
         prior = total / np.maximum(count, 1)
         prediction = base + (weighted - prior)
+    if placed is not None:
+        prediction[observed] = placed
+        return prediction
     # The measured models keep the predicted values of their group, in measured order.
     values = np.sort(prediction[observed])[::-1]
     prediction[observed[np.argsort(-scores, kind="stable")]] = values

@@ -1,0 +1,129 @@
+"""A budget of forward passes on a new task: which models to run, running them, their scores.
+
+fennec predicts every model first, then runs at most ``budget`` of them over the
+task's sampled images (its own best predicted, among the models that can be run),
+computes the forward-pass metric the zoo's fit chose to fuse (see
+:mod:`fennec.space.evidence`) from their features and the images' labels, and hands
+those scores to the ranking, which fuses them with its prediction. A zoo whose fit
+found no forward-pass metric worth fusing runs nothing and says so.
+
+Models that can be run are those of the packaged catalogue whose weights are
+installed; any other model keeps its prediction, and the run says how many were
+left out and why.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .features import place_task
+from .space import TransferSpace
+
+if TYPE_CHECKING:
+    from .proxy.images import ImageSet
+
+__all__ = ["ForwardRun", "parse_budget", "run_budget"]
+
+
+@dataclass
+class ForwardRun:
+    """What a budget was spent on: each run model's metric score, the seconds it cost."""
+
+    metric: str | None
+    scores: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # model -> why it could not be run
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "models": list(self.scores), "scores": dict(self.scores),
+                "seconds": dict(self.seconds), "total_seconds": float(sum(self.seconds.values())),
+                "failed": dict(self.failed)}
+
+
+def parse_budget(budget: int | str | None) -> int | None:
+    """A budget as a number of models (None: every model that can be run); refuses anything else."""
+    if budget is None or budget == "all":
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, (int, str)):
+        raise ValueError(f"budget: expected a positive number of models or 'all', got {budget!r}")
+    if isinstance(budget, str):
+        if not budget.isdigit():
+            raise ValueError(f"budget: expected a positive number of models or 'all', got {budget!r}")
+        budget = int(budget)
+    if budget < 1:
+        raise ValueError(f"budget: expected a positive number of models or 'all', got {budget}")
+    return budget
+
+
+def _runnable(models: Sequence[str]) -> tuple[set[str], dict[str, str]]:
+    """The models that can be run here, and why each other one cannot."""
+    from .demozoo.catalogue import CATALOGUE, why_unavailable
+
+    catalogue = {m.id: m for m in CATALOGUE}
+    runnable, why = set(), {}
+    for model in models:
+        entry = catalogue.get(model)
+        if entry is None:
+            why[model] = "no runnable reference kept (only the packaged catalogue's models can be run)"
+            continue
+        missing = why_unavailable(entry)
+        if missing:
+            why[model] = f"not installed: {missing}"
+        else:
+            runnable.add(model)
+    return runnable, why
+
+
+def run_budget(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] | None, images: ImageSet,
+               budget: int | str | None, *, metric: str | None = None,
+               cache_dir: str | os.PathLike[str] | None = None) -> ForwardRun:
+    """Runs at most ``budget`` of the best predicted models over ``images`` and scores them with
+    the metric the space fuses (``metric``, when given, must be that one)."""
+    from . import metrics as forward_metrics
+    from .demozoo.catalogue import model_proxy
+
+    limit = parse_budget(budget)
+    chosen = space.evidence
+    if chosen is None:
+        return ForwardRun(None, notes=["no model was run: the zoo's fit found no forward-pass metric that "
+                                       "improves its ranking on its known tasks (or the zoo stores none)"])
+    if metric is not None and metric != chosen.metric:
+        raise ValueError(f"metric: the zoo's fit fuses {chosen.metric!r} scores (its weight was learnt for "
+                         f"that metric); give --metric {chosen.metric} or leave it out")
+    if images.labels is None or images.n_classes < 2:
+        raise ValueError("budget: the forward-pass metric needs labelled images of at least 2 classes "
+                         "(DIR/<class>/<image>)")
+    placed = place_task(space, task)
+    prediction = space.predict(placed.features, placed.distances)
+    runnable, why = _runnable(space.models)
+    rows = np.array([i for i, m in enumerate(space.models) if m in runnable], dtype=np.int64)
+    order = rows[np.argsort(-prediction[rows], kind="stable")] if len(rows) else rows
+    if limit is not None:
+        order = order[:limit]
+    run = ForwardRun(chosen.metric)
+    score = forward_metrics.METRICS[chosen.metric]
+    for i in order.tolist():
+        model = space.models[i]
+        start = time.perf_counter()
+        try:
+            features = model_proxy(model, cache_dir).features(images)
+            run.scores[model] = float(score(features, images.labels))
+        except (ValueError, RuntimeError, OSError) as error:  # one model that cannot take the input
+            run.failed[model] = f"{type(error).__name__}: {error}"
+        run.seconds[model] = time.perf_counter() - start
+    if why:
+        run.notes.append(f"{len(why)} model(s) keep their prediction, not runnable here (e.g. "
+                         f"{next(iter(why))}: {next(iter(why.values()))})")
+    if run.failed:
+        run.notes.append(f"{len(run.failed)} model(s) failed to run and keep their prediction: "
+                         + "; ".join(f"{m}: {w}" for m, w in list(run.failed.items())[:3]))
+    run.notes.append(f"ran {len(run.scores)} model(s) over {len(images)} images for {chosen.metric} in "
+                     f"{sum(run.seconds.values()):.1f} s: " + ", ".join(run.scores))
+    return run

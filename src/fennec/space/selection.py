@@ -1,0 +1,43 @@
+"""How the fit's inner cross-validation scores a candidate and chooses among candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+from scipy.stats import weightedtau
+
+__all__ = ["choose_simplest", "weighted_tau"]
+
+_Candidate = TypeVar("_Candidate")
+
+
+def weighted_tau(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """The field's weighted Kendall tau of a prediction against the truth (NaN: too few to rank)."""
+    seen = ~np.isnan(truth) & ~np.isnan(prediction)
+    if seen.sum() < 2 or np.ptp(truth[seen]) == 0:
+        return np.nan
+    tau: float = weightedtau(prediction[seen], truth[seen])[0]
+    return tau
+
+
+def choose_simplest(candidates: list[_Candidate], taus_of: Callable[[_Candidate], np.ndarray],
+                    one_standard_error: bool = True) -> tuple[_Candidate, dict[str, float]]:
+    """The simplest candidate whose inner weighted tau is within one standard error of the best's.
+
+    ``candidates`` go from the simplest; the standard error is that of the paired
+    per-task differences to the best, so a gain the held-out tasks do not agree on
+    does not buy complexity (the one-standard-error rule). Without the rule: the best.
+    Returns the choice and every candidate's mean inner weighted tau.
+    """
+    taus = {c: taus_of(c) for c in candidates}
+    means = {c: np.nanmean(taus[c]) for c in candidates}
+    best = max(candidates, key=lambda c: means[c])
+    for c in candidates if one_standard_error else ():
+        diff = taus[best] - taus[c]
+        diff = diff[~np.isnan(diff)]
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else 0.0
+        if means[c] >= means[best] - se:
+            return c, {str(c): float(v) for c, v in means.items()}
+    return best, {str(c): float(v) for c, v in means.items()}
