@@ -16,13 +16,14 @@ value, missing file or zoo).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
 import re
 import sys
 import tempfile
-import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -1029,10 +1030,9 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
          per_class: int, seed: int, strict: bool, observed: tuple[str, ...], budget: str | None,
          metric: str | None, where: tuple[str, ...], as_json: bool) -> None:
     """Rank a fitted zoo's models for a new task."""
+    from .features import NO_DESCRIPTOR_NOTE
     from .ranking import rank as rank_zoo
     from .zoo import Zoo
-
-    from .features import NO_DESCRIPTOR_NOTE
 
     task = _task_option(task_items, descriptor)
     observed_scores = _key_values(observed, "--observed") or None
@@ -1086,7 +1086,7 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
         return
     for note in ranking.notes:  # notes go to stderr, so the table on stdout stays whole
         click.echo(f"fennec: note: {note}", err=True)
-    click.echo(str(type(ranking)(ranking.rows, ranking.basis)))
+    click.echo(str(dataclasses.replace(ranking, notes=[])))
 
 
 def _skipped_note(files: list[str], as_json: bool, shown: int = 3) -> str:
