@@ -16,18 +16,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "fennec.proxy.mobilenet_v2 needs torch: pip install 'fennec[torch]'"
     ) from err
 
-__all__ = ["MobileNetV2", "INVERTED_RESIDUAL_SETTING"]
+from .mobilenet_v2_graph import INVERTED_RESIDUAL_SETTING  # one table for the torch module and the ONNX graph
 
-# (expansion t, output channels c, repeats n, first stride s), table 2 of the paper
-INVERTED_RESIDUAL_SETTING = (
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-)
+__all__ = ["MobileNetV2", "INVERTED_RESIDUAL_SETTING"]
 
 
 class ConvBNReLU6(nn.Sequential):
