@@ -72,6 +72,7 @@ PRIOR_SHRINKAGE = 1.0  # pseudo-observations at 0 in each model's prior
 NEIGHBOUR_BANDWIDTHS = (1.0, 0.5, 0.3, 0.1)
 MAX_NEIGHBOUR_RANK = 16  # model vectors carry at most this many factors of the residual scores
 MAX_INNER_TASKS = 24  # inner cross-validation looks at most at this many held-out tasks
+MAX_NORMALIZATION_TASKS = 100  # ...and the choice of normalisation at this many
 MAX_INNER_MODELS = 50_000  # ...and scores its rankings on at most this many models (a fixed random subset)
 
 
@@ -287,7 +288,10 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     if choices is not None and "normalization" in choices:
         normalization = str(choices["normalization"])
     else:
-        normalization, normalization_taus = choose_normalization(history, held_out, scored)
+        # The prior alone is cheap to score, so its choice sees more held-out tasks than the rest.
+        tasks_seen = held_out if n_tasks <= MAX_INNER_TASKS else np.sort(
+            np.random.default_rng(seed + 1).permutation(n_tasks)[:MAX_NORMALIZATION_TASKS])
+        normalization, normalization_taus = choose_normalization(history, tasks_seen, scored)
     normalized = normalize_scores(history, normalization)
     folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
                         task_distances, held_out, scored, probe_shots)
