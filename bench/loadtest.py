@@ -29,9 +29,10 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 
 def _use_source_tree() -> None:
-    """Imports fennec from this checkout when it is built in place (``src/fennec/_core*``), and
-    the installed fennec otherwise: an unbuilt source tree first on the path would hide it."""
-    if any((SOURCE / "fennec").glob("_core*")):
+    """Imports fennec from this checkout when it is built in place (``src/fennec/_core.*.so`` or
+    ``.pyd``; the ``_core.pyi`` stub is always there), and the installed fennec otherwise: an
+    unbuilt source tree first on the path would hide it."""
+    if any(p.suffix in (".so", ".pyd") for p in (SOURCE / "fennec").glob("_core*")):
         sys.path.insert(0, str(SOURCE))
 
 
