@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from source_tree import use_source_tree  # noqa: E402
+
+use_source_tree()
 
 from fennec.evaluate import evaluate, load_eval_data, load_zoo_eval_data, pool_results  # noqa: E402
 from fennec.zoo import Zoo  # noqa: E402

@@ -21,8 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parents[1] / "src"
-sys.path.insert(0, str(SOURCE))
+from source_tree import SOURCE, use_source_tree  # noqa: E402
+
+use_source_tree()
 
 import numpy as np  # noqa: E402
 

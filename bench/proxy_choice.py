@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from source_tree import use_source_tree  # noqa: E402
+
+use_source_tree()
 
 from fennec import Zoo, demozoo  # noqa: E402
 from fennec.evaluate import evaluate, load_zoo_eval_data  # noqa: E402
