@@ -184,22 +184,31 @@ def test_a_budget_runs_the_best_predicted_runnable_models_only(tmp_path):
     from fennec.proxy import load_images
     from fennec.space import Evidence
 
+    from test_own_zoo import tiny_onnx
+
     rng = np.random.default_rng(0)
-    models = ["unregistered_a", "mobilenet_v2", "unregistered_b"]
+    models = ["unregistered_a", "mobilenet_v2", "registered_onnx", "unregistered_b"]
     tasks = [f"t{j}" for j in range(4)]
-    history = np.array([[90.0] * 4, [80.0] * 4, [70.0] * 4]) + rng.normal(0, 0.5, (3, 4))
+    history = np.array([[90.0] * 4, [80.0] * 4, [75.0] * 4, [70.0] * 4]) + rng.normal(0, 0.5, (4, 4))
     space = dataclasses.replace(fit_space(history, models, tasks), evidence=Evidence("logme", 1.0, None))
+    zoo = fennec.Zoo.create(tmp_path / "zoo")
+    zoo.add_models([{"id": m} for m in models if m != "registered_onnx"])
+    assert fennec.add_model(zoo, "registered_onnx", str(tiny_onnx(tmp_path / "tiny.onnx")))["runnable"]
     digits = load_digits()
     pick = np.concatenate([np.flatnonzero(digits.target == c)[:8] for c in range(3)])
     images = load_images((digits.images[pick] / 16 * 255).astype(np.uint8), labels=digits.target[pick])
-    run = run_budget(space, None, images, 1, cache_dir=tmp_path)
+    run = run_budget(zoo, space, None, images, 1, cache_dir=tmp_path)
     # The best predicted model is not runnable: the budget goes to the best that is.
     assert list(run.scores) == ["mobilenet_v2"] and np.isfinite(run.scores["mobilenet_v2"])
     assert run.seconds["mobilenet_v2"] > 0
-    assert any("2 model(s) keep their prediction" in note for note in run.notes)
+    assert any("2 model(s) keep their prediction" in note and "--onnx PATH" in note for note in run.notes)
+    # A model the zoo keeps a runnable reference for is run like a catalogue model.
+    both = run_budget(zoo, space, None, images, "all", cache_dir=tmp_path)
+    assert list(both.scores) == ["mobilenet_v2", "registered_onnx"] and np.isfinite(both.scores["registered_onnx"])
+    assert "registered_onnx" not in run_budget(None, space, None, images, "all", cache_dir=tmp_path).scores
     with pytest.raises(ValueError, match="fuses 'logme'"):
-        run_budget(space, None, images, 1, metric="parc")
-    without = run_budget(dataclasses.replace(space, evidence=None), None, images, 1)
+        run_budget(zoo, space, None, images, 1, metric="parc")
+    without = run_budget(zoo, dataclasses.replace(space, evidence=None), None, images, 1)
     assert without.scores == {} and "no model was run" in without.notes[0]
     assert parse_budget("all") is None and parse_budget("3") == 3
     for bad in ("0", "-1", "three", True, 2.5):

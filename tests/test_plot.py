@@ -331,3 +331,85 @@ def test_report_grid_shows_every_task_in_the_units_rank_prints():
         np.testing.assert_allclose(x, plot.held_out_scores(data, j, 0), rtol=1e-9)
         assert abs(np.mean(x) - np.mean(scores[:, j])) < 5  # accuracy-like units, not normalised ones
     assert "as fennec rank prints it" in figure.get_supxlabel()
+
+
+def _forward_data(n_models=12, n_tasks=6, seed=0):
+    """True scores and a 'logme' metric that follows them with noise."""
+    rng = np.random.default_rng(seed)
+    truth = 70 + 3 * rng.standard_normal(n_models)[:, None] + 3 * rng.standard_normal((n_models, n_tasks))
+    metric = truth + rng.normal(0, 1.0, truth.shape)
+    return EvalData(truth, [f"m{i}" for i in range(n_models)], [f"t{j}" for j in range(n_tasks)],
+                    forward_scores={"logme": metric, "noise": rng.standard_normal(truth.shape)})
+
+
+def test_budget_curves_give_one_line_per_method_over_the_budgets():
+    data = _forward_data()
+    curves = plot.budget_curves(data, "0,3,all")
+    assert curves["budgets"] == [0, 3, "all"] and curves["x"] == [0.0, 3.0, 12.0]
+    assert curves["metric"] == "logme" and set(curves["methods"]) == {"fennec", "logme", "prior"}
+    for line in curves["methods"].values():
+        assert len(line["mean"]) == len(line["se"]) == 3
+        assert np.all(np.isfinite(line["mean"])) and np.all(np.isfinite(line["se"])) and min(line["se"]) > 0
+    prior, alone = curves["methods"]["prior"]["mean"], curves["methods"]["logme"]["mean"]
+    assert np.allclose(prior, prior[0]) and alone[0] == prior[0]  # nothing run: the metric alone is the prior
+    full = evaluate(data, "lodo", budget="all")
+    assert alone[-1] == pytest.approx(full["mean"]["logme"]["wtau"])
+    assert curves["methods"]["fennec"]["mean"][-1] == pytest.approx(full["mean"]["fennec"]["wtau"])
+
+    figure = plot.budget_figure(curves)
+    lines = {c.get_label(): c for c in figure.axes[0].containers}
+    assert set(lines) == {"fennec", "logme alone", "prior"}
+    for name, container in lines.items():
+        x, y = container.lines[0].get_data()
+        assert list(x) == curves["x"]
+        assert np.allclose(y, curves["methods"]["logme" if name == "logme alone" else name]["mean"])
+    assert container.lines[0].get_color() == plot.method_colour("prior")
+    assert_drawn(decoded(plot.figure_png(figure)))
+    with pytest.raises(ValueError, match="forward-pass scores"):
+        plot.budget_curves(EvalData(data.scores, data.models, data.tasks), "0,3")
+    with pytest.raises(ValueError, match="metric"):
+        plot.budget_curves(data, "0,3", metric="parc")
+    for bad in ("", "0,0", "-1", "three", "1,2.5"):
+        with pytest.raises(ValueError, match="budgets"):
+            plot.parse_budgets(bad)
+    assert plot.parse_budgets("all,5,0") == [0, 5, "all"]
+
+
+def test_a_report_of_an_evaluation_with_a_budget_draws_tau_against_it(tmp_path, report):
+    from fennec.report import write_eval_report
+
+    data = _forward_data()
+    result = evaluate(data, "lodo", budget=3)
+    write_eval_report(tmp_path / "budget.html", result, data)
+    page = (tmp_path / "budget.html").read_text(encoding="utf-8")
+    assert "weighted tau against the budget" in page and "<code>logme</code>" in page
+    assert len(page.split('src="data:image/png;base64,')) - 1 == 5  # the four, and the budget's
+    assert "against the budget" not in report[2].read_text(encoding="utf-8")  # no budget: no picture of it
+
+
+def test_plot_budget_command_draws_a_zoos_forward_kinds(tmp_path, zoo_path):
+    from click.testing import CliRunner
+
+    from fennec.cli import cli
+    from fennec.history import History
+
+    data = _forward_data()
+    with fennec.Zoo.create(tmp_path / "zoo") as zoo:
+        zoo.add_models([{"id": m} for m in data.models])
+        zoo.add_tasks([{"id": t} for t in data.tasks])
+        zoo.add_history(History.from_matrix(data.models, data.tasks, data.scores, kind="finetune"))
+        zoo.add_history(History.from_matrix(data.models, data.tasks, data.forward_scores["logme"], kind="logme"))
+        fennec.fit(zoo)
+    out = tmp_path / "budget.png"
+    result = CliRunner().invoke(cli, ["plot", "--zoo", str(tmp_path / "zoo"), "--kind", "budget", "--budgets",
+                                      "0,2,all", "--metric", "logme", "-o", str(out), "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads(result.output)["kind"] == "budget"
+    assert_drawn(decoded(out.read_bytes()))
+    for args, message in ((["--kind", "space", "--metric", "logme"], "for --kind budget"),
+                          (["--kind", "budget", "--budgets", "0,x"], "budgets")):
+        bad = CliRunner().invoke(cli, ["plot", "--zoo", str(tmp_path / "zoo"), *args, "-o", str(tmp_path / "x.png")])
+        assert bad.exit_code == 2 and message in bad.stderr, bad.output + bad.stderr
+    none = CliRunner().invoke(cli, ["plot", "--zoo", str(zoo_path), "--kind", "budget", "-o", str(tmp_path / "x.png")])
+    assert none.exit_code == 1 and "no forward-pass scores" in none.stderr, none.output + none.stderr

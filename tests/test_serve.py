@@ -918,3 +918,114 @@ def test_images_answer_501_naming_the_fix_where_the_zoos_proxy_cannot_load(tmp_p
         assert (await c.post("/rank", json={"task": {"n_classes": 3, "n_train": 100}})).status_code == 200
 
     asyncio.run(in_process_app(create_app(zoo), exercise))
+
+
+def _evidence_zoo(path, n_models=30, n_tasks=12):
+    """A zoo whose fit fuses a forward-pass metric ('logme' rows that follow the truth)."""
+    rng = np.random.default_rng(3)
+    truth = 70 + 3 * rng.standard_normal(n_models)[:, None] + 3 * rng.standard_normal((n_models, n_tasks))
+    models, tasks = [f"m{i}" for i in range(n_models)], [f"t{j}" for j in range(n_tasks)]
+    with fennec.Zoo.create(path) as zoo:
+        zoo.add_models([{"id": m} for m in models])
+        zoo.add_tasks([{"id": t, "n_classes": 10, "n_train": 1000} for t in tasks])
+        zoo.add_history(History.from_matrix(models, tasks, truth, kind="finetune"))
+        zoo.add_history(History.from_matrix(models, tasks, truth + rng.normal(0, 1, truth.shape), kind="logme"))
+        fennec.fit(zoo)
+        assert fennec.Ranker(zoo).fitted().space.evidence is not None
+    return path
+
+
+def _budget_body(budget, n=6, **extra):
+    return {"images": [{"label": "ab"[i % 2], "data": _b64(_png((8, 8), colour=(20 * i, 10, 10)))}
+                       for i in range(n)], "k": 30, "budget": budget, **extra}
+
+
+def test_a_budget_on_rank_images_runs_models_on_an_image_thread_as_the_library_does(tmp_path, monkeypatch):
+    import asyncio
+
+    from fennec import budget as budget_module
+    from fennec.proxy import load_images
+    from fennec.serve import create_app
+
+    zoo = _evidence_zoo(tmp_path / "zoo")
+    features = {"n_classes": 2, "n_train": 6}
+    calls = []
+
+    def run_budget(zoo, space, task, images, budget, **options):
+        # The models the real runner would run, scored against their predicted order.
+        calls.append((threading.current_thread().name, budget, len(images)))
+        models = list(space.models)[:budget_module.parse_budget(budget)]
+        return budget_module.ForwardRun("logme", scores={m: float(i) for i, m in enumerate(models)},
+                                        seconds={m: 0.01 for m in models}, notes=[f"ran {len(models)} model(s)"])
+
+    monkeypatch.setattr(budget_module, "run_budget", run_budget)
+
+    answers = {}
+
+    async def exercise(c):
+        plain = await c.post("/rank/images", json={**_budget_body(None), "budget": None})
+        spent = await c.post("/rank/images", json=_budget_body(3))
+        assert spent.status_code == 200, spent.text
+        answers.update(plain=plain.json(), spent=spent.json())
+
+    asyncio.run(in_process_app(create_app(zoo, image_encoder=lambda images, labels: features), exercise))
+    plain, spent = answers["plain"], answers["spent"]
+    assert len(calls) == 1 and calls[0][0].startswith("fennec-images") and calls[0][1:] == (3, 6)
+    passes = spent["forward_passes"]
+    assert passes["models"] == ["m0", "m1", "m2"] and passes["metric"] == "logme"
+    assert passes["total_seconds"] == pytest.approx(0.03) and set(passes["seconds"]) == set(passes["models"])
+    assert "forward_passes" not in plain
+    assert [r["model"] for r in spent["rows"]] != [r["model"] for r in plain["rows"]]  # the scores were fused
+    image_set = load_images([np.zeros((8, 8, 3), np.uint8)] * 6, labels=list("ababab"))
+    with fennec.Zoo.open(zoo) as opened:
+        expected = fennec.rank(opened, features, k=30, images=image_set, budget=3).to_dict()
+        version = opened.fitted_version()
+    assert spent == {"version": version, **expected}
+
+
+def test_a_budget_is_validated_and_capped_by_the_server(tmp_path, monkeypatch):
+    import asyncio
+
+    from fennec import budget as budget_module
+    from fennec.serve import create_app
+
+    zoo = _evidence_zoo(tmp_path / "zoo")
+    monkeypatch.setattr(budget_module, "run_budget", lambda *args, **kwargs: budget_module.ForwardRun("logme"))
+
+    async def exercise(c):
+        for bad in ("7", True, 0, -1, 2.5, "three", "ALL"):
+            response = await c.post("/rank/images", json=_budget_body(bad))
+            assert response.status_code == 422, (bad, response.text)
+            assert all(e["loc"][:2] == ["body", "budget"] for e in response.json()["detail"]), response.text
+        over = await c.post("/rank/images", json=_budget_body(5))
+        assert over.status_code == 422 and "limit of 4" in over.json()["detail"], over.text
+        every = await c.post("/rank/images", json=_budget_body("all"))
+        assert every.status_code == 422 and "30 models" in every.json()["detail"], every.text
+        alone = await c.post("/rank/images", json={**_budget_body(None), "metric": "logme"})
+        assert alone.status_code == 422 and "give budget too" in alone.json()["detail"], alone.text
+        assert (await c.post("/rank/images", json=_budget_body(4))).status_code == 200
+
+    app = create_app(zoo, image_encoder=lambda images, labels: {"n_classes": 2, "n_train": 6}, max_budget=4)
+    asyncio.run(in_process_app(app, exercise))
+    with pytest.raises(ValueError, match="max_budget"):
+        create_app(zoo, max_budget=0)
+
+
+def test_a_budget_on_a_zoo_that_fuses_no_metric_runs_nothing_and_says_so(zoo_path):
+    import asyncio
+
+    from fennec.serve import create_app
+
+    answer = {}
+
+    async def exercise(c):
+        response = await c.post("/rank/images", json={**_budget_body(2), "k": 5})
+        assert response.status_code == 200, response.text
+        answer.update(response.json())
+
+    asyncio.run(in_process_app(create_app(
+        zoo_path, image_encoder=lambda images, labels: {"n_classes": 2, "n_train": 6}), exercise))
+    assert answer["forward_passes"]["models"] == [] and answer["forward_passes"]["metric"] is None
+    assert any("no model was run" in note for note in answer["notes"])
+    assert [r["model"] for r in answer["rows"]] == [
+        r["model"] for r in in_process(zoo_path, {"n_classes": 2, "n_train": 6}, k=5)["rows"]]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from . import archi2vec, kernels, metrics
 from .kernels import build_info, pool, topk, wl_features
 from .fitting import fit
+from .measure import measure  # the function; its modules stay importable as fennec.measure.*
 from .ranking import Ranker, Ranking, rank
 from .space import TransferSpace
-from .registry import add_model
+from .registry import add_model, add_task
 from .zoo import Zoo, ZooError
 
 __version__ = "0.1.0"
@@ -20,10 +21,12 @@ __all__ = [
     "ZooError",
     "__version__",
     "add_model",
+    "add_task",
     "archi2vec",
     "build_info",
     "fit",
     "kernels",
+    "measure",
     "metrics",
     "pool",
     "rank",

@@ -7,9 +7,10 @@ computes the forward-pass metric the zoo's fit chose to fuse (see
 those scores to the ranking, which fuses them with its prediction. A zoo whose fit
 found no forward-pass metric worth fusing runs nothing and says so.
 
-Models that can be run are those of the packaged catalogue whose weights are
-installed; any other model keeps its prediction, and the run says how many were
-left out and why.
+Models that can be run are those the zoo keeps a runnable reference for (``fennec
+zoo add-model --onnx/--torch``) and those of the packaged catalogue whose weights
+are installed (see :mod:`fennec.runnable`); any other model keeps its prediction,
+and the run says how many were left out and why.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .space import TransferSpace
 
 if TYPE_CHECKING:
     from .proxy.images import ImageSet
+    from .zoo import Zoo
 
 __all__ = ["ForwardRun", "parse_budget", "run_budget"]
 
@@ -62,32 +64,21 @@ def parse_budget(budget: int | str | None) -> int | None:
     return budget
 
 
-def _runnable(models: Sequence[str]) -> tuple[set[str], dict[str, str]]:
+def _runnable(zoo: Zoo | None, models: Sequence[str]) -> tuple[set[str], dict[str, str]]:
     """The models that can be run here, and why each other one cannot."""
-    from .demozoo.catalogue import CATALOGUE, why_unavailable
+    from .runnable import runnable_models
 
-    catalogue = {m.id: m for m in CATALOGUE}
-    runnable, why = set(), {}
-    for model in models:
-        entry = catalogue.get(model)
-        if entry is None:
-            why[model] = "no runnable reference kept (only the packaged catalogue's models can be run)"
-            continue
-        missing = why_unavailable(entry)
-        if missing:
-            why[model] = f"not installed: {missing}"
-        else:
-            runnable.add(model)
-    return runnable, why
+    return runnable_models(zoo, models)
 
 
-def run_budget(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] | None, images: ImageSet,
-               budget: int | str | None, *, metric: str | None = None,
+def run_budget(zoo: Zoo | None, space: TransferSpace, task: Mapping[str, Any] | Sequence[float] | None,
+               images: ImageSet, budget: int | str | None, *, metric: str | None = None,
                cache_dir: str | os.PathLike[str] | None = None) -> ForwardRun:
-    """Runs at most ``budget`` of the best predicted models over ``images`` and scores them with
-    the metric the space fuses (``metric``, when given, must be that one)."""
+    """Runs at most ``budget`` of the best predicted models of ``space`` over ``images`` and scores
+    them with the metric the space fuses (``metric``, when given, must be that one). ``zoo`` holds
+    the models' runnable references (None: only the packaged catalogue's models can be run)."""
     from . import metrics as forward_metrics
-    from .demozoo.catalogue import model_proxy
+    from .runnable import model_extractor
 
     limit = parse_budget(budget)
     chosen = space.evidence
@@ -102,7 +93,7 @@ def run_budget(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] |
                          "(DIR/<class>/<image>)")
     placed = place_task(space, task)
     prediction = space.predict(placed.features, placed.distances)
-    runnable, why = _runnable(space.models)
+    runnable, why = _runnable(zoo, space.models)
     rows = np.array([i for i, m in enumerate(space.models) if m in runnable], dtype=np.int64)
     order = rows[np.argsort(-prediction[rows], kind="stable")] if len(rows) else rows
     if limit is not None:
@@ -113,7 +104,7 @@ def run_budget(space: TransferSpace, task: Mapping[str, Any] | Sequence[float] |
         model = space.models[i]
         start = time.perf_counter()
         try:
-            features = model_proxy(model, cache_dir).features(images)
+            features = model_extractor(zoo, model, cache_dir).features(images)
             run.scores[model] = float(score(features, images.labels))
         except (ValueError, RuntimeError, OSError) as error:  # one model that cannot take the input
             run.failed[model] = f"{type(error).__name__}: {error}"

@@ -636,7 +636,7 @@ def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | No
         from .report import write_eval_report
 
         with _progress("drawing the report"):
-            write_eval_report(report, result, data, seed=seed,
+            write_eval_report(report, result, data, seed=seed, metric=metric,
                               command="fennec " + " ".join(sys.argv[1:]) if sys.argv else None)
         result = {**result, "report": str(report)}
     _emit(as_json, result, format_table(result) + (f"\nwrote {report}" if report else ""))
@@ -800,6 +800,77 @@ def zoo_build_demo(path: str, cache_dir: str | None, models: tuple[str, ...], ta
     _emit(as_json, report, "\n".join(lines))
 
 
+def _comma_list(values: tuple[str, ...]) -> list[str] | None:
+    """Repeated and/or comma-separated values (``--kind a,b --kind c``), None when none given."""
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return list(dict.fromkeys(items)) or None
+
+
+@zoo.command("measure", epilog="\b\nExamples:\n"
+             "  fennec zoo measure myzoo                                   # linear probe, in process\n"
+             "  fennec zoo measure myzoo --kind linear_probe,logme --engine ray --workers 2\n"
+             "  fennec zoo measure myzoo --engine ray --address ray://head:10001   # a running cluster\n"
+             + EXIT_STATUS)
+@_zoo_argument()
+@click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]",
+              help="what to measure: linear_probe (default; held-out accuracy %) and/or forward-pass metrics "
+                   "(logme, nleep, hscore, hscore_reg, sfda, gbc, transrate, parc, knn)")
+@click.option("--models", "models", multiple=True, metavar="ID[,ID...]", help="only these models (default: all)")
+@click.option("--tasks", "tasks", multiple=True, metavar="ID[,ID...]", help="only these tasks (default: all)")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: in this process; ray: one Ray actor per model (pip install 'fennec[ray]')")
+@click.option("--address", help="a running Ray cluster (with --engine ray; default: a local one is started)")
+@click.option("--workers", type=int, callback=_positive("--workers"),
+              help="Ray actors at once, one CPU each (default: the CPUs of this machine or the cluster)")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+              help="model weights and feature cache (default $FENNEC_CACHE_DIR or ~/.cache/fennec)")
+@click.option("--seed", default=0, show_default=True, help="draws a demo task's images, as build-demo does")
+@click.option("--retry-failed", is_flag=True, help="measure again the cells a past run recorded as failed")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], tasks: tuple[str, ...], engine: str,
+                address: str | None, workers: int | None, cache_dir: str | None, seed: int, retry_failed: bool,
+                as_json: bool) -> None:
+    """Measure every (model, task, kind) result the zoo's history lacks.
+
+    Each model's features of each task's images are extracted once and cached by
+    content; each result is written to the zoo as it finishes (an interrupted run
+    keeps what it wrote, and a rerun measures only what is missing). A result that
+    cannot be measured (a model that cannot take the images) is recorded with its
+    reason (`fennec zoo info`) and does not stop the rest. Tasks need images: a
+    task added with `fennec zoo add-task --images`, or a demo task; models need a
+    way to run: `fennec zoo add-model --onnx/--torch`, or a catalogue model.
+    """
+    from .measure import check_kinds, measure
+    from .zoo import Zoo, ZooError
+
+    if address is not None and engine != "ray":
+        raise _usage_error("--address names a Ray cluster: add --engine ray")
+    try:
+        chosen = check_kinds(_comma_list(kinds))
+    except ValueError as error:
+        raise _usage_error(f"--kind: {str(error).removeprefix('kinds: ')}") from None
+    with Zoo.open(path) as opened, _progress(f"measuring {','.join(chosen)} ({engine})") as step:
+        try:
+            summary = measure(opened, kinds=chosen, models=_comma_list(models), tasks=_comma_list(tasks),
+                              engine=engine, address=address, workers=workers, cache_dir=cache_dir, seed=seed,
+                              retry_failed=retry_failed, progress=step, expect_steps=step.expect)
+        except ZooError:
+            raise
+        except ValueError as error:  # ids not in the zoo, Ray not installed: the command line's to fix
+            raise _usage_error(str(error)) from None
+    for what, skipped in (("model", summary["skipped_models"]), ("task", summary["skipped_tasks"])):
+        for name, why in skipped.items():
+            click.echo(f"fennec: note: {what} {name} left out: {why}", err=True)
+    for cell, why in list(summary["failures"].items())[:10]:
+        click.echo(f"fennec: note: {cell} failed: {why}", err=True)
+    for job, why in summary["lost_jobs"].items():
+        click.echo(f"fennec: note: {job} not measured (its worker died: {why}); run again to finish it", err=True)
+    text = (f"measured {summary['measured']} result(s) of {summary['planned_cells']} missing "
+            f"({summary['already_present']} already present), {summary['failed']} failed, {summary['lost']} job(s) "
+            f"lost, in {summary['seconds']:.1f} s ({engine})")
+    _emit(as_json, summary, text)
+
+
 @zoo.command("export", epilog=EXIT_STATUS)
 @_zoo_argument()
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="the CSV to write")
@@ -841,10 +912,38 @@ def _torch_module(spec: str) -> Any:
     return factory()
 
 
+def _preprocess_options(size: int | None, resize: str | None, center_crop: float | None, mean: str | None,
+                        std: str | None, scale: float | None, channels: str | None) -> dict[str, Any]:
+    """The preprocessing flags of ``zoo add-model`` as :class:`fennec.proxy.Preprocess` arguments
+    (only those given: the rest take its defaults, the size the ONNX input's)."""
+    options: dict[str, Any] = {}
+    for flag, text in (("mean", mean), ("std", std)):
+        if text is None:
+            continue
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 3 or not all(math.isfinite(v) for v in values) or (
+                flag == "std" and min(values) <= 0):
+            raise _usage_error(f"--{flag}: expected three {'positive ' if flag == 'std' else ''}numbers, one per "
+                               f"channel in RGB order, like 0.485,0.456,0.406; got {text!r}")
+        options[flag] = values
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise _usage_error(f"--scale: expected a positive number (1/255 = 0.00392...: pixels to 0-1), got {scale}")
+    given = {"size": size, "resize": resize, "center_crop": center_crop, "scale": scale,
+             "channels": channels.upper() if channels else None}
+    options.update({k: v for k, v in given.items() if v is not None})
+    return options
+
+
 @zoo.command("add-model", epilog="\b\nExamples:\n"
              "  fennec zoo add-model myzoo --id resnet50 --family resnet --architecture ResNet-50 \\\n"
              "      --n-params 25.6e6 --source-dataset imagenet-1k --input-size 224 --field license=apache-2.0\n"
              "  fennec zoo add-model myzoo --from-json models.json      # one object or a list of them\n"
+             "  fennec zoo add-model myzoo --id mynet --onnx mynet.onnx --input-size 224 --output features\n"
+             "  fennec zoo add-model myzoo --id mycnn --torch mypackage.models:build_cnn --mean 0.5,0.5,0.5 "
+             "--std 0.5,0.5,0.5\n"
              + EXIT_STATUS)
 @_zoo_argument()
 @click.option("--id", "model_id", help="the model's name")
@@ -864,16 +963,40 @@ def _torch_module(spec: str) -> Any:
               help="the model as a torch module built by MODULE:FACTORY(), for its architecture vector")
 @click.option("--input-shape", metavar="N,C,H,W", help="an example input shape, used when fx cannot trace the "
                                                        "module (then one forward pass is traced)")
-@click.option("--replace", is_flag=True, help="overwrite the metadata of a model already stored")
+@click.option("--resize", type=click.Choice(["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"]),
+              help="--onnx/--torch: how images are resized to --input-size (default bilinear)")
+@click.option("--center-crop", type=click.FloatRange(0, 1, min_open=True),
+              help="--onnx/--torch: resize to cover --input-size / F, keeping the aspect ratio, and crop the centre "
+                   "(0.875: 256 -> 224); default: stretch to --input-size")
+@click.option("--mean", metavar="R,G,B", help="--onnx/--torch: per-channel mean, after --scale "
+                                              "(default 0.485,0.456,0.406)")
+@click.option("--std", metavar="R,G,B", help="--onnx/--torch: per-channel std (default 0.229,0.224,0.225)")
+@click.option("--scale", type=float, help="--onnx/--torch: multiplies 0-255 pixels before mean/std "
+                                          "(default 1/255; 1 for models taking 0-255)")
+@click.option("--channels", type=click.Choice(["rgb", "bgr"], case_sensitive=False),
+              help="--onnx/--torch: channel order the model takes (default rgb)")
+@click.option("--output", "output_name", metavar="NAME",
+              help="--onnx: the tensor features are read from (any tensor of the graph); --torch: the "
+                   "submodule (default: the model's output; maps are averaged over space)")
+@click.option("--tokens", type=click.Choice(["cls", "mean"]),
+              help="--onnx/--torch: for (N, T, C) token outputs, the first token or the mean (default cls)")
+@click.option("--replace", is_flag=True, help="overwrite the metadata of a model already stored (with "
+                                              "--onnx/--torch: the fields given; the others are kept)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def zoo_add_model(path: str, model_id: str | None, architecture: str | None, family: str | None,
                   n_params: float | None, source_dataset: str | None, input_size: int | None, license: str | None,
                   field: tuple[str, ...], json_file: IO[str] | None, onnx: str | None, torch_spec: str | None,
-                  input_shape: str | None, replace: bool, as_json: bool) -> None:
+                  input_shape: str | None, resize: str | None, center_crop: float | None, mean: str | None,
+                  std: str | None, scale: float | None, channels: str | None, output_name: str | None,
+                  tokens: str | None, replace: bool, as_json: bool) -> None:
     """Add models with their side information, from options or a JSON file.
 
     With --onnx or --torch the model's computation graph is embedded (archi2vec),
-    so the zoo can rank it before it has any result (refit with `fennec zoo fit`).
+    so the zoo can rank it before it has any result (refit with `fennec zoo fit`),
+    and the model is kept runnable: the ONNX file (absolute path and sha256) or the
+    factory, with its preprocessing (--input-size, default the ONNX input's, else
+    224; --resize, --center-crop, --mean, --std, --scale, --channels) and the
+    features' tensor (--output). It is run once on a blank image to check them.
     """
     from .zoo import Zoo
 
@@ -881,6 +1004,10 @@ def zoo_add_model(path: str, model_id: str | None, architecture: str | None, fam
         raise _usage_error("--onnx/--torch: add one model at a time, with --id")
     if onnx and torch_spec:
         raise _usage_error("give --onnx or --torch, not both")
+    preprocess = _preprocess_options(input_size, resize, center_crop, mean, std, scale, channels)
+    if not (onnx or torch_spec) and (set(preprocess) - {"size"} or output_name or tokens):
+        raise _usage_error("--resize, --center-crop, --mean, --std, --scale, --channels, --output and --tokens say "
+                           "how to run a model: give --onnx PATH or --torch MODULE:FACTORY")
     if json_file is not None:
         if model_id or field or any(v is not None for v in (architecture, family, n_params, source_dataset,
                                                              input_size, license)):
@@ -916,15 +1043,79 @@ def zoo_add_model(path: str, model_id: str | None, architecture: str | None, fam
         metadata = {k: v for k, v in rows[0].items() if k != "id"}
         assert model_id is not None  # --onnx/--torch need --id, checked above
         with _progress("embedding the architecture"), Zoo.open(path) as opened:
-            summary = add_model(opened, model_id, source, example_input=example, metadata=metadata, replace=replace)
-        _emit(as_json, {"added": 1, "ids": [model_id], **summary},
-              f"added {model_id} with its architecture ({summary['route']}, {summary['nodes']} nodes)")
+            summary = add_model(opened, model_id, source, example_input=example, metadata=metadata, replace=replace,
+                                factory=torch_spec, preprocess=preprocess, output=output_name,
+                                tokens=tokens or "cls")
+        text = f"added {model_id} with its architecture ({summary['route']}, {summary['nodes']} nodes)"
+        if summary.get("runnable"):
+            size = "x".join(map(str, summary["preprocess"]["size"]))
+            text += (f" and a runnable reference ({summary['reference']}, {size} input"
+                     + (f", {summary['feature_dim']} features)" if "feature_dim" in summary else ")"))
+        if summary.get("unchecked"):
+            click.echo(f"fennec: note: {model_id} was not run to check its preprocessing: {summary['unchecked']}",
+                       err=True)
+        if summary.get("runnable_error"):
+            click.echo(f"fennec: note: {model_id} keeps no runnable reference: "
+                       f"{_cli_words(summary['runnable_error'], click.get_current_context().command)}; fix the "
+                       "options and add it again with --replace", err=True)
+        _emit(as_json, {"added": 1, "ids": [model_id], **summary}, text)
         return
     with Zoo.open(path) as opened:
         opened.add_models(rows, replace=replace)
     ids = [r.get("id") for r in rows]
     _emit(as_json, {"added": len(rows), "ids": ids},
           f"added {len(rows)} model(s): {', '.join(map(str, ids[:10]))}{' ...' if len(ids) > 10 else ''}")
+
+
+@zoo.command("add-task", epilog="\b\nExamples:\n"
+             "  fennec zoo add-task myzoo --id pets --images data/pets/train      # DIR/<class>/<image>\n"
+             "  fennec zoo add-task myzoo --id pets --images data/pets/train --replace   # the folder changed\n"
+             + EXIT_STATUS)
+@_zoo_argument()
+@click.option("--id", "task_id", required=True, help="the task's name (as in the zoo's history)")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False),
+              help="the task's images, one sub-folder per class (DIR/<class>/<image>, at least two classes)")
+@click.option("--per-class", type=click.IntRange(min=1), default=50, show_default=True,
+              help="images sampled per class for the descriptor (as `fennec rank --images` samples)")
+@click.option("--seed", default=0, show_default=True, help="sampling seed")
+@click.option("--strict", is_flag=True, help="an unreadable image is an error, not skipped")
+@click.option("--replace", is_flag=True, help="embed again a task already added whose folder (or sampling) changed, "
+                                              "or overwrite a descriptor or counts stored otherwise")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def zoo_add_task(path: str, task_id: str, images: str, per_class: int, seed: int, strict: bool, replace: bool,
+                 as_json: bool) -> None:
+    """Add a past task from its images: embedded by the zoo's proxy into its descriptor.
+
+    Stores the descriptor, class and image counts, and the folder's path with a digest
+    of its content: adding the same folder again is a no-op, a changed one is refused
+    without --replace. A task a history import added is filled in. The zoo's proxy is
+    its `proxy` setting, else the default proxy (then set). Refit (`fennec zoo fit`)
+    so that `fennec rank --images` places new tasks among these. Needs fennec[proxy].
+    """
+    from .proxy.images import check_task_folder
+    from .registry import add_task
+    from .zoo import Zoo
+
+    try:  # checked before the proxy runs: a folder without classes cannot describe a task
+        check_task_folder(images)
+    except ValueError as error:
+        raise _usage_error(f"--images: {error}") from None
+    with Zoo.open(path) as opened, _progress(f"embedding {task_id} with the {opened.setting('proxy') or 'default'} "
+                                             "proxy"):
+        summary = add_task(opened, task_id, images, per_class, seed=seed, strict=strict, replace=replace,
+                           progress=not as_json)
+    if summary["outcome"] == "unchanged":
+        text = (f"{task_id}: unchanged (already added from {summary['path']}, same content: digest "
+                f"{summary['digest'][:12]}); nothing to do")
+    else:
+        text = (f"{summary['outcome']} task {task_id}: {summary['images']} images of {summary['n_classes']} classes "
+                f"embedded by the {summary['proxy']} proxy (n_train {summary['n_train']}); refit (fennec zoo fit) "
+                "to use it")
+        for note in summary.get("notes", []):
+            click.echo(f"fennec: note: {note}", err=True)
+        if summary.get("skipped_files"):
+            click.echo(f"fennec: note: {_skipped_note(summary['skipped_files'], as_json)}", err=True)
+    _emit(as_json, summary, text)
 
 
 @zoo.command("add-history", epilog="\b\nExamples:\n"
@@ -1125,13 +1316,17 @@ def _skipped_note(files: list[str], as_json: bool, shown: int = 3) -> str:
 @click.option("--image-concurrency", default=2, show_default=True, type=click.IntRange(min=1),
               help="POST /rank/images: requests decoded and encoded at once (per worker); more get 503 "
                    "with Retry-After")
+@click.option("--max-budget", default=5, show_default=True, type=click.IntRange(min=1),
+              help="POST /rank/images: the most models one request's budget may run over its images (each "
+                   "costs seconds of CPU); more get 422")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--access-log", is_flag=True, help="log every request (slower)")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="processes answering on the port; one per core for a busy service")
 def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_bytes: int, max_image_pixels: int,
-          max_request_pixels: int, image_concurrency: int, log_level: str, access_log: bool, workers: int) -> None:
+          max_request_pixels: int, image_concurrency: int, max_budget: int, log_level: str, access_log: bool,
+          workers: int) -> None:
     """Serve a zoo over HTTP: rank (from task features, or from images with the zoo's proxy), models,
     history, health and metrics."""
     try:
@@ -1148,18 +1343,20 @@ def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_
         click.echo("fennec: note: no token (--token-file or FENNEC_TOKEN): writes are refused", err=True)
     run(zoo_path, host=host, port=port, token=token, max_body_bytes=max_body_bytes, log_level=log_level,
         access_log=access_log, workers=workers, max_image_pixels=max_image_pixels,
-        max_request_pixels=max_request_pixels, image_concurrency=image_concurrency)
+        max_request_pixels=max_request_pixels, image_concurrency=image_concurrency, max_budget=max_budget)
 
 
 @cli.command(epilog="\b\nExamples:\n"
              "  fennec plot --zoo myzoo --kind space -o space.png\n"
              "  fennec plot --zoo myzoo --kind predicted --held-out pets -o pets.png     # pets held out\n"
              "  fennec plot --zoo myzoo --kind ranking --task n_train=5000 --task n_classes=37 -o top.png\n"
+             "  fennec plot --zoo myzoo --kind budget --metric logme --budgets 0,1,3,5,all -o budget.png\n"
              + EXIT_STATUS)
 @click.option("--zoo", "zoo_path", required=True, type=ZOO, help="a fitted zoo")
-@click.option("--kind", required=True, type=click.Choice(["space", "predicted", "ranking"]),
+@click.option("--kind", required=True, type=click.Choice(["space", "predicted", "ranking", "budget"]),
               help="space: models and tasks in 2-D; predicted: a known task held out, predicted against "
-                   "measured; ranking: the top models with their uncertainty")
+                   "measured; ranking: the top models with their uncertainty; budget: weighted tau against "
+                   "the forward passes spent per held-out task, for fennec, the metric alone and the prior")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="the PNG to write")
 @click.option("--task", "task_items", multiple=True, metavar="NAME=VALUE",
               help="ranking: a feature of the new task, as in rank (repeatable)")
@@ -1173,12 +1370,17 @@ def serve(zoo_path: str, host: str, port: int, token_file: str | None, max_body_
 @click.option("--k", default=20, show_default=True, callback=_positive("k"), help="ranking: models to draw")
 @click.option("--max-points", default=20_000, show_default=True, callback=_positive("max-points"),
               help="space: models drawn at most (a random sample beyond)")
+@click.option("--metric", default=None, help="budget: the forward-pass metric (a kind the zoo stores; default "
+                                            "logme where stored)")
+@click.option("--budgets", default=None, metavar="0,1,3,5,all",
+              help="budget: the budgets drawn, models run per task (0: none)  [default: 0,1,3,5,all]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def plot(zoo_path: str, kind: str, out: str, task_items: tuple[str, ...], task_feature: tuple[str, ...],
          descriptor: str | None, held_out: str | None, observed: tuple[str, ...], where: tuple[str, ...], k: int,
-         max_points: int, seed: int, as_json: bool) -> None:
-    """Draw a zoo as a PNG: its transfer space, a held-out prediction, or a ranking."""
+         max_points: int, metric: str | None, budgets: str | None, seed: int, as_json: bool) -> None:
+    """Draw a zoo as a PNG: its transfer space, a held-out prediction, a ranking, or weighted tau
+    against a budget of forward passes (an evaluation per budget: minutes on a large zoo)."""
     features = [t for t in task_items if "=" in t] + list(task_feature)
     names = [t for t in task_items if "=" not in t]
     if names:  # a bare task name is the task to hold out, as --task meant before
@@ -1195,6 +1397,16 @@ def plot(zoo_path: str, kind: str, out: str, task_items: tuple[str, ...], task_f
                            f"--kind ranking; --kind {kind} draws none")
     if held_out is not None and kind != "predicted":
         raise _usage_error(f"--held-out is for --kind predicted, not --kind {kind}")
+    if kind != "budget" and (metric is not None or budgets is not None):
+        raise _usage_error(f"--metric and --budgets are for --kind budget, not --kind {kind}")
+    spend: list[int | str] = []
+    if kind == "budget":
+        from .plot import parse_budgets
+
+        try:
+            spend = parse_budgets(budgets if budgets is not None else "0,1,3,5,all")
+        except ValueError as error:
+            raise _usage_error(f"--{error}") from None
     try:
         from . import plot as pictures
     except ImportError as error:
@@ -1206,6 +1418,8 @@ def plot(zoo_path: str, kind: str, out: str, task_items: tuple[str, ...], task_f
             figure = pictures.zoo_space_figure(opened, max_points=max_points, seed=seed)
         elif kind == "predicted":
             figure = pictures.zoo_predicted_figure(opened, held_out, seed=seed)
+        elif kind == "budget":
+            figure = pictures.zoo_budget_figure(opened, spend, metric=metric, seed=seed)
         else:
             figure = pictures.zoo_ranking_figure(opened, _task_option(features, descriptor), k=k,
                                                  where=_filters(where),

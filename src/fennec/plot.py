@@ -15,6 +15,9 @@ A family has one colour in every picture (:func:`family_colour`).
 - :func:`predicted_figure`: a held-out task's predicted scores against the measured
   ones, with the field's ranking metrics in the title.
 - :func:`ranking_figure`: the top of a ranking as bars with +/- uncertainty.
+- :func:`budget_figure`: mean weighted tau against a budget of forward passes (0 to all)
+  for fennec, the forward-pass metric alone on the same models and the prior, from
+  :func:`budget_curves`.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ if TYPE_CHECKING:
 
     from .zoo import Zoo
 
-__all__ = ["family_colour", "figure_png", "held_out_scores", "leave_one_task_out", "new_figure", "place_labels",
-           "predicted_figure", "ranking_figure", "save_png", "space_figure", "task_directions",
-           "zoo_predicted_figure", "zoo_ranking_figure", "zoo_space_figure"]
+__all__ = ["budget_curves", "budget_figure", "family_colour", "figure_png", "held_out_scores", "leave_one_task_out",
+           "method_colour", "new_figure", "parse_budgets", "place_labels", "predicted_figure", "ranking_figure",
+           "save_png", "space_figure", "task_directions", "zoo_budget_figure", "zoo_predicted_figure",
+           "zoo_ranking_figure", "zoo_space_figure"]
 
 MAX_FAMILIES = 12  # families named in a legend; the rest are counted in one entry
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -99,6 +103,16 @@ def family_colour(family: str | None) -> str:
     if key in FAMILY_COLOURS:
         return FAMILY_COLOURS[key]
     return EXTRA_COLOURS[zlib.crc32(key.encode("utf-8")) % len(EXTRA_COLOURS)]
+
+
+def method_colour(method: str) -> str:
+    """The colour of an evaluated method: fennec blue, the baselines without task information grey
+    (as the report's bars draw them), any other by :func:`family_colour` of its name."""
+    if method.startswith("fennec"):
+        return PALETTE[0]
+    if method.startswith(("prior", "random")):
+        return "#999999"
+    return family_colour(method)
 
 
 def _family_colours(families: Sequence[str | None]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -398,6 +412,126 @@ def ranking_figure(ranking: Any, *, title: str | None = None) -> Figure:
     return figure
 
 
+Budget = int | str  # a number of models run per task (0: none), or "all"
+
+
+def parse_budgets(text: str | Sequence[int | str]) -> list[Budget]:
+    """Budgets as ``"0,1,3,5,all"`` (or a sequence): numbers of models >= 0 and ``"all"``, each once,
+    in increasing order with ``"all"`` last."""
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    budgets: list[Budget] = []
+    for item in items:
+        if item == "all":
+            value: Budget = "all"
+        elif isinstance(item, str) and item.isdigit():
+            value = int(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            value = item
+        else:
+            raise ValueError(f"budgets: expected numbers of models (0 or more) and 'all', got {item!r}")
+        if value in budgets:
+            raise ValueError(f"budgets: {value!r} is given twice")
+        budgets.append(value)
+    if not budgets:
+        raise ValueError("budgets: give at least one, e.g. 0,1,3,5,all")
+    return sorted(budgets, key=lambda b: (b == "all", b if isinstance(b, int) else 0))
+
+
+def _budget_metric(data: Any, metric: str | None) -> str:
+    """The metric the budget is spent on: the one given, else LogME where the data holds it (the
+    plain baseline :func:`fennec.evaluate.evaluate` scores), else the first by name."""
+    forward = getattr(data, "forward_scores", None) or {}
+    if not forward:
+        raise ValueError("budget: the data holds no forward-pass scores (a zoo's logme/parc... kinds, or "
+                         "--forward-scores with --history)")
+    if metric is not None:
+        if metric not in forward:
+            raise ValueError(f"metric: {metric!r} is not among the forward-pass scores ({sorted(forward)})")
+        return metric
+    return "logme" if "logme" in forward else sorted(forward)[0]
+
+
+def _tau_mean_se(result: dict[str, Any], method: str) -> tuple[float, float, int]:
+    """The mean weighted tau of ``method`` over the result's tasks, its standard error, the task count."""
+    values = np.array([rows[method]["wtau"] for rows in result["tasks"].values() if method in rows], dtype=float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        raise ValueError(f"budget: the evaluation has no weighted tau for {method!r}")
+    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+    return float(values.mean()), se, int(values.size)
+
+
+def budget_curves(data: Any, budgets: str | Sequence[int | str] = (0, 1, 3, 5, "all"), *,
+                  metric: str | None = None, seed: int = 0, exclude_related: bool = False,
+                  results: Mapping[Budget, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Mean weighted tau (and its standard error over tasks) against the budget of forward passes.
+
+    For each budget, :func:`fennec.evaluate.evaluate` of ``data`` (``lodo``; budget 0 is no
+    budget) gives three lines: ``fennec``; the metric alone (``<metric>_top<M>``: the metric on
+    the M models fennec ran, the prior elsewhere; at budget 0 the prior, at ``"all"`` the metric
+    on every model); and the prior (the mean score on the other tasks). ``results`` maps a budget
+    to an evaluation already made (a budget's result also gives budget 0: its ``fennec_history``).
+    Returns ``{"budgets", "x", "metric", "methods": {name: {"mean", "se"}}, "n_tasks"}``; ``x`` is
+    each budget as a number of models (``"all"``: the data's model count).
+    """
+    from .evaluate import evaluate
+
+    budgets = parse_budgets(budgets)
+    name = _budget_metric(data, metric)
+    given = dict(results or {})
+    lines: dict[str, dict[str, list[float]]] = {m: {"mean": [], "se": []} for m in ("fennec", name, "prior")}
+    n_tasks: list[int] = []
+    for budget in budgets:
+        result = given.get(budget)
+        if result is None:
+            result = evaluate(data, "lodo", seed=seed, exclude_related=exclude_related,
+                              budget=None if budget == 0 else budget, metrics=None if metric is None else [metric])
+        spent = result.get("budget") is not None
+        methods = {"fennec": "fennec_history" if budget == 0 and spent else "fennec",
+                   name: "prior" if budget == 0 else name if budget == "all" else f"{name}_top{budget}",
+                   "prior": "prior"}
+        for line, method in methods.items():
+            mean, se, count = _tau_mean_se(result, method)
+            lines[line]["mean"].append(mean)
+            lines[line]["se"].append(se)
+        n_tasks.append(count)
+    x = [float(len(data.models)) if b == "all" else float(b) for b in budgets]
+    return {"budgets": budgets, "x": x, "metric": name, "methods": lines, "n_tasks": n_tasks}
+
+
+def budget_figure(curves: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """:func:`budget_curves` drawn: one line per method with +/- one standard error, named at its end."""
+    x = np.asarray(curves["x"], dtype=float)
+    budgets = list(curves["budgets"])
+    figure = new_figure(7.0, 4.6)
+    ax = figure.add_subplot()
+    ends: list[tuple[float, float]] = []
+    names: list[str] = []
+    for method, line in curves["methods"].items():
+        mean, se = np.asarray(line["mean"], dtype=float), np.asarray(line["se"], dtype=float)
+        label = f"{method} alone" if method == curves["metric"] else method
+        ax.errorbar(x, mean, yerr=se, color=method_colour(method), marker="o", ms=4, lw=1.6, capsize=3,
+                    label=label, ls="--" if method == "prior" else "-")
+        ends.append((float(x[-1]), float(mean[-1])))
+        names.append(label)
+    ax.set_xticks(x, [f"all ({int(v)})" if b == "all" else str(b) for b, v in zip(budgets, x)])
+    ax.set_xlabel("forward passes per task (models run over its images)")
+    ax.set_ylabel("mean weighted Kendall tau (+/- s.e. over tasks)")
+    low = min(min(np.subtract(l["mean"], l["se"])) for l in curves["methods"].values())
+    high = max(max(np.add(l["mean"], l["se"])) for l in curves["methods"].values())
+    pad = 0.08 * max(high - low, 1e-3)
+    span = max(float(x[-1] - x[0]), 1.0)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlim(float(x[0]) - 0.05 * span, float(x[-1]) + 0.35 * span)  # room for the names at the right
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"weighted tau against the budget ({curves['metric']}, {max(curves['n_tasks'])} tasks)",
+                 fontsize=11)
+    place_labels(ax, ends, names, directions=[0.0] * len(names), fontsize=8,
+                 obstacles=[(float(v), float(m)) for line in curves["methods"].values()
+                            for v, m in zip(x, line["mean"])])
+    return figure
+
+
 def held_out_scores(data: Any, target: int, seed: int = 0) -> np.ndarray:
     """fennec's prediction for task ``target`` of an :class:`~fennec.evaluate.EvalData` from a fit on
     the other tasks (the ``lodo`` protocol), on the history's scale: the score ``fennec rank`` prints."""
@@ -469,3 +603,14 @@ def zoo_ranking_figure(zoo: Zoo, task: Mapping[str, Any] | None = None, *, k: in
 
     ranking = rank(zoo, task, k=k, where=where, observed=observed)
     return ranking_figure(ranking, title=f"top {len(ranking)} of {zoo.path.name}, ranked by {ranking.basis}")
+
+
+def zoo_budget_figure(zoo: Zoo, budgets: str | Sequence[int | str] = (0, 1, 3, 5, "all"), *,
+                      metric: str | None = None, seed: int = 0) -> Figure:
+    """:func:`budget_figure` of the zoo's evaluation (its stored forward-pass kinds are the metrics)."""
+    from .evaluate import load_zoo_eval_data
+
+    data = load_zoo_eval_data(zoo)
+    curves = budget_curves(data, budgets, metric=metric, seed=seed)
+    return budget_figure(curves, title=f"{zoo.path.name}: weighted tau against the budget of forward passes "
+                                       f"({curves['metric']}, {max(curves['n_tasks'])} tasks)")

@@ -170,6 +170,23 @@ class Ranker:
         _, order = kernels.topk(plan.vectors, plan.query, plan.k, mask=plan.mask)
         return self.finish(plan, order)
 
+    def rank_on_budget(self, task: Mapping[str, Any] | Sequence[float] | None, images: ImageSet | None,
+                       budget: int | str, *, k: int = 10, where: Where | None = None,
+                       observed: Mapping[str, float] | None = None, metric: str | None = None,
+                       cache_dir: str | os.PathLike[str] | None = None) -> Ranking:
+        """:meth:`rank` after spending ``budget`` forward passes over the task's ``images``
+        (see :func:`rank`); ``fennec rank --budget`` and ``POST /rank/images`` both come here."""
+        if images is None:
+            raise ValueError("budget: forward passes need the task's images (images=load_images(DIR))")
+        from .budget import run_budget
+
+        run = run_budget(self.zoo, self.fitted().space, task, images, budget, metric=metric,
+                         cache_dir=cache_dir)
+        ranking = self.rank(task, k=k, where=where, observed=observed, forward=run.scores or None)
+        ranking.notes.extend(run.notes)
+        ranking.forward = run.to_dict()
+        return ranking
+
     def plan(self, task: Mapping[str, Any] | Sequence[float] | None = None, *, k: int = 10,
              where: Where | None = None, observed: Mapping[str, float] | None = None,
              forward: Mapping[str, float] | None = None) -> RankPlan:
@@ -270,12 +287,5 @@ def rank(zoo: Zoo, task: Mapping[str, Any] | Sequence[float] | None = None, *, k
         if metric is not None:
             raise ValueError("metric: names the forward-pass metric a budget is spent on; give budget too")
         return ranker.rank(task, k=k, where=where, observed=observed)
-    if images is None:
-        raise ValueError("budget: forward passes need the task's images (images=load_images(DIR))")
-    from .budget import run_budget
-
-    run = run_budget(ranker.fitted().space, task, images, budget, metric=metric, cache_dir=cache_dir)
-    ranking = ranker.rank(task, k=k, where=where, observed=observed, forward=run.scores or None)
-    ranking.notes.extend(run.notes)
-    ranking.forward = run.to_dict()
-    return ranking
+    return ranker.rank_on_budget(task, images, budget, k=k, where=where, observed=observed, metric=metric,
+                                 cache_dir=cache_dir)

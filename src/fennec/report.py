@@ -4,7 +4,10 @@ The page holds the mean metrics of every method, the per-task weighted Kendall t
 and pictures inlined as base64 PNG (no file beside it, nothing fetched): the mean
 weighted tau per method, the per-task weighted tau as a heat map, and, when the
 evaluation data is given, the transfer space fitted on every task and each task's
-held-out prediction against its measured scores. Needs the ``plot`` extra.
+held-out prediction against its measured scores. An evaluation with a budget of forward
+passes (``fennec eval --budget M``, lodo) also gets weighted tau against the budget: 0, M and
+all, for fennec, the metric alone and the prior (one more evaluation, at all). Needs the
+``plot`` extra.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 from . import __version__
 from ._atomic import write_atomically
 from .evaluate import METRICS, EvalData, fit_on_tasks, ranking_metrics
-from .plot import PALETTE, figure_png, held_out_scores, new_figure, space_figure, task_directions
+from .plot import (PALETTE, budget_curves, budget_figure, figure_png, held_out_scores, new_figure, space_figure,
+                   task_directions)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -162,9 +166,32 @@ def _prediction_grid(data: EvalData, tasks: Sequence[int], seed: int) -> Figure:
     return figure
 
 
+def _budget_section(result: dict[str, Any], data: EvalData, metric: str | None, seed: int) -> list[str]:
+    """Weighted tau against the budget: the result gives budgets 0 (its fennec_history) and its own;
+    one more evaluation gives all."""
+    spent = result["budget"]
+    budgets: list[int | str] = [0, spent] + ([] if spent == "all" else ["all"])
+    curves = budget_curves(data, budgets, metric=metric, seed=seed,
+                           exclude_related=bool(result.get("exclude_related")), results={0: result, spent: result})
+    rows = "".join(f"<tr><td>{html.escape(str(b))}</td>"
+                   + "".join(f"<td>{_fmt(line['mean'][i])} &plusmn; {_fmt(line['se'][i])}</td>"
+                             for line in curves["methods"].values()) + "</tr>"
+                   for i, b in enumerate(curves["budgets"]))
+    head = "".join(f"<th>{html.escape(m + (' alone' if m == curves['metric'] else ''))}</th>"
+                   for m in curves["methods"])
+    return ["<h2>Forward passes: weighted tau against the budget</h2>",
+            f"<p>Models run per held-out task (fennec's own top ones); the metric alone is "
+            f"<code>{html.escape(curves['metric'])}</code> on the same models with the prior elsewhere "
+            f"(at all: on every model). More budgets: <code>fennec plot --kind budget</code>.</p>",
+            f"<table><thead><tr><th>budget</th>{head}</tr></thead><tbody>{rows}</tbody></table>",
+            _image(budget_figure(curves), "Mean weighted tau over the held-out tasks (+/- one standard error) "
+                                          "against the forward passes spent per task.")]
+
+
 def eval_report_html(result: dict[str, Any], data: EvalData | None = None, *, title: str | None = None,
-                     command: str | None = None, seed: int = 0) -> str:
-    """The HTML page of an :func:`~fennec.evaluate.evaluate` result (and its data, for the pictures of the space)."""
+                     command: str | None = None, seed: int = 0, metric: str | None = None) -> str:
+    """The HTML page of an :func:`~fennec.evaluate.evaluate` result (and its data, for the pictures of the space).
+    ``metric``: the forward-pass metric the evaluation's budget was given (``evaluate(metrics=[metric])``)."""
     if not isinstance(result, dict) or "mean" not in result or "tasks" not in result:
         raise ValueError("result: expected the dict fennec.evaluate.evaluate returns")
     methods = _methods_by_wtau(result["mean"])
@@ -185,6 +212,9 @@ def eval_report_html(result: dict[str, Any], data: EvalData | None = None, *, ti
                                                                            "about the task)."),
               "<h2>Per task: weighted Kendall tau</h2>", _task_table(result, methods),
               _image(_task_heatmap(result, methods), "Weighted tau of each method on each held-out task.")]
+    if (data is not None and result.get("budget") is not None and result.get("protocol") == "lodo"
+            and data.forward_scores):
+        parts += _budget_section(result, data, metric, seed)
     if data is not None and result.get("protocol") in ("lodo", "kshot"):
         model = fit_on_tasks(data, np.arange(len(data.tasks)), seed)
         tasks = task_directions(model.model_vectors, model.normalized)

@@ -53,6 +53,22 @@ MODEL_EMBEDDINGS_TABLE = (
     "CREATE TABLE IF NOT EXISTS model_embeddings (model TEXT PRIMARY KEY, vector BLOB NOT NULL,"
     " dim INTEGER NOT NULL, FOREIGN KEY (model) REFERENCES models(id))"
 )
+# Zoos made before these tables existed get them on first write (readers treat a missing one as empty);
+# the change is additive, so the schema version stays and older fennec versions still open the zoo.
+TASK_IMAGES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS task_images (task TEXT PRIMARY KEY, source TEXT NOT NULL,"
+    " FOREIGN KEY (task) REFERENCES tasks(id))"
+)
+MODEL_RUNTIMES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS model_runtimes (model TEXT PRIMARY KEY, spec TEXT NOT NULL,"
+    " FOREIGN KEY (model) REFERENCES models(id))"
+)
+# Made on the first failed measure; a zoo without it has none.
+MEASURE_FAILURES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS measure_failures (model TEXT NOT NULL, task TEXT NOT NULL, kind TEXT NOT NULL,"
+    " reason TEXT NOT NULL, source TEXT, PRIMARY KEY (model, task, kind),"
+    " FOREIGN KEY (model) REFERENCES models(id), FOREIGN KEY (task) REFERENCES tasks(id))"
+)
 DB_NAME = "zoo.sqlite"
 POINTER_NAME = "fitted.json"
 LOCK_NAME = "fitted.lock"
@@ -102,6 +118,16 @@ CREATE TABLE task_descriptors (
     vector BLOB NOT NULL,  -- float32 little-endian
     dim INTEGER NOT NULL,
     FOREIGN KEY (task) REFERENCES tasks(id)
+);
+CREATE TABLE task_images (
+    task TEXT PRIMARY KEY,
+    source TEXT NOT NULL,  -- JSON: the images folder, its content digest, how it was sampled and embedded
+    FOREIGN KEY (task) REFERENCES tasks(id)
+);
+CREATE TABLE model_runtimes (
+    model TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,  -- JSON: how to run the model (ONNX file + sha256, or torch module:factory), preprocessing
+    FOREIGN KEY (model) REFERENCES models(id)
 );
 """
 
@@ -461,6 +487,31 @@ class Zoo:
         else:
             history.to_long_csv(path)
 
+    # -- measure failures ----------------------------------------------------
+
+    def measure_failures(self) -> dict[tuple[str, str, str], str]:
+        """Cells ``fennec zoo measure`` could not compute: (model, task, kind) -> why."""
+        try:
+            rows = self._con.execute("SELECT model, task, kind, reason FROM measure_failures ORDER BY rowid")
+            return {(m, t, k): reason for m, t, k, reason in rows.fetchall()}
+        except sqlite3.OperationalError:  # no measure has failed in this zoo yet
+            return {}
+
+    def add_measure_failure(self, model: str, task: str, kind: str, reason: str, source: str = "") -> None:
+        """Records (or updates) why one cell could not be measured, in one transaction."""
+        with self._write() as con:
+            con.execute(MEASURE_FAILURES_TABLE)
+            con.execute("INSERT INTO measure_failures (model, task, kind, reason, source) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT(model, task, kind) DO UPDATE SET reason = excluded.reason, "
+                        "source = excluded.source", (model, task, kind, reason, source))
+
+    def clear_measure_failure(self, model: str, task: str, kind: str) -> None:
+        """Forgets a recorded failure (the cell was measured after all)."""
+        if (model, task, kind) in self.measure_failures():
+            with self._write() as con:
+                con.execute("DELETE FROM measure_failures WHERE model = ? AND task = ? AND kind = ?",
+                            (model, task, kind))
+
     # -- task descriptors ----------------------------------------------------
 
     def set_task_descriptor(self, task: str, vector: Any) -> None:
@@ -491,6 +542,94 @@ class Zoo:
             " JOIN tasks t ON t.id = d.task ORDER BY t.rowid"
         )
         return {task: _decode_descriptor(task, blob, dim) for task, blob, dim in rows}
+
+    # -- task images ---------------------------------------------------------
+
+    def task_images(self) -> dict[str, dict[str, Any]]:
+        """Every task added from an images folder: task -> its source (``path``, ``digest``,
+        ``files``, ``per_class``, ``seed``, ``proxy``), in the order the tasks were added."""
+        try:
+            rows = self._con.execute(
+                "SELECT i.task, i.source FROM task_images i JOIN tasks t ON t.id = i.task ORDER BY t.rowid"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a zoo made before task images existed
+            return {}
+        return {task: json.loads(text) for task, text in rows}
+
+    def set_task_images(self, task: str, *, n_classes: int, n_train: int, descriptor: Any,
+                        source: Mapping[str, Any], proxy: str, replace: bool = False) -> str:
+        """Stores a task described from its images, in one transaction: its row (added, or a row
+        without a descriptor filled in), class and image counts, descriptor and ``source``; sets the
+        zoo's ``proxy`` setting when it has none. Returns ``"added"``, ``"filled"`` or ``"replaced"``.
+
+        Refused unless ``replace=True``: a task already added from images, or one whose stored
+        descriptor or counts the new ones would overwrite."""
+        task = identifier(task, "task")
+        vector = _check_descriptor(descriptor)
+        counts = {"n_classes": n_classes, "n_train": n_train}
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        try:
+            source_text = json.dumps(dict(source), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"source: must be JSON-serialisable: {err}") from None
+        with self._write() as con:
+            con.execute(TASK_IMAGES_TABLE)
+            row = con.execute("SELECT value FROM meta WHERE key = 'setting:proxy'").fetchone()
+            if row is not None and row[0] != proxy:
+                raise ZooError(f"task {task!r}: embedded by the {proxy} proxy, but the zoo's descriptors come from "
+                               f"the {row[0]} proxy; descriptors of two proxies cannot be compared")
+            if row is None:
+                con.execute("INSERT INTO meta (key, value) VALUES ('setting:proxy', ?)", (proxy,))
+            stored = con.execute("SELECT n_classes, n_train FROM tasks WHERE id = ?", (task,)).fetchone()
+            outcome = "added"
+            if stored is None:
+                con.execute("INSERT INTO tasks (id, n_classes, n_train) VALUES (?, ?, ?)",
+                            (task, int(n_classes), int(n_train)))
+            else:
+                outcome = "replaced" if replace else "filled"
+                if not replace:
+                    _refuse_overwrite(con, task, dict(zip(counts, stored)), counts)
+                con.execute("UPDATE tasks SET n_classes = ?, n_train = ? WHERE id = ?",
+                            (int(n_classes), int(n_train), task))
+            con.execute(
+                "INSERT INTO task_descriptors (task, vector, dim) VALUES (?, ?, ?) "
+                "ON CONFLICT(task) DO UPDATE SET vector = excluded.vector, dim = excluded.dim",
+                (task, vector.astype("<f4").tobytes(), len(vector)),
+            )
+            con.execute("INSERT INTO task_images (task, source) VALUES (?, ?) "
+                        "ON CONFLICT(task) DO UPDATE SET source = excluded.source", (task, source_text))
+        return outcome
+
+    # -- model runtimes ------------------------------------------------------
+
+    def model_runtimes(self) -> dict[str, dict[str, Any]]:
+        """How each model with a runnable reference is run: model -> its spec (see
+        :mod:`fennec.runnable`), in the order the models were added."""
+        try:
+            rows = self._con.execute(
+                "SELECT r.model, r.spec FROM model_runtimes r JOIN models m ON m.id = r.model ORDER BY m.rowid"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a zoo made before runnable references existed
+            return {}
+        return {model: json.loads(text) for model, text in rows}
+
+    def set_model_runtime(self, model: str, spec: Mapping[str, Any] | None) -> None:
+        """Stores (or replaces) how a model is run; ``None`` removes it. The model must be in the zoo."""
+        try:
+            text = None if spec is None else json.dumps(dict(spec), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"spec: must be JSON-serialisable: {err}") from None
+        with self._write() as con:
+            con.execute(MODEL_RUNTIMES_TABLE)
+            if not con.execute("SELECT 1 FROM models WHERE id = ?", (model,)).fetchone():
+                raise ZooError(f"model: unknown model {model!r} (add it with add_models first)")
+            if text is None:
+                con.execute("DELETE FROM model_runtimes WHERE model = ?", (model,))
+            else:
+                con.execute("INSERT INTO model_runtimes (model, spec) VALUES (?, ?) "
+                            "ON CONFLICT(model) DO UPDATE SET spec = excluded.spec", (model, text))
 
     # -- model embeddings (archi2vec) ----------------------------------------
 
@@ -685,6 +824,18 @@ def _wait_for_lock(fd: int, lock: Path, timeout: float) -> None:
             told = True
         time.sleep(min(pause, timeout - waited))
         pause = min(2 * pause, 0.2)
+
+
+def _refuse_overwrite(con: sqlite3.Connection, task: str, stored: dict[str, Any], new: dict[str, int]) -> None:
+    """Refuses to overwrite a task's stored descriptor or counts that differ from the new ones."""
+    if con.execute("SELECT 1 FROM task_images WHERE task = ?", (task,)).fetchone():
+        raise ZooError(f"task {task!r}: already added from an images folder (pass replace=True to replace it)")
+    if con.execute("SELECT 1 FROM task_descriptors WHERE task = ?", (task,)).fetchone():
+        raise ZooError(f"task {task!r}: already has a descriptor (pass replace=True to replace it)")
+    differ = [f"{name} {stored[name]} stored, {value} in the images" for name, value in new.items()
+              if stored[name] is not None and stored[name] != value]
+    if differ:
+        raise ZooError(f"task {task!r}: {'; '.join(differ)} (pass replace=True to take the images' counts)")
 
 
 def _check_history_row(i: int, row: tuple[Any, ...]) -> None:

@@ -44,7 +44,7 @@ from .images import DEFAULT_IMAGE_CONCURRENCY, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT
 from .metrics import Metrics
 from .routes import Shared, add_routes
 from .schemas import Problem
-from .service import ImageEncoder, Service
+from .service import DEFAULT_MAX_BUDGET, ImageEncoder, Service
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "create_app", "decode_image", "read_token",
            "serve", "token_file_warning", "worker_app"]
@@ -69,7 +69,7 @@ def create_app(zoo: str | os.PathLike[str], *, token: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                image_encoder: ImageEncoder | None = None, metrics_dir: str | os.PathLike[str] | None = None,
                max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
-               image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY) -> Guard:
+               image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY, max_budget: int = DEFAULT_MAX_BUDGET) -> Guard:
     """The ASGI application serving the zoo at ``zoo``.
 
     ``token``: the bearer token that writes need (None: writes are refused with 403).
@@ -79,7 +79,9 @@ def create_app(zoo: str | os.PathLike[str], *, token: str | None = None,
     descriptors, and answers 501 otherwise. An image above ``max_image_pixels``, or a
     request's images above ``max_request_pixels`` together, get 413 before any pixel is
     decoded; ``image_concurrency`` image requests are decoded and encoded at once, in
-    threads of their own, and more get 503 with Retry-After. ``metrics_dir``: a
+    threads of their own, and more get 503 with Retry-After. A request's ``budget`` of
+    forward passes runs on those threads too, and one above ``max_budget`` models gets 422.
+    ``metrics_dir``: a
     directory that the worker processes of one service share, so that ``/metrics``
     counts them all.
     """
@@ -87,7 +89,9 @@ def create_app(zoo: str | os.PathLike[str], *, token: str | None = None,
     integer(max_image_pixels, "max_image_pixels", low=1)
     integer(max_request_pixels, "max_request_pixels", low=1)
     integer(image_concurrency, "image_concurrency", low=1)
-    service = Service(path, image_encoder, max_image_pixels, max_request_pixels, image_concurrency)
+    integer(max_budget, "max_budget", low=1)
+    service = Service(path, image_encoder, max_image_pixels, max_request_pixels, image_concurrency,
+                      max_budget=max_budget)
     metrics = Metrics(metrics_dir)
 
     @asynccontextmanager
@@ -156,14 +160,15 @@ def worker_app() -> Guard:
         raise RuntimeError(f"{WORKER_CONFIG} is not set: start workers with fennec serve --workers N") from None
     return create_app(config["zoo"], token=config["token"], max_body_bytes=config["max_body_bytes"],
                       max_image_pixels=config["max_image_pixels"], metrics_dir=config["metrics_dir"],
-                      max_request_pixels=config["max_request_pixels"], image_concurrency=config["image_concurrency"])
+                      max_request_pixels=config["max_request_pixels"], image_concurrency=config["image_concurrency"],
+                      max_budget=config["max_budget"])
 
 
 def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
           log_level: str = "warning", access_log: bool = False, image_encoder: ImageEncoder | None = None,
           workers: int = 1, max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
-          image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY) -> None:
+          image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY, max_budget: int = DEFAULT_MAX_BUDGET) -> None:
     """Runs the service with uvicorn until interrupted.
 
     ``workers``: processes answering on the one port (uvicorn's supervisor restarts any
@@ -180,7 +185,7 @@ def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8
     if workers == 1:
         app = create_app(zoo, token=token, max_body_bytes=max_body_bytes, max_image_pixels=max_image_pixels,
                          image_encoder=image_encoder, max_request_pixels=max_request_pixels,
-                         image_concurrency=image_concurrency)
+                         image_concurrency=image_concurrency, max_budget=max_budget)
         uvicorn.Server(uvicorn.Config(app, workers=1, **options)).run()
         return
     if image_encoder is not None:
@@ -190,7 +195,8 @@ def serve(zoo: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8
         os.environ[WORKER_CONFIG] = json.dumps({
             "zoo": str(path.resolve()), "token": token, "max_body_bytes": max_body_bytes,
             "max_image_pixels": max_image_pixels, "metrics_dir": metrics_dir,
-            "max_request_pixels": max_request_pixels, "image_concurrency": image_concurrency})
+            "max_request_pixels": max_request_pixels, "image_concurrency": image_concurrency,
+            "max_budget": max_budget})
         try:
             uvicorn.run("fennec.serve.app:worker_app", factory=True, workers=workers, **options)
         finally:

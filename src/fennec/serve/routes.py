@@ -6,7 +6,8 @@
 ``POST /rank/images``   labelled images (base64) turned into task features by the zoo's
                         proxy (or the image encoder given); 501 when there is none, 413
                         above the pixel limits, 503 (Retry-After) while the image threads
-                        are all busy
+                        are all busy; with a ``budget``, the best predicted models are run
+                        over the images and fused, and ``forward_passes`` says which
 ``GET  /models``        the zoo's models, paginated; ``GET /models/{id}`` one of them
 ``POST /models``        add models (bearer token)
 ``POST /history``       add past results (bearer token)
@@ -39,6 +40,7 @@ from starlette.types import Scope, Send
 
 from .. import __version__
 from ..history import History
+from ..ranking import Ranker
 from ..zoo import Zoo, ZooError
 from .batching import Batcher
 from .guard import RankHandler
@@ -190,31 +192,78 @@ def _image_slot(service: Service) -> Iterator[None]:
                    503: {"model": Problem, "description": "too many image requests at once (see Retry-After)"}})
 async def rank_images(request: Request, body: ImageRankRequest) -> JSONResponse:
     """Ranks for a task given by labelled images, turned into task features by the zoo's
-    proxy, as ``fennec rank --images`` does; 501 when the zoo has no proxy descriptors."""
+    proxy, as ``fennec rank --images`` does; 501 when the zoo has no proxy descriptors.
+    With ``budget`` (at most the server's ``--max-budget``), as ``fennec rank --images
+    --budget`` does: that many of the best predicted models run over the images, their
+    forward-pass metric scores are fused, and ``forward_passes`` says which ran and what it
+    cost; a zoo whose fit fuses no metric runs nothing and says so in a note."""
     shared = _shared(request)
     service = shared.service
     try:
         encoder = service.encoder()
     except ImagesUnavailable as err:
         raise HTTPException(501, str(err)) from None
+    _check_budget(service, body.budget, body.metric)  # before any pixel is decoded
     encoded = [item.data for item in body.images]
     labels = [item.label for item in body.images]
 
-    def encode() -> Mapping[str, Any]:
+    def encode() -> tuple[Mapping[str, Any], dict[str, Any] | None]:
         images = decode_base64_images(encoded, max_pixels=service.max_image_pixels,
                                       max_total_pixels=service.max_request_pixels, max_side=service.max_image_side)
-        return encoder(images, labels)
+        features = encoder(images, labels)
+        if body.budget is None:
+            return features, None
+        return features, _ranked_on_budget(service, features, images, labels, body)
 
     assert service.image_pool is not None  # opened with the service
     with _image_slot(service):
         try:
-            # Off the event loop: rankings, health checks and writes go on while images decode.
-            features = await asyncio.get_running_loop().run_in_executor(service.image_pool, encode)
+            # Off the event loop: rankings, health checks and writes go on while images decode
+            # and a budget's models run.
+            features, answer = await asyncio.get_running_loop().run_in_executor(service.image_pool, encode)
         except OverflowError as err:
             raise HTTPException(413, str(err)) from None
         except ImagesUnavailable as err:
             raise HTTPException(501, str(err)) from None
+    if answer is not None:
+        return JSONResponse(answer)
     return JSONResponse(await rank_answer(shared, dict(features), body.where, None, body.k))
+
+
+def _check_budget(service: Service, budget: int | str | None, metric: str | None) -> None:
+    """Refuses (422) a metric without a budget, and a budget above the server's ``max_budget``."""
+    if budget is None:
+        if metric is not None:
+            raise HTTPException(422, "metric: names the forward-pass metric a budget is spent on; give budget too")
+        return
+    cap = service.max_budget
+    if budget == "all":
+        # Which models can be run is known only once they are tried, so 'all' counts every model.
+        fitted = service.fitted()
+        models = 0 if fitted is None else len(fitted.space.models)
+        if models > cap:
+            raise HTTPException(422, f"budget: 'all' would run up to {models} models, above this server's limit "
+                                     f"of {cap} per request (fennec serve --max-budget); give a budget of at most "
+                                     f"{cap}")
+    elif isinstance(budget, int) and budget > cap:
+        raise HTTPException(422, f"budget: {budget} models, above this server's limit of {cap} per request "
+                                 f"(fennec serve --max-budget)")
+
+
+def _ranked_on_budget(service: Service, features: Mapping[str, Any], images: list[Any], labels: list[str],
+                      body: ImageRankRequest) -> dict[str, Any]:
+    """The answer to an image request with a budget, on an image thread: the ranking
+    ``fennec.rank(zoo, task, images=..., budget=...)`` gives, with its forward passes."""
+    from ..proxy import load_images, proxy_cache_dir
+
+    assert body.budget is not None
+    image_set = load_images(images, labels=labels)
+    # The service's zoo connection belongs to the event loop's thread; this thread reads its own.
+    with Zoo.open(service.zoo_path) as zoo:
+        ranker = Ranker(zoo)
+        ranking = ranker.rank_on_budget(dict(features), image_set, body.budget, k=body.k, where=_filters(body.where),
+                                        metric=body.metric, cache_dir=proxy_cache_dir())
+        return {"version": ranker.version, **ranking.to_dict()}
 
 
 @_route("GET", "/models", response_model=ModelsPage, tags=["models"])

@@ -9,9 +9,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
 
 from .._checks import MAX_ID_LENGTH, identifier
 
-__all__ = ["MAX_K", "MAX_PAGE", "Comparison", "Finite", "Health", "HistoryRequest", "HistoryRow", "ImageRankRequest",
-           "LabelledImage", "ModelRow", "ModelsPage", "ModelsRequest", "Problem", "RankRequest", "RankResponse",
-           "RankedModel", "Scalar", "WriteResponse"]
+__all__ = ["MAX_K", "MAX_PAGE", "Comparison", "Finite", "ForwardPasses", "Health", "HistoryRequest", "HistoryRow",
+           "ImageRankRequest", "LabelledImage", "ModelRow", "ModelsPage", "ModelsRequest", "Problem", "RankRequest",
+           "RankResponse", "RankedModel", "Scalar", "WriteResponse"]
 
 MAX_K = 1000
 MAX_PAGE = 1000
@@ -62,11 +62,25 @@ class RankedModel(BaseModel):
     observed: Union[float, None] = Field(None, description="the measured score, when it was given")
 
 
+class ForwardPasses(BaseModel):
+    """What a request's budget of forward passes was spent on."""
+
+    model_config = ConfigDict(extra="allow")
+    metric: Union[str, None] = Field(description="the forward-pass metric the zoo's fit fuses (none: nothing ran)")
+    models: list[str] = Field(description="the models run over the images, best predicted first")
+    scores: dict[str, float] = Field(description="each run model's metric score")
+    seconds: dict[str, float] = Field(description="what each model's forward passes cost, in seconds")
+    total_seconds: float
+    failed: dict[str, str] = Field(description="models that could not be run (they keep their prediction), and why")
+
+
 class RankResponse(BaseModel):
     version: int = Field(description="the fitted version the ranking came from")
     basis: str
     notes: list[str]
     rows: list[RankedModel]
+    forward_passes: Union[ForwardPasses, None] = Field(
+        None, description="POST /rank/images with a budget: which models ran, their scores, their cost")
 
 
 class LabelledImage(BaseModel):
@@ -80,6 +94,13 @@ class ImageRankRequest(BaseModel):
     images: list[LabelledImage] = Field(min_length=1)
     where: Union[dict[str, Union[Scalar, list[Scalar], Comparison]], None] = None
     k: StrictInt = Field(10, ge=1, le=MAX_K)
+    # Strict: "7" or true is a mistake in the client, not a budget.
+    budget: Union[Annotated[StrictInt, Field(ge=1)], Literal["all"], None] = Field(
+        None, description="run at most this many of the best predicted models (or 'all' that can be run) over "
+                          "the images, score them with the forward-pass metric the zoo's fit fuses, and fuse; "
+                          "at most the server's --max-budget")
+    metric: Union[Annotated[StrictStr, Field(min_length=1)], None] = Field(
+        None, description="with budget: the forward-pass metric (must be the one the zoo's fit fuses)")
 
 
 class ModelRow(BaseModel):

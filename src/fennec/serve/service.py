@@ -22,7 +22,10 @@ from ..zoo import Zoo, ZooError
 from .images import (DEFAULT_IMAGE_CONCURRENCY, DEFAULT_MAX_IMAGE_SIDE, DEFAULT_MAX_REQUEST_PIXELS,
                      ImagesUnavailable, ProxyEncoder)
 
-__all__ = ["ImageEncoder", "Service"]
+__all__ = ["DEFAULT_MAX_BUDGET", "ImageEncoder", "Service"]
+
+# Models a POST /rank/images request may run over its images: each costs seconds of CPU on an image thread.
+DEFAULT_MAX_BUDGET = 5
 
 # image_encoder(images, labels) -> task features: RGB uint8 arrays and their labels in.
 ImageEncoder = Callable[[list[np.ndarray], Sequence[str]], Mapping[str, Any]]
@@ -35,12 +38,15 @@ class Service:
     Without an ``image_encoder`` the zoo's proxy is used when its fitted state takes task
     descriptors. Images are decoded and encoded on ``image_pool`` (``image_concurrency``
     threads), never on the event loop; ``images_in_flight`` counts the requests doing so.
+    A request's budget of forward passes runs on the same threads, at most ``max_budget`` models.
     """
 
     def __init__(self, zoo_path: Path, image_encoder: ImageEncoder | None, max_image_pixels: int,
                  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
-                 image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE):
+                 image_concurrency: int = DEFAULT_IMAGE_CONCURRENCY, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
+                 max_budget: int = DEFAULT_MAX_BUDGET):
         self.zoo_path = zoo_path
+        self.max_budget = max_budget
         self.image_encoder = image_encoder
         self.max_image_pixels = max_image_pixels
         self.max_request_pixels = max_request_pixels

@@ -1,0 +1,185 @@
+"""Filling a zoo's history: every missing (model, task, kind) cell, measured in process or on Ray.
+
+:func:`measure` plans the cells the history lacks (:mod:`~fennec.measure.plan`), runs each
+model's jobs on an engine (:mod:`~fennec.measure.engines`: ``local`` in this process, ``ray``
+one actor per model) where a job extracts the model's features of a task once, cached by
+content, and computes every kind asked from them (:mod:`~fennec.measure.cells`), and writes
+each result to the zoo as it comes back, one transaction per cell, from this process only: an
+interrupted run loses at most the cells in flight and a rerun computes only what is missing.
+A cell that fails (a model that cannot take the images) is recorded with its reason
+(:meth:`fennec.Zoo.measure_failures`) and skipped by later runs unless ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..history import History
+from .cells import Extractor, ExtractorFactory, JobResult, kind_recipe
+from .engines import ENGINES, local_results, ray_results
+from .inputs import TaskInputs, task_inputs
+from .plan import KINDS, Job, Plan, check_kinds, plan_cells
+
+if TYPE_CHECKING:
+    from ..zoo import Zoo
+
+__all__ = ["ENGINES", "KINDS", "Extractor", "ExtractorFactory", "JobResult", "ZooExtractors", "check_kinds", "measure"]
+
+
+class ZooExtractors:
+    """The default :data:`ExtractorFactory`: a model as :func:`fennec.runnable.model_extractor` runs it,
+    from the zoo's runnable reference, else the packaged catalogue. It opens the zoo by path, so it
+    travels to Ray workers (on a cluster, the zoo's folder and the models' files must be reachable there)."""
+
+    def __init__(self, zoo_path: str | os.PathLike[str]) -> None:
+        self.zoo_path = str(zoo_path)
+
+    def __call__(self, model_id: str, cache_dir: str | os.PathLike[str] | None) -> Extractor:
+        from ..runnable import model_extractor
+        from ..zoo import Zoo
+
+        with Zoo.open(self.zoo_path) as zoo:
+            return model_extractor(zoo, model_id, cache_dir)
+
+
+def _fingerprints(zoo: Zoo) -> dict[str, str]:
+    """What identifies a registered model's runnable reference, so its cached features follow it
+    (catalogue models have none: their features share build-demo's cache)."""
+    return {model: hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+            for model, spec in zoo.model_runtimes().items()}
+
+
+def _versions() -> str:
+    import numpy as np
+
+    from .. import __version__
+
+    return f"fennec {__version__}, numpy {np.__version__}"
+
+
+def _source(kind: str, model: str, inputs: TaskInputs, engine: str) -> str:
+    return json.dumps({"by": "fennec zoo measure", "kind": kind_recipe(kind), "features": model,
+                       "split": inputs.recipe, "engine": engine, "versions": _versions()}, sort_keys=True)
+
+
+def _runnable(zoo: Zoo, plan: Plan, make_extractor: ExtractorFactory | None) -> None:
+    """Leaves out (in ``plan.skipped_models``) the models that cannot be run here."""
+    if make_extractor is not None:
+        return  # the caller says how to run every model
+    from ..runnable import runnable_models
+
+    models = list(dict.fromkeys(job.model for job in plan.jobs))
+    _, why = runnable_models(zoo, models)
+    plan.skipped_models.update(why)
+    plan.jobs = [job for job in plan.jobs if job.model not in why]
+
+
+def _check_engine(engine: str, address: str | None, workers: int | None) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "local" and address is not None:
+        raise ValueError("address: names a Ray cluster, so it needs engine='ray' (--engine ray)")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers: expected a positive number of workers, got {workers!r}")
+    if engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ValueError("engine 'ray' needs Ray installed: pip install 'fennec[ray]' "
+                             "(or measure with --engine local)") from None
+
+
+def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Sequence[str] | None = None,
+            tasks: Sequence[str] | None = None, engine: str = "local", address: str | None = None,
+            workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None, seed: int = 0,
+            retry_failed: bool = False, extractors: ExtractorFactory | None = None,
+            progress: Callable[[str | None], None] | None = None,
+            expect_steps: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Measures every (model, task, kind) cell of the zoo the history lacks; returns a summary.
+
+    ``kinds``: ``linear_probe`` (the default: held-out accuracy in %) and/or the forward-pass
+    metrics of :data:`fennec.metrics.METRICS`; ``models`` / ``tasks``: only these (default: all
+    in the zoo; models that cannot be run here and tasks without images are left out, and the
+    summary says why). ``engine``: ``local`` (this process) or ``ray`` (one actor per model,
+    ``workers`` at a time, each on one CPU; ``address``: a running cluster, else Ray starts a
+    local one). ``cache_dir``: models' weights and the feature cache (default
+    :func:`fennec.proxy.proxy_cache_dir`); ``seed`` draws a demo task's images as build-demo
+    does. ``extractors``: how a model id becomes a feature extractor (default
+    :class:`ZooExtractors`). ``progress`` is called with no text before the first job and with
+    a text as each job finishes; ``expect_steps`` once, with the number of jobs.
+    """
+    from ..proxy import proxy_cache_dir
+
+    chosen = check_kinds(kinds)
+    _check_engine(engine, address, workers)
+    cache = str(proxy_cache_dir(cache_dir))
+    failed = zoo.measure_failures()
+    plan = plan_cells(zoo, chosen, models, tasks, failed=None if retry_failed else set(failed))
+    _runnable(zoo, plan, extractors)
+    needed = list(dict.fromkeys(job.task for job in plan.jobs))
+    task_rows = [t for t in zoo.tasks() if t["id"] in set(needed)]
+    inputs, plan.skipped_tasks = task_inputs(task_rows, seed, zoo.task_images())
+    plan.jobs = [job for job in plan.jobs if job.task in inputs]
+    groups: dict[str, list[tuple[Job, TaskInputs]]] = {}
+    for job in plan.jobs:
+        groups.setdefault(job.model, []).append((job, inputs[job.task]))
+    ordered = [(model, sorted(work, key=lambda w: w[1].source.name)) for model, work in groups.items()]
+    make = extractors or ZooExtractors(zoo.path)
+    summary: dict[str, Any] = {
+        "kinds": list(chosen), "engine": engine, "planned_cells": plan.cells, "jobs": len(plan.jobs),
+        "already_present": plan.present, "measured": 0, "failed": 0, "lost": 0, "failures": {}, "lost_jobs": {},
+        "skipped_models": plan.skipped_models, "skipped_tasks": plan.skipped_tasks, "extraction_seconds": 0.0}
+    if expect_steps is not None:
+        expect_steps(len(plan.jobs))
+    say = progress or (lambda text: None)
+    say(None)
+    started = time.perf_counter()
+    if not plan.jobs:
+        summary["seconds"] = 0.0
+        return summary
+    fingerprints = _fingerprints(zoo)
+    if engine == "ray":
+        results = ray_results(ordered, make, cache, fingerprints, workers=workers, address=address)
+    else:
+        results = local_results(ordered, make, cache, fingerprints)
+    written: set[tuple[str, str, str]] = set()
+    for result in results:
+        _write(zoo, result, inputs[result.task], engine, written, failed, summary)
+        say(f"{result.model} on {result.task}")
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary["extraction_seconds"] = round(summary["extraction_seconds"], 3)
+    return summary
+
+
+def _write(zoo: Zoo, result: JobResult, inputs: TaskInputs, engine: str, written: set[tuple[str, str, str]],
+           failed: dict[tuple[str, str, str], str], summary: dict[str, Any]) -> None:
+    """Stores one job's cells, each in its own transaction; a cell already written (a retried job
+    that came back twice) is not written again."""
+    if result.lost is not None:
+        summary["lost"] += 1
+        summary["lost_jobs"][f"{result.model}/{result.task}"] = result.lost
+        return
+    summary["extraction_seconds"] += result.extraction_seconds
+    for kind, score in result.scores.items():
+        cell = (result.model, result.task, kind)
+        if cell in written:
+            continue
+        zoo.add_history(History.from_rows([(result.model, result.task, score)]), kind=kind,
+                        source=_source(kind, result.model, inputs, engine))
+        written.add(cell)
+        if cell in failed:
+            zoo.clear_measure_failure(*cell)
+        summary["measured"] += 1
+    for kind, reason in result.failures.items():
+        cell = (result.model, result.task, kind)
+        if cell in written:
+            continue
+        zoo.add_measure_failure(*cell, reason, _source(kind, result.model, inputs, engine))
+        written.add(cell)
+        summary["failed"] += 1
+        summary["failures"][f"{result.model}/{result.task}/{kind}"] = reason
