@@ -37,7 +37,8 @@ class FakeExtractor:
             os._exit(1)  # the worker process dies mid-job, once
         if self.model_id == "broken":
             raise ValueError("expects 3-channel 224x224 input")
-        x = np.stack([np.asarray(im, dtype=np.float64).reshape(-1) for im in images]) / 255.0
+        # any image becomes 64 numbers (the 8x8 digits as they are)
+        x = np.stack([np.resize(np.asarray(im, dtype=np.float64).reshape(-1), 64) for im in images]) / 255.0
         return np.tanh(x @ self.weights).astype(np.float32)
 
 
@@ -190,6 +191,33 @@ def test_a_driver_killed_with_sigkill_leaves_a_sound_zoo_and_a_rerun_finishes_th
     summary = measure(zoo, kinds=["linear_probe"], extractors=FakeFactory(), cache_dir=tmp_path / "cache")
     assert summary["already_present"] == kept and summary["measured"] == 2 * len(models) - kept
     assert len(_cells(zoo, ["linear_probe"])) == 2 * len(models)
+    zoo.close()
+
+
+def test_a_task_added_from_an_image_folder_is_measured_and_a_changed_folder_refused(tmp_path):
+    pytest.importorskip("sklearn")
+    image = pytest.importorskip("PIL.Image")
+    from fennec.registry import folder_digest
+
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 40), ("bright", 210)):
+        (tmp_path / "pets" / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(rng.normal(level, 20, (8, 8)), 0, 255).astype(np.uint8)
+            image.fromarray(pixels).save(tmp_path / "pets" / label / f"{i}.png")
+    zoo = fennec.Zoo.create(tmp_path / "zoo")
+    zoo.add_models([{"id": "m1"}])
+    digest, files = folder_digest(tmp_path / "pets")
+    zoo.set_task_images("pets", n_classes=2, n_train=12, descriptor=np.ones(4), proxy="test", source={
+        "path": str(tmp_path / "pets"), "digest": digest, "files": files, "per_class": None, "seed": 0})
+    summary = measure(zoo, kinds=["linear_probe"], extractors=FakeFactory(), cache_dir=tmp_path / "cache")
+    assert summary["measured"] == 1 and summary["skipped_tasks"] == {}
+    assert _cells(zoo, ["linear_probe"])[("m1", "pets", "linear_probe")] > 60  # dark vs bright, 3 + 3 a class
+    assert "image folder" in json.loads(zoo.history("linear_probe").source[0])["split"]
+    (tmp_path / "pets" / "dark" / "0.png").unlink()
+    zoo.add_models([{"id": "m2"}])
+    summary = measure(zoo, kinds=["linear_probe"], extractors=FakeFactory(), cache_dir=tmp_path / "cache")
+    assert summary["jobs"] == 0 and "changed since the task was added" in summary["skipped_tasks"]["pets"]
     zoo.close()
 
 

@@ -836,7 +836,8 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
     content; each result is written to the zoo as it finishes (an interrupted run
     keeps what it wrote, and a rerun measures only what is missing). A result that
     cannot be measured (a model that cannot take the images) is recorded with its
-    reason (`fennec zoo info`) and does not stop the rest. Tasks need images: a
+    reason (the notes list it; fennec.Zoo.measure_failures()), does not stop the
+    rest and is tried again only with --retry-failed. Tasks need images: a
     task added with `fennec zoo add-task --images`, or a demo task; models need a
     way to run: `fennec zoo add-model --onnx/--torch`, or a catalogue model.
     """
