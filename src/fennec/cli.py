@@ -900,17 +900,18 @@ def zoo_export(path: str, out: str, wide: bool, kind: str | None, as_json: bool)
 
 
 def _torch_module(spec: str) -> Any:
-    """``package.module:factory`` -> the module the factory returns (called with no arguments)."""
-    import importlib
+    """``package.module:factory`` -> the module the factory returns (called with no arguments): a
+    malformed spec is a usage error, one that does not load a failed job."""
+    from .runnable import load_factory, parse_factory
 
-    module_name, _, factory_name = spec.partition(":")
-    if not module_name or not factory_name:
-        raise _usage_error(f"--torch: expected package.module:factory, got {spec!r}")
     try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as error:
-        raise JobFailed(f"--torch: cannot load {spec!r}: {error}") from None
-    return factory()
+        parse_factory(spec, "--torch")
+    except ValueError as error:
+        raise _usage_error(str(error)) from None
+    try:
+        return load_factory(spec, "--torch")
+    except ValueError as error:
+        raise JobFailed(str(error)) from None
 
 
 def _preprocess_options(size: int | None, resize: str | None, center_crop: float | None, mean: str | None,

@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .features import known_tasks, model_side_information, stored_forward_scores
+from .features import GROUND_TRUTH_KINDS, known_tasks, model_side_information, stored_forward_scores
 from .space import fit_space
 from .space.fit import descriptor_columns
 from .zoo import DEFAULT_LOCK_TIMEOUT, Zoo, ZooError, _check_lock_timeout
 
 __all__ = ["DEFAULT_FIT_KINDS", "default_fit_kind", "fit"]
 
-DEFAULT_FIT_KINDS = ("finetune", "linear_probe")  # the first of these the zoo holds is fitted by default
+# The fine-tuning kinds, in order: the first of these the zoo holds is fitted by default.
+DEFAULT_FIT_KINDS = GROUND_TRUTH_KINDS
 
 
 def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = False,

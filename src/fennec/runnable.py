@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .proxy import Preprocess, Proxy
     from .zoo import Zoo
 
-__all__ = ["load_factory", "model_extractor", "onnx_spec", "runnable_models", "torch_spec"]
+__all__ = ["load_factory", "model_extractor", "onnx_spec", "parse_factory", "runnable_models", "torch_spec"]
 
 SPEC_FORMAT = 1
 DEFAULT_SIZE = 224
@@ -35,17 +35,23 @@ def how_to_register(model_id: str) -> str:
             f"fennec.add_model(zoo, {model_id!r}, 'model.onnx', replace=True)")
 
 
-def load_factory(spec: str) -> Any:
-    """``package.module:factory`` -> the torch module the factory returns (called with no arguments)."""
+def parse_factory(spec: str, what: str = "factory") -> tuple[str, str]:
+    """``package.module:factory`` -> (module, factory name); ``what`` names the argument in errors."""
     if not isinstance(spec, str):
-        raise TypeError(f"factory: expected 'package.module:factory', got {type(spec).__name__}")
+        raise TypeError(f"{what}: expected 'package.module:factory', got {type(spec).__name__}")
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
-        raise ValueError(f"factory: expected 'package.module:factory', got {spec!r}")
+        raise ValueError(f"{what}: expected 'package.module:factory', got {spec!r}")
+    return module_name, factory_name
+
+
+def load_factory(spec: str, what: str = "factory") -> Any:
+    """``package.module:factory`` -> the torch module the factory returns (called with no arguments)."""
+    module_name, factory_name = parse_factory(spec, what)
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"factory: cannot load {spec!r}: {error}") from None
+        raise ValueError(f"{what}: cannot load {spec!r}: {error}") from None
     return factory()
 
 

@@ -487,15 +487,21 @@ class Zoo:
         else:
             history.to_long_csv(path)
 
+    def _optional_rows(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of a query on a table that older zoos (or zoos that never needed it) lack:
+        none when it is not there."""
+        try:
+            return self._con.execute(query).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
     # -- measure failures ----------------------------------------------------
 
     def measure_failures(self) -> dict[tuple[str, str, str], str]:
         """Cells ``fennec zoo measure`` could not compute: (model, task, kind) -> why."""
-        try:
-            rows = self._con.execute("SELECT model, task, kind, reason FROM measure_failures ORDER BY rowid")
-            return {(m, t, k): reason for m, t, k, reason in rows.fetchall()}
-        except sqlite3.OperationalError:  # no measure has failed in this zoo yet
-            return {}
+        # the table is made by the first failure
+        rows = self._optional_rows("SELECT model, task, kind, reason FROM measure_failures ORDER BY rowid")
+        return {(m, t, k): reason for m, t, k, reason in rows}
 
     def add_measure_failure(self, model: str, task: str, kind: str, reason: str, source: str = "") -> None:
         """Records (or updates) why one cell could not be measured, in one transaction."""
@@ -548,12 +554,8 @@ class Zoo:
     def task_images(self) -> dict[str, dict[str, Any]]:
         """Every task added from an images folder: task -> its source (``path``, ``digest``,
         ``files``, ``per_class``, ``seed``, ``proxy``), in the order the tasks were added."""
-        try:
-            rows = self._con.execute(
-                "SELECT i.task, i.source FROM task_images i JOIN tasks t ON t.id = i.task ORDER BY t.rowid"
-            ).fetchall()
-        except sqlite3.OperationalError:  # a zoo made before task images existed
-            return {}
+        rows = self._optional_rows(  # absent from a zoo made before task images existed
+            "SELECT i.task, i.source FROM task_images i JOIN tasks t ON t.id = i.task ORDER BY t.rowid")
         return {task: json.loads(text) for task, text in rows}
 
     def set_task_images(self, task: str, *, n_classes: int, n_train: int, descriptor: Any,
@@ -607,12 +609,8 @@ class Zoo:
     def model_runtimes(self) -> dict[str, dict[str, Any]]:
         """How each model with a runnable reference is run: model -> its spec (see
         :mod:`fennec.runnable`), in the order the models were added."""
-        try:
-            rows = self._con.execute(
-                "SELECT r.model, r.spec FROM model_runtimes r JOIN models m ON m.id = r.model ORDER BY m.rowid"
-            ).fetchall()
-        except sqlite3.OperationalError:  # a zoo made before runnable references existed
-            return {}
+        rows = self._optional_rows(  # absent from a zoo made before runnable references existed
+            "SELECT r.model, r.spec FROM model_runtimes r JOIN models m ON m.id = r.model ORDER BY m.rowid")
         return {model: json.loads(text) for model, text in rows}
 
     def set_model_runtime(self, model: str, spec: Mapping[str, Any] | None) -> None:
@@ -661,13 +659,9 @@ class Zoo:
 
     def model_embeddings(self) -> dict[str, np.ndarray]:
         """Every stored architecture embedding, by model, in the order the models were added."""
-        try:
-            rows = self._con.execute(
-                "SELECT e.model, e.vector, e.dim FROM model_embeddings e"
-                " JOIN models m ON m.id = e.model ORDER BY m.rowid"
-            ).fetchall()
-        except sqlite3.OperationalError:  # a zoo made before embeddings existed
-            return {}
+        rows = self._optional_rows(  # absent from a zoo made before embeddings existed
+            "SELECT e.model, e.vector, e.dim FROM model_embeddings e"
+            " JOIN models m ON m.id = e.model ORDER BY m.rowid")
         return {model: _decode_descriptor(model, blob, dim) for model, blob, dim in rows}
 
     # -- fitted state --------------------------------------------------------
