@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import sqlite3
+import warnings
 
 import numpy as np
 import pytest
@@ -258,3 +260,70 @@ def test_zoos_made_before_runnable_references_and_task_images_open_and_gain_them
         with pytest.raises(fennec.ZooError, match="descriptors of two proxies"):
             old.set_task_images("u", n_classes=2, n_train=10, descriptor=np.ones(4), source={}, proxy="dinov2_small")
         assert [t["id"] for t in old.tasks()] == ["t"]
+
+
+FACTORY_MODULE = '''
+import torch
+
+
+def small_cnn():
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten())
+'''
+
+
+@needs_proxy_weights
+def test_a_users_zoo_end_to_end_measured_on_ray(tmp_path, monkeypatch):
+    """create, import a CSV, register an ONNX and a torch model, add three past tasks from images,
+    measure what the history lacks on Ray, fit, and rank a fourth folder by its images."""
+    pytest.importorskip("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own imports
+        ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'fennec[ray]'")
+    if ray.is_initialized():
+        pytest.skip("a Ray instance from another test is running")
+    monkeypatch.setenv("FENNEC_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "factories").mkdir()
+    (tmp_path / "factories" / "user_models.py").write_text(FACTORY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path / "factories"))
+    # Ray's workers are started by the run below and inherit this environment, so they import it too.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "factories"),
+                                                                  os.environ.get("PYTHONPATH")])))
+    zoo_path = tmp_path / "zoo"
+    run("zoo", "create", zoo_path)
+    past = {"low": (0, 1, 2), "mid": (3, 4, 5), "high": (6, 7, 8)}
+    rng = np.random.default_rng(0)
+    recorded = [f"r{i}" for i in range(4)]  # models whose past results the team recorded
+    # their order turns over from the low digits to the high ones, so the task matters
+    lines = ["model,task,score"] + [f"{m},{t},{60 + 8 * (i - 1.5) * (j - 1) + rng.normal(0, 1):.2f}"
+                                    for i, m in enumerate(recorded) for j, t in enumerate(past)]
+    (tmp_path / "history.csv").write_text("\n".join(lines) + "\n")
+    run("zoo", "import", zoo_path, "--history", tmp_path / "history.csv", "--kind", "linear_probe")
+    run("zoo", "add-model", zoo_path, "--id", "user_onnx", "--onnx", tiny_onnx(tmp_path / "tiny.onnx"),
+        "--output", "features")
+    run("zoo", "add-model", zoo_path, "--id", "user_torch", "--torch", "user_models:small_cnn", "--input-size", "32")
+    for name, classes in past.items():
+        run("zoo", "add-task", zoo_path, "--id", name, "--images", digits_folder(tmp_path / name, classes))
+
+    measured = json.loads(run("zoo", "measure", zoo_path, "--kind", "linear_probe,logme", "--engine", "ray",
+                              "--workers", "2", "--json").stdout)
+    assert not ray.is_initialized()  # the run started its own local Ray and shut it down
+    # the two registered models on the three tasks, both kinds; the recorded models cannot be run
+    assert (measured["measured"], measured["failed"], measured["lost"]) == (12, 0, 0), measured
+    assert set(measured["skipped_models"]) == set(recorded)
+    with Zoo.open(zoo_path) as zoo:
+        history = zoo.history("linear_probe")
+        assert len(history.scores) == 4 * 3 + 2 * 3
+        sources = {json.loads(s)["engine"] for s in zoo.history("logme").source}
+        assert sources == {"ray"}
+    again = json.loads(run("zoo", "measure", zoo_path, "--kind", "linear_probe,logme", "--json").stdout)
+    # a rerun computes nothing: 12 measured + the 12 recorded linear-probe results are present
+    assert again["measured"] == 0 and again["jobs"] == 0 and again["already_present"] == 24
+
+    fit = json.loads(run("zoo", "fit", zoo_path, "--kind", "linear_probe", "--json").stdout)
+    assert (fit["n_models"], fit["n_tasks"]) == (6, 3)
+    query = digits_folder(tmp_path / "new", (0, 4, 8), offset=20)
+    ranked = json.loads(run("rank", "--zoo", zoo_path, "--images", query, "--json").stdout)
+    assert ranked["basis"] == "task features and neighbour tasks", ranked
+    assert {row["model"] for row in ranked["rows"]} == {*recorded, "user_onnx", "user_torch"}

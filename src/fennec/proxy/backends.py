@@ -216,10 +216,28 @@ def _onnx_model_source(path: Path, output: str | None, input_name: str | None, d
     return serialised
 
 
+THREADS_VARIABLE = "FENNEC_THREADS"
+
+
+def default_threads() -> int | None:
+    """The intra-op thread count this process gives its onnxruntime sessions when none is asked for:
+    ``FENNEC_THREADS`` (a Ray worker of ``fennec zoo measure`` sets it to the CPUs it holds), else
+    None (onnxruntime's own default: one thread per physical core)."""
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_VARIABLE}={value!r}: expected a positive number of threads; "
+                         f"unset it to let onnxruntime choose")
+    return int(value)
+
+
 def _onnx_session(ort: ModuleType, path: Path, model_source: str | bytes,
                   providers: Sequence[str | tuple[str, dict[str, Any]]], threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads is None:
+        threads = default_threads()
     if threads is not None:
         options.intra_op_num_threads = integer(threads, "threads", low=0)
     try:
@@ -274,7 +292,8 @@ class OnnxBackend:
     dynamic_size : make the input's height and width symbolic, so a model exported
         at one size runs at another (works when the graph computes its shapes at
         run time, as DINOv2's position-embedding interpolation does)
-    threads : optional onnxruntime intra-op thread count
+    threads : optional onnxruntime intra-op thread count (default: ``FENNEC_THREADS``
+        when set, else onnxruntime's choice)
     """
 
     kind = "onnxruntime"
