@@ -225,8 +225,6 @@ def test_bad_arguments_name_the_problem_and_the_fix(tmp_path):
     zoo = _zoo(tmp_path / "zoo")
     with pytest.raises(ValueError, match="unknown kind 'acc'.*linear_probe"):
         measure(zoo, kinds="acc")
-    with pytest.raises(ValueError, match="finetune"):
-        measure(zoo, kinds="finetune")
     with pytest.raises(ValueError, match=r"models: \['nope'\] not in the zoo.*add-model"):
         measure(zoo, models=["nope"])
     with pytest.raises(ValueError, match="engine: expected one of local, ray"):
@@ -235,6 +233,10 @@ def test_bad_arguments_name_the_problem_and_the_fix(tmp_path):
         measure(zoo, address="ray://head:10001")
     with pytest.raises(ValueError, match="workers"):
         measure(zoo, engine="local", workers=0)
+    with pytest.raises(ValueError, match="threads: the CPUs of each Ray worker.*--engine ray"):
+        measure(zoo, threads=2)
+    with pytest.raises(ValueError, match="threads: expected a positive number"):
+        measure(zoo, engine="ray", threads=0)
     zoo.close()
 
 

@@ -813,23 +813,28 @@ def _comma_list(values: tuple[str, ...]) -> list[str] | None:
              + EXIT_STATUS)
 @_zoo_argument()
 @click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]",
-              help="what to measure: linear_probe (default; held-out accuracy %) and/or forward-pass metrics "
+              help="what to measure: linear_probe (default; held-out accuracy %), finetune (held-out accuracy % "
+                   "of a torch model's last block(s) and a new head trained with one fixed recipe; ONNX models "
+                   "are measured by linear probe instead, and each says so) and/or forward-pass metrics "
                    "(logme, nleep, hscore, hscore_reg, sfda, gbc, transrate, parc, knn)")
 @click.option("--models", "models", multiple=True, metavar="ID[,ID...]", help="only these models (default: all)")
 @click.option("--tasks", "tasks", multiple=True, metavar="ID[,ID...]", help="only these tasks (default: all)")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: in this process; ray: one Ray actor per model (pip install 'fennec[ray]')")
+              help="local: in this process; ray: Ray actors, each holding a model and taking its tasks "
+                   "(pip install 'fennec[ray]')")
 @click.option("--address", help="a running Ray cluster (with --engine ray; default: a local one is started)")
 @click.option("--workers", type=int, callback=_positive("--workers"),
-              help="Ray actors at once, one CPU each (default: the CPUs of this machine or the cluster)")
+              help="Ray actors at once (default: the CPUs of this machine or the cluster, over --threads)")
+@click.option("--threads", type=int, callback=_positive("--threads"),
+              help="CPUs each Ray actor holds and the threads its model runs with (default 1; --engine ray)")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="model weights and feature cache (default $FENNEC_CACHE_DIR or ~/.cache/fennec)")
 @click.option("--seed", default=0, show_default=True, help="draws a demo task's images, as build-demo does")
 @click.option("--retry-failed", is_flag=True, help="measure again the cells a past run recorded as failed")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], tasks: tuple[str, ...], engine: str,
-                address: str | None, workers: int | None, cache_dir: str | None, seed: int, retry_failed: bool,
-                as_json: bool) -> None:
+                address: str | None, workers: int | None, threads: int | None, cache_dir: str | None, seed: int,
+                retry_failed: bool, as_json: bool) -> None:
     """Measure every (model, task, kind) result the zoo's history lacks.
 
     Each model's features of each task's images are extracted once and cached by
@@ -846,6 +851,8 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
 
     if address is not None and engine != "ray":
         raise _usage_error("--address names a Ray cluster: add --engine ray")
+    if threads is not None and engine != "ray":
+        raise _usage_error("--threads sets the CPUs of each Ray actor: add --engine ray")
     try:
         chosen = check_kinds(_comma_list(kinds))
     except ValueError as error:
@@ -853,7 +860,8 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
     with Zoo.open(path) as opened, _progress(f"measuring {','.join(chosen)} ({engine})") as step:
         try:
             summary = measure(opened, kinds=chosen, models=_comma_list(models), tasks=_comma_list(tasks),
-                              engine=engine, address=address, workers=workers, cache_dir=cache_dir, seed=seed,
+                              engine=engine, address=address, workers=workers, threads=threads, cache_dir=cache_dir,
+                              seed=seed,
                               retry_failed=retry_failed, progress=step, expect_steps=step.expect)
         except ZooError:
             raise

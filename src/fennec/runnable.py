@@ -20,10 +20,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from .measure.finetune import TrainableSplit
     from .proxy import Preprocess, Proxy
     from .zoo import Zoo
 
-__all__ = ["load_factory", "model_extractor", "onnx_spec", "parse_factory", "runnable_models", "torch_spec"]
+__all__ = ["finetune_fallback", "load_factory", "model_extractor", "model_trainable", "onnx_spec", "parse_factory",
+           "runnable_models", "torch_spec"]
+
+NO_CONVERTER = ("it is an ONNX graph and fennec fine-tunes torch modules only (no ONNX-to-torch converter is "
+                "a dependency)")
 
 SPEC_FORMAT = 1
 DEFAULT_SIZE = 224
@@ -214,6 +219,53 @@ def model_extractor(zoo: Zoo | None, model_id: str, cache_dir: str | os.PathLike
     where = f"in {zoo.path}" if zoo is not None else "(no zoo given)"
     raise ValueError(f"model {model_id!r} has no runnable reference {where} and is not a packaged catalogue "
                      f"model: {how_to_register(model_id)}")
+
+
+def finetune_fallback(zoo: Zoo | None, model_id: str) -> str | None:
+    """Why a model is known, without loading it, to have no trainable split here (an ONNX model), else
+    None (a torch model; a ``--torch`` one may still turn out not to split: :func:`model_trainable`)."""
+    spec = zoo.model_runtimes().get(model_id) if zoo is not None else None
+    if spec is not None:
+        return NO_CONVERTER if spec.get("kind") == "onnx" else None
+    from .demozoo.catalogue import CATALOGUE
+
+    entry = next((m for m in CATALOGUE if m.id == model_id), None)
+    return NO_CONVERTER if entry is not None and entry.trainable is None else None
+
+
+def model_trainable(zoo: Zoo | None, model_id: str, cache_dir: str | os.PathLike[str] | None = None
+                    ) -> TrainableSplit:
+    """A model of the zoo as a frozen trunk and a trainable tail (for the ``finetune`` kind):
+    a ``--torch`` reference split by :func:`fennec.measure.finetune.sequential_split`, a catalogue
+    torch model by the split its catalogue entry declares. Raises
+    :class:`~fennec.measure.finetune.NotTrainable` (saying why) for a model measured by linear
+    probe instead, ValueError for a model that cannot be run at all."""
+    from .measure.finetune import NotTrainable, sequential_split
+
+    spec = zoo.model_runtimes().get(model_id) if zoo is not None else None
+    if spec is not None:
+        if spec.get("kind") == "onnx":
+            raise NotTrainable(NO_CONVERTER)
+        if spec.get("kind") != "torch":
+            raise ValueError(f"model {model_id!r}: {_why_not(model_id, spec)}")
+        from .proxy import Preprocess
+
+        return sequential_split(load_factory(spec["factory"]), Preprocess(**spec["preprocess"]),
+                                output=spec.get("output"), tokens=spec.get("tokens", "cls"),
+                                key=f"torch:{spec['factory']}:{spec.get('output')}:{spec.get('tokens', 'cls')}")
+    from .demozoo.catalogue import CATALOGUE, why_unavailable
+
+    entry = next((m for m in CATALOGUE if m.id == model_id), None)
+    if entry is None:
+        where = f"in {zoo.path}" if zoo is not None else "(no zoo given)"
+        raise ValueError(f"model {model_id!r} has no runnable reference {where} and is not a packaged catalogue "
+                         f"model: {how_to_register(model_id)}")
+    if entry.trainable is None:
+        raise NotTrainable(NO_CONVERTER)
+    missing = why_unavailable(entry)
+    if missing:
+        raise ValueError(f"model {model_id!r} is not installed: {missing}")
+    return entry.trainable(cache_dir)
 
 
 def runnable_models(zoo: Zoo | None, models: Sequence[str]) -> tuple[set[str], dict[str, str]]:

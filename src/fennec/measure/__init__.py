@@ -2,8 +2,8 @@
 
 :func:`measure` plans the cells the history lacks (:mod:`~fennec.measure.plan`), runs each
 model's jobs on an engine (:mod:`~fennec.measure.engines`: ``local`` in this process, ``ray``
-one actor per model) where a job extracts the model's features of a task once, cached by
-content, and computes every kind asked from them (:mod:`~fennec.measure.cells`), and writes
+actors that each hold a model loaded and take its jobs) where a job extracts the model's
+features of a task once, cached by content, and computes every kind asked from them (:mod:`~fennec.measure.cells`), and writes
 each result to the zoo as it comes back, one transaction per cell, from this process only: an
 interrupted run loses at most the cells in flight and a rerun computes only what is missing.
 A cell that fails (a model that cannot take the images) is recorded with its reason
@@ -27,6 +27,7 @@ from .plan import KINDS, Job, Plan, check_kinds, plan_cells
 
 if TYPE_CHECKING:
     from ..zoo import Zoo
+    from .finetune import TrainableSplit
 
 __all__ = ["ENGINES", "KINDS", "Extractor", "ExtractorFactory", "JobResult", "ZooExtractors", "check_kinds", "measure"]
 
@@ -44,7 +45,20 @@ class ZooExtractors:
         from ..zoo import Zoo
 
         with Zoo.open(self.zoo_path) as zoo:
-            return model_extractor(zoo, model_id, cache_dir)
+            extractor = model_extractor(zoo, model_id, cache_dir)
+        # The Measurer caches a model's features of a whole image source in one file; the proxy's
+        # own cache of one file per image would only double the writes (a third of the extraction).
+        extractor.cache_dir = None
+        return extractor
+
+    def trainable(self, model_id: str, cache_dir: str | os.PathLike[str] | None) -> TrainableSplit:
+        """The model as a frozen trunk and a trainable tail, for the ``finetune`` kind
+        (:func:`fennec.runnable.model_trainable`; NotTrainable for a model measured by linear probe)."""
+        from ..runnable import model_trainable
+        from ..zoo import Zoo
+
+        with Zoo.open(self.zoo_path) as zoo:
+            return model_trainable(zoo, model_id, cache_dir)
 
 
 def _fingerprints(zoo: Zoo) -> dict[str, str]:
@@ -79,13 +93,28 @@ def _runnable(zoo: Zoo, plan: Plan, make_extractor: ExtractorFactory | None) -> 
     plan.jobs = [job for job in plan.jobs if job.model not in why]
 
 
-def _check_engine(engine: str, address: str | None, workers: int | None) -> None:
+def _heaviest_first(zoo: Zoo, groups: list[tuple[str, list[tuple[Job, TaskInputs]]]]
+                    ) -> list[tuple[str, list[tuple[Job, TaskInputs]]]]:
+    """The models with the most parameters first, where the zoo knows every model's count (else in
+    the zoo's order): on several workers the longest models then start early and the short ones
+    fill the gaps, rather than one long model running alone at the end."""
+    sizes = {row["id"]: row.get("n_params") for row in zoo.models_by_id([model for model, _ in groups]).values()}
+    if not groups or any(not isinstance(sizes.get(model), (int, float)) for model, _ in groups):
+        return groups
+    return sorted(groups, key=lambda group: -float(sizes[group[0]] or 0.0))
+
+
+def _check_engine(engine: str, address: str | None, workers: int | None, threads: int | None) -> None:
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "local" and address is not None:
         raise ValueError("address: names a Ray cluster, so it needs engine='ray' (--engine ray)")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers: expected a positive number of workers, got {workers!r}")
+    if engine == "local" and threads is not None:
+        raise ValueError("threads: the CPUs of each Ray worker, so it needs engine='ray' (--engine ray); "
+                         "the local engine uses this process's threads (FENNEC_THREADS, OMP_NUM_THREADS)")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected a positive number, got {value!r}")
     if engine == "ray":
         try:
             import ray  # noqa: F401
@@ -96,7 +125,8 @@ def _check_engine(engine: str, address: str | None, workers: int | None) -> None
 
 def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Sequence[str] | None = None,
             tasks: Sequence[str] | None = None, engine: str = "local", address: str | None = None,
-            workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None, seed: int = 0,
+            workers: int | None = None, threads: int | None = None,
+            cache_dir: str | os.PathLike[str] | None = None, seed: int = 0,
             retry_failed: bool = False, extractors: ExtractorFactory | None = None,
             progress: Callable[[str | None], None] | None = None,
             expect_steps: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -105,9 +135,10 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     ``kinds``: ``linear_probe`` (the default: held-out accuracy in %) and/or the forward-pass
     metrics of :data:`fennec.metrics.METRICS`; ``models`` / ``tasks``: only these (default: all
     in the zoo; models that cannot be run here and tasks without images are left out, and the
-    summary says why). ``engine``: ``local`` (this process) or ``ray`` (one actor per model,
-    ``workers`` at a time, each on one CPU; ``address``: a running cluster, else Ray starts a
-    local one). ``cache_dir``: models' weights and the feature cache (default
+    summary says why). ``engine``: ``local`` (this process) or ``ray`` (``workers`` actors,
+    each holding a model loaded while it takes that model's jobs, heaviest models first, and
+    ``threads`` CPUs (default 1) with that many threads; ``address``: a running cluster, else Ray starts a local one). ``cache_dir``: models'
+    weights and the feature cache (default
     :func:`fennec.proxy.proxy_cache_dir`); ``seed`` draws a demo task's images as build-demo
     does. ``extractors``: how a model id becomes a feature extractor (default
     :class:`ZooExtractors`). ``progress`` is called with no text before the first job and with
@@ -116,7 +147,7 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     from ..proxy import proxy_cache_dir
 
     chosen = check_kinds(kinds)
-    _check_engine(engine, address, workers)
+    _check_engine(engine, address, workers, threads)
     cache = str(proxy_cache_dir(cache_dir))
     failed = zoo.measure_failures()
     plan = plan_cells(zoo, chosen, models, tasks, failed=None if retry_failed else set(failed))
@@ -128,7 +159,8 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     groups: dict[str, list[tuple[Job, TaskInputs]]] = {}
     for job in plan.jobs:
         groups.setdefault(job.model, []).append((job, inputs[job.task]))
-    ordered = [(model, sorted(work, key=lambda w: w[1].source.name)) for model, work in groups.items()]
+    ordered = _heaviest_first(zoo, [(model, sorted(work, key=lambda w: w[1].source.name))
+                                    for model, work in groups.items()])
     make = extractors or ZooExtractors(zoo.path)
     summary: dict[str, Any] = {
         "kinds": list(chosen), "engine": engine, "planned_cells": plan.cells, "jobs": len(plan.jobs),
@@ -144,7 +176,8 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
         return summary
     fingerprints = _fingerprints(zoo)
     if engine == "ray":
-        results = ray_results(ordered, make, cache, fingerprints, workers=workers, address=address)
+        results = ray_results(ordered, make, cache, fingerprints, workers=workers, address=address,
+                              threads=threads or 1)
     else:
         results = local_results(ordered, make, cache, fingerprints)
     written: set[tuple[str, str, str]] = set()

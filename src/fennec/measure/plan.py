@@ -19,7 +19,7 @@ def _metric_names() -> list[str]:
 
 
 def _kinds() -> list[str]:
-    return ["linear_probe", *_metric_names()]
+    return ["linear_probe", "finetune", *_metric_names()]
 
 
 KINDS: tuple[str, ...] = tuple(_kinds())
@@ -59,9 +59,6 @@ def check_kinds(kinds: Iterable[str] | str | None) -> tuple[str, ...]:
     if not chosen:
         raise ValueError(f"kinds: none given; choose from {', '.join(KINDS)}")
     for kind in chosen:
-        if kind == "finetune":
-            raise ValueError("kinds: 'finetune' cannot be measured yet; measure linear_probe (the ground truth "
-                             f"fennec's demo zoo uses) or a forward-pass metric: {', '.join(KINDS)}")
         if kind not in KINDS:
             raise ValueError(f"kinds: unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     return chosen
@@ -81,7 +78,13 @@ def _chosen(what: str, asked: Sequence[str] | None, known: list[str]) -> list[st
 
 def plan_cells(zoo: Zoo, kinds: tuple[str, ...], models: Sequence[str] | None, tasks: Sequence[str] | None, *,
                failed: set[tuple[str, str, str]] | None = None) -> Plan:
-    """Every (model, task) with at least one of ``kinds`` neither stored nor in ``failed``."""
+    """Every (model, task) with at least one of ``kinds`` neither stored nor in ``failed``.
+
+    With ``finetune`` asked, a model known to have no trainable split here (an ONNX model:
+    :func:`fennec.runnable.finetune_fallback`) is measured by linear probe instead: its jobs
+    also take ``linear_probe`` where that cell is missing (its finetune cell is then recorded as
+    failed, with the reason, rather than stored: see :mod:`fennec.measure.finetune`).
+    """
     model_ids = _chosen("models", models, [m["id"] for m in zoo.models()])
     task_ids = _chosen("tasks", tasks, [t["id"] for t in zoo.tasks()])
     done: set[tuple[str, str, str]] = set(failed or ())
@@ -89,11 +92,24 @@ def plan_cells(zoo: Zoo, kinds: tuple[str, ...], models: Sequence[str] | None, t
         history = zoo.history(kind)
         done.update((history.models[int(m)], history.tasks[int(t)], kind)
                     for m, t in zip(history.model_index, history.task_index))
+    fallback = _fallback_models(zoo, model_ids) if "finetune" in kinds and "linear_probe" not in kinds else set()
+    if fallback:
+        history = zoo.history("linear_probe")
+        done.update((history.models[int(m)], history.tasks[int(t)], "linear_probe")
+                    for m, t in zip(history.model_index, history.task_index))
     jobs, present = [], 0
     for model in model_ids:
         for task in task_ids:
             missing = tuple(k for k in kinds if (model, task, k) not in done)
             present += len(kinds) - len(missing)
+            if "finetune" in missing and model in fallback and (model, task, "linear_probe") not in done:
+                missing += ("linear_probe",)
             if missing:
                 jobs.append(Job(model, task, missing))
     return Plan(jobs, kinds, present)
+
+
+def _fallback_models(zoo: Zoo, models: list[str]) -> set[str]:
+    from ..runnable import finetune_fallback
+
+    return {model for model in models if finetune_fallback(zoo, model) is not None}
