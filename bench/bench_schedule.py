@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import resource
 import shutil
@@ -74,7 +75,7 @@ def _no_op_kernel() -> None:
     import importlib
 
     # by import_module: the attribute fennec.measure is the measure() function, not the package
-    importlib.import_module("fennec.measure.cells")._score = _no_score
+    setattr(importlib.import_module("fennec.measure.cells"), "_score", _no_score)
 
 
 class NoOpExtractor:
@@ -147,6 +148,7 @@ def planning(zoo: fennec.Zoo, n_tasks: int, max_kinds: int) -> list[dict[str, An
         planned = time.perf_counter()
         _, groups = _plan_and_group_from(plan, inputs)
         grouped = time.perf_counter()
+        rss = _rss_mib()  # the high-water mark before tracemalloc (whose own records are large) runs
         jobs, cells = len(plan.jobs), plan.cells
         del plan, groups
         gc.collect()
@@ -157,7 +159,7 @@ def planning(zoo: fennec.Zoo, n_tasks: int, max_kinds: int) -> list[dict[str, An
         del traced
         gc.collect()
         rows.append({"kinds": list(kinds), "jobs": jobs, "cells": cells, "plan_s": planned - start,
-                     "group_s": grouped - planned, "peak_mib": peak / 2**20, "rss_peak_mib": _rss_mib()})
+                     "group_s": grouped - planned, "peak_mib": peak / 2**20, "rss_peak_mib": rss})
     return rows
 
 
@@ -216,7 +218,7 @@ def actor_starts(cache_root: str, repeats: int) -> dict[str, float]:
 
     from fennec.measure.engines import _MeasureActor
 
-    actor_class = ray.remote(num_cpus=1)(_MeasureActor)
+    actor_class: Any = ray.remote(num_cpus=1)(_MeasureActor)
     (job, inputs), = _groups(1, 1, KINDS[:1])[0][1]
     cache = tempfile.mkdtemp(prefix="cache-", dir=cache_root)
     times = []
@@ -234,16 +236,19 @@ def actor_starts(cache_root: str, repeats: int) -> dict[str, float]:
 
 class Model:
     """Engine seconds for M models x N tasks on W actors: F (the 1 x 2 run: actors start, 2 calls,
-    teardown) + (M*N - 2) calls + (M - 1) model switches + the dispatch queue's M^2 term."""
+    teardown) + (M*N - 2) calls + N image sources (one per task: each put in the object store once,
+    and new to every actor) + (M - 1) model switches + the dispatch queue's M^2 term."""
 
-    def __init__(self, fixed: float, call: float, switch: float, dispatch: float) -> None:
-        self.fixed, self.call, self.switch, self.dispatch = fixed, call, switch, dispatch
+    def __init__(self, fixed: float, call: float, put: float, switch: float, dispatch: float) -> None:
+        self.fixed, self.call, self.put, self.switch, self.dispatch = fixed, call, put, switch, dispatch
 
     def __call__(self, m: int, n: int) -> float:
-        return self.fixed + (m * n - 2) * self.call + (m - 1) * self.switch + self.dispatch * m * m
+        return (self.fixed + (m * n - 2) * self.call + n * self.put + (m - 1) * self.switch
+                + self.dispatch * m * m)
 
     def formula(self) -> str:
-        return (f"T(M, N) = {self.fixed:.2f} s + (M*N - 2)*{1e3 * self.call:.3f} ms + (M - 1)*{1e3 * self.switch:.3f} ms"
+        return (f"T(M, N) = {self.fixed:.2f} s + (M*N - 2)*{1e3 * self.call:.3f} ms + N*{1e3 * self.put:.3f} ms"
+                f" + (M - 1)*{1e3 * self.switch:.3f} ms"
                 f" + M^2*{1e9 * self.dispatch:.1f} ns")
 
 
@@ -258,10 +263,12 @@ def driver_loop(zoo: fennec.Zoo, n_models: int, n_tasks: int, cache_root: str, w
                                "extraction_seconds": 0.0}
     written: set[tuple[str, str, str]] = set()
     writes = []
+    first = 0.0
     try:
         start = time.perf_counter()
         for result in ray_results(groups, NoOpExtractors(), cache, {}, workers=workers):
             before = time.perf_counter()
+            first = first or before - start
             _write(zoo, result, inputs[result.task], "ray", written, {}, summary)
             writes.append(time.perf_counter() - before)
         seconds = time.perf_counter() - start
@@ -269,7 +276,8 @@ def driver_loop(zoo: fennec.Zoo, n_models: int, n_tasks: int, cache_root: str, w
         shutil.rmtree(cache, ignore_errors=True)
     assert summary["measured"] == n_models * n_tasks
     ordered = sorted(writes)
-    return {"models": n_models, "tasks": n_tasks, "cells": len(writes), "seconds": seconds,
+    return {"models": n_models, "tasks": n_tasks, "cells": len(writes), "seconds": seconds, "first_result_s": first,
+            "steady_per_cell_ms": 1e3 * (seconds - first) / (len(writes) - 1),
             "write_total_s": sum(writes), "write_median_ms": 1e3 * statistics.median(writes),
             "write_mean_ms": 1e3 * statistics.fmean(writes), "write_p99_ms": 1e3 * ordered[int(0.99 * len(ordered))],
             "history_rows_after": zoo._con.execute("SELECT COUNT(*) FROM history").fetchone()[0]}
@@ -312,6 +320,12 @@ def extraction(models: list[str], root: str, task: dict[str, str]) -> list[dict[
 
 # -- main -------------------------------------------------------------------------------------------
 
+def shape(text: str) -> tuple[int, int]:
+    """MxN as (M, N)."""
+    m, n = text.lower().split("x")
+    return int(m), int(n)
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -322,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=200, help="tasks of the hub (default 200)")
     parser.add_argument("--max-kinds", type=int, default=3, help="plan for 1..this many kinds (at most 3)")
     parser.add_argument("--workers", type=int, default=2, help="Ray actors (default 2, this machine's cores)")
-    parser.add_argument("--per-call", type=int, default=2000, help="tasks of the 2-model per-call shape")
-    parser.add_argument("--per-model", type=int, default=200, help="models of the 2-task per-model shape")
+    parser.add_argument("--fit", default="2x2000,20x200,200x2",
+                        help="the shapes (MxN,...) the per-call, per-source and per-model costs are fitted on")
     parser.add_argument("--check", default="100x100", help="the shape that checks the fit (MxN)")
     parser.add_argument("--piece", default="", help="a larger shape run after the fit, e.g. 10000x2 (default none)")
     parser.add_argument("--writes", default="20x100", help="the driver-loop shape written to the zoo (MxN)")
@@ -337,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extraction", default="", help="packaged models to time extraction of (comma list)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    shape = lambda text: tuple(int(x) for x in text.lower().split("x"))  # noqa: E731
     out: dict[str, Any] = {"argv": sys.argv[1:], "load_before": _load(), "cpus": os.cpu_count(),
                            "hub": {"models": args.models, "tasks": args.tasks}}
     _no_op_kernel()
@@ -364,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 import ray
             started = time.perf_counter()
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      runtime_env={"worker_process_setup_hook": _no_op_kernel})
             out["ray_init_s"] = time.perf_counter() - started
             print(f"ray.init: {out['ray_init_s']:.1f} s (Ray {ray.__version__}, {args.workers} workers of 1 CPU)")
@@ -386,38 +399,46 @@ def main(argv: list[str] | None = None) -> int:
                 for row in fixed_runs:
                     show(row)
                 fixed = statistics.median(r["seconds"] for r in fixed_runs)
-                per_call = run_shape(2, args.per_call, cache_root, args.workers)
-                show(per_call)
-                # steady state: from the first result on, the actors are up (their start is in ``fixed``)
-                call = (per_call["seconds"] - per_call["first_result_s"]) / (per_call["jobs"] - 1)
-                local = run_shape(2, args.per_call, cache_root, args.workers, engine="local")
-                show(local)
-                per_model = run_shape(args.per_model, 2, cache_root, args.workers)
-                show(per_model)
-                switch = ((per_model["seconds"] - per_model["first_result_s"] - (per_model["jobs"] - 1) * call)
-                          / (args.per_model - 1))
                 # the queue's cost per model switch grows with the models left (measured above, no Ray)
                 drained = out.get("dispatch") or dispatch_drain(args.models, 2, args.workers)
                 dispatch = drained["seconds"] / drained["models"] ** 2
-                switch = max(switch - dispatch * args.per_model, 0.0)
-                model = Model(fixed, call, switch, dispatch)
+                fits = [run_shape(m, n, cache_root, args.workers) for m, n in map(shape, args.fit.split(","))]
+                for row in fits:
+                    show(row)
+                # steady state (from the first result on, the actors are up: their start is in ``fixed``):
+                # seconds = calls*call + image sources*put + model switches*switch, fitted (non-negative)
+                from scipy.optimize import nnls
+
+                terms = np.array([[r["jobs"] - 1, r["tasks"], r["models"] - 1] for r in fits], dtype=float)
+                steady = np.array([r["seconds"] - r["first_result_s"] - dispatch * r["models"] ** 2 for r in fits])
+                (call, put, switch), _ = nnls(terms, steady)
+                per_call = max(fits, key=lambda r: r["jobs"] - r["tasks"])
+                local = run_shape(2, 2000, cache_root, args.workers, engine="local")
+                show(local)
+                on_disk = run_shape(2, 500, work, args.workers, engine="local")
+                show(on_disk)
+                model = Model(fixed, call, put, switch, dispatch)
                 m, n = shape(args.check)
                 show(run_shape(m, n, cache_root, args.workers), model(m, n))
                 if args.piece:
                     m, n = shape(args.piece)
                     show(run_shape(m, n, cache_root, args.workers), model(m, n))
                 out["shapes"] = shapes
-                out["model"] = {"fixed_s": fixed, "call_s": call, "switch_s": switch, "dispatch_s_per_m2": dispatch,
-                                "formula": model.formula(), "local_call_s": local["seconds"] / local["jobs"]}
+                out["model"] = {"fixed_s": fixed, "call_s": call, "put_s": put, "switch_s": switch,
+                                "dispatch_s_per_m2": dispatch, "formula": model.formula(),
+                                "local_call_s": local["seconds"] / local["jobs"],
+                                "local_disk_call_s": on_disk["seconds"] / on_disk["jobs"]}
                 print(model.formula())
-                print(f"per call: Ray {1e3 * call:.3f} ms, of which the Measurer without Ray (local_results) "
-                      f"{1e3 * out['model']['local_call_s']:.3f} ms")
+                print(f"per call: Ray {1e3 * call:.3f} ms; the Measurer without Ray (local_results) "
+                      f"{1e3 * out['model']['local_call_s']:.3f} ms per job, "
+                      f"{1e3 * out['model']['local_disk_call_s']:.3f} ms with its feature cache on {work}")
                 if zoo is not None:
                     m, n = shape(args.writes)
                     out["driver"] = driver_loop(zoo, m, n, cache_root, args.workers)
                     d = out["driver"]
                     print(f"driver loop (ray_results + _write) {m} x {n} into the {args.models} x {args.tasks} zoo: "
-                          f"{d['seconds']:.2f} s, {1e3 * d['seconds'] / d['cells']:.3f} ms/cell; write median "
+                          f"{d['seconds']:.2f} s (first result {d['first_result_s']:.2f} s), after the first "
+                          f"{d['steady_per_cell_ms']:.3f} ms/cell; write median "
                           f"{d['write_median_ms']:.3f} ms, mean {d['write_mean_ms']:.3f} ms, p99 {d['write_p99_ms']:.3f} ms")
                 # extrapolation
                 m, n, k = args.models, args.tasks, args.cluster_workers
@@ -434,10 +455,17 @@ def main(argv: list[str] | None = None) -> int:
                          "per_cell_ms": 1e3 * (engine_s + write_s) / jobs,
                          "driver_cpu_per_call_ms": 1e3 * driver_call, "cluster_workers": k,
                          "cluster_hours": cluster_s / 3600}
+                if "driver" in out:
+                    # measure()'s own loop, measured: each write overlaps the actors' next calls
+                    loop_s = fixed + out["driver"]["steady_per_cell_ms"] / 1e3 * jobs + dispatch * m * m
+                    extra["driver_loop_hours"] = loop_s / 3600
                 out["extrapolation"] = extra
                 print(f"extrapolated to {m:,} x {n:,} = {jobs:,} jobs (one kind): engine {engine_s / 3600:.2f} h + "
                       f"writes {write_s / 3600:.2f} h = {extra['machine_hours']:.2f} h on this machine "
                       f"({extra['per_cell_ms']:.3f} ms per cell)")
+                if "driver_loop_hours" in extra:
+                    print(f"from the driver loop's steady ms/cell (writes overlapping the calls): "
+                          f"{extra['driver_loop_hours']:.2f} h on this machine")
                 print(f"on {k} actors: the driver's CPU per call {extra['driver_cpu_per_call_ms']:.3f} ms x {jobs:,} "
                       f"+ writes = {extra['cluster_hours']:.2f} h, max(driver CPU per call x jobs + writes, "
                       f"engine time x {args.workers}/K)")
