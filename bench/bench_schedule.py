@@ -15,10 +15,11 @@ add around the models' forward passes:
    replaced by a constant in every Ray worker (a ``worker_process_setup_hook``) and here, so a
    job costs only the Measurer's bookkeeping, its feature-cache write (to ``--cache-dir``,
    default /dev/shm, so disk flushes do not count as scheduling) and the engine. Shapes:
-   1 x 2 (the fixed cost of a run: 2 actors start, 2 calls, teardown), 2 x N (per call),
-   M x 2 (per model switch), then a check shape and, with ``--piece``, all the models x a few
-   tasks, each predicted from the fitted model before it runs. The engine itself is measured
-   as ``local_results`` on the per-call shape too (the Measurer without Ray).
+   1 x 2 (the fixed cost of a run: 2 actors start, 2 calls, teardown), then ``--fit``
+   (2 x 2000, 20 x 200, 200 x 2) on which the per-call, per-image-source and per-model-switch
+   costs are fitted, then ``--check`` (100 x 100) and, with ``--piece`` (e.g. 10000 x 2: every
+   model of the hub), shapes predicted from the fit before they run. One actor's start is timed
+   alone; the Measurer without Ray (``local_results``) on tmpfs and with its cache on disk.
 3. The driver's write: the same loop ``measure()`` runs (``ray_results`` feeding
    ``fennec.measure._write``: one SQLite transaction per cell) into the hub-sized zoo of step 1,
    each write timed.
@@ -31,6 +32,7 @@ writes everything as JSON with ``--json PATH``. Run (the machine is shared: nice
 load average before and after)::
 
     uptime; nice -n 5 python bench/bench_schedule.py --json /tmp/schedule.json; uptime
+    nice -n 5 python bench/bench_schedule.py --skip-plan --piece 10000x2
     nice -n 5 python bench/bench_schedule.py --skip-plan --skip-ray \\
         --extraction mobilenet_v2,pplcnet_x1,resnet50_thin,efficientnet_lite0
 """

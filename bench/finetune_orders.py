@@ -6,7 +6,7 @@
     python bench/finetune_orders.py --zoo PATH          # Kendall tau per task between the two orders, and the mean
 
 A task's linear-probe scores come from the zoo itself when it holds them (the same images and
-splits), else from the packaged demo zoo's history (``fennec demo``'s).
+splits), else (or with ``--packaged``) from the packaged demo zoo's history (``fennec demo``'s).
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ def _scores(zoo: fennec.Zoo, kind: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def report(path: str) -> float:
+def report(path: str, packaged: bool = False) -> float:
     from scipy.stats import kendalltau
 
     with fennec.Zoo.open(path) as zoo:
         finetune = _scores(zoo, "finetune")
         probe = _scores(zoo, "linear_probe")
     where = "this zoo"
-    if not probe:
+    if packaged or not probe:
         from fennec.demozoo.embedded import load_embedded
 
         embedded = load_embedded()
@@ -89,12 +89,14 @@ def report(path: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", help="report on this zoo")
+    parser.add_argument("--packaged", action="store_true",
+                        help="take the linear-probe orders from the packaged demo zoo, not from this zoo")
     parser.add_argument("--create", help="create this zoo (the default task set x the catalogue's torch models)")
     args = parser.parse_args(argv)
     if args.create:
         create(args.create)
     if args.zoo:
-        report(args.zoo)
+        report(args.zoo, args.packaged)
     if not (args.create or args.zoo):
         parser.error("give --create PATH and/or --zoo PATH")
     return 0

@@ -76,9 +76,12 @@ def _versions() -> str:
     return f"fennec {__version__}, numpy {np.__version__}"
 
 
-def _source(kind: str, model: str, inputs: TaskInputs, engine: str) -> str:
-    return json.dumps({"by": "fennec zoo measure", "kind": kind_recipe(kind), "features": model,
-                       "split": inputs.recipe, "engine": engine, "versions": _versions()}, sort_keys=True)
+def _source(kind: str, model: str, inputs: TaskInputs, engine: str, note: str | None = None) -> str:
+    recorded = {"by": "fennec zoo measure", "kind": kind_recipe(kind), "features": model,
+                "split": inputs.recipe, "engine": engine, "versions": _versions()}
+    if note:
+        recorded["model"] = note  # what was done to this model in particular (a fine-tune: the modules trained)
+    return json.dumps(recorded, sort_keys=True)
 
 
 def _runnable(zoo: Zoo, plan: Plan, make_extractor: ExtractorFactory | None) -> None:
@@ -203,7 +206,7 @@ def _write(zoo: Zoo, result: JobResult, inputs: TaskInputs, engine: str, written
         if cell in written:
             continue
         zoo.add_history(History.from_rows([(result.model, result.task, score)]), kind=kind,
-                        source=_source(kind, result.model, inputs, engine))
+                        source=_source(kind, result.model, inputs, engine, result.notes.get(kind)))
         written.add(cell)
         if cell in failed:
             zoo.clear_measure_failure(*cell)

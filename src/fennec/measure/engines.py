@@ -75,18 +75,24 @@ class _Dispatch:
     def __init__(self, groups: list[tuple[str, Work]]) -> None:
         self.left: dict[str, deque[tuple[Job, TaskInputs]]] = {model: deque(work) for model, work in groups if work}
         self.order = [model for model, work in groups if work]
+        self.fresh = 0  # models before it in the order are held by an actor or have no jobs left
         self.holding: dict[int, str] = {}
 
     def next(self, slot: int) -> tuple[Job, TaskInputs] | None:
+        """Constant work per call in the number of models (a hub has many): an actor moves on only
+        when its model has no jobs left, so every model with jobs left that no actor holds lies
+        after ``fresh``, and once none does, the models with jobs left are among those held."""
         model = self.holding.get(slot)
-        if model is None or not self.left.get(model):
-            held = set(self.holding.values())
-            fresh = [m for m in self.order if self.left.get(m) and m not in held]
-            busiest = sorted((m for m in self.order if self.left.get(m)), key=lambda m: -len(self.left[m]))
-            choice = fresh or busiest
-            if not choice:
-                return None
-            model = self.holding[slot] = choice[0]
+        if model is None or not self.left[model]:
+            if self.fresh < len(self.order):
+                model = self.order[self.fresh]
+                self.fresh += 1
+            else:
+                busy = [m for m in self.holding.values() if self.left[m]]
+                if not busy:
+                    return None
+                model = max(busy, key=lambda m: len(self.left[m]))
+            self.holding[slot] = model
         return self.left[model].popleft()
 
 
