@@ -160,6 +160,9 @@ def test_onnx_and_non_sequential_models_fall_back_to_linear_probe_and_say_so(tmp
         assert failures[("skip", task, "finetune")].startswith(finetune_module.FALLBACK)
         assert "children" in failures[("skip", task, "finetune")]
         assert f"graph/{task}/finetune" in summary["failures"]
+    # said once per model
+    assert set(summary["finetune_fallbacks"]) == {"graph", "skip"}
+    assert "ONNX" in summary["finetune_fallbacks"]["graph"]
     assert set(_cells(zoo, "finetune")) == {("tiny", "digits_even"), ("tiny", "digits10")}
     # the ONNX model, known not to split before it runs, is measured by linear probe in the same run
     assert set(_cells(zoo, "linear_probe")) == {("graph", "digits_even"), ("graph", "digits10")}

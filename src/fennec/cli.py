@@ -847,6 +847,7 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
     way to run: `fennec zoo add-model --onnx/--torch`, or a catalogue model.
     """
     from .measure import check_kinds, measure
+    from .measure.finetune import FALLBACK
     from .zoo import Zoo, ZooError
 
     if address is not None and engine != "ray":
@@ -870,7 +871,10 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
     for what, skipped in (("model", summary["skipped_models"]), ("task", summary["skipped_tasks"])):
         for name, why in skipped.items():
             click.echo(f"fennec: note: {what} {name} left out: {why}", err=True)
-    for cell, why in list(summary["failures"].items())[:10]:
+    for model, why in summary["finetune_fallbacks"].items():
+        click.echo(f"fennec: note: {model}: {why}", err=True)
+    shown = [(cell, why) for cell, why in summary["failures"].items() if not why.startswith(FALLBACK)]
+    for cell, why in shown[:10]:
         click.echo(f"fennec: note: {cell} failed: {why}", err=True)
     for job, why in summary["lost_jobs"].items():
         click.echo(f"fennec: note: {job} not measured (its worker died: {why}); run again to finish it", err=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..history import History
 from .cells import Extractor, ExtractorFactory, JobResult, kind_recipe
 from .engines import ENGINES, local_results, ray_results
+from .finetune import FALLBACK
 from .inputs import TaskInputs, task_inputs
 from .plan import KINDS, Job, Plan, check_kinds, plan_cells
 
@@ -168,6 +169,7 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     summary: dict[str, Any] = {
         "kinds": list(chosen), "engine": engine, "planned_cells": plan.cells, "jobs": len(plan.jobs),
         "already_present": plan.present, "measured": 0, "failed": 0, "lost": 0, "failures": {}, "lost_jobs": {},
+        "finetune_fallbacks": {},
         "skipped_models": plan.skipped_models, "skipped_tasks": plan.skipped_tasks, "extraction_seconds": 0.0}
     if expect_steps is not None:
         expect_steps(len(plan.jobs))
@@ -219,3 +221,5 @@ def _write(zoo: Zoo, result: JobResult, inputs: TaskInputs, engine: str, written
         written.add(cell)
         summary["failed"] += 1
         summary["failures"][f"{result.model}/{result.task}/{kind}"] = reason
+        if kind == "finetune" and reason.startswith(FALLBACK):
+            summary["finetune_fallbacks"].setdefault(result.model, reason)  # once per model: the reason is the model's
