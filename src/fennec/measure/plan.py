@@ -87,15 +87,11 @@ def plan_cells(zoo: Zoo, kinds: tuple[str, ...], models: Sequence[str] | None, t
     """
     model_ids = _chosen("models", models, [m["id"] for m in zoo.models()])
     task_ids = _chosen("tasks", tasks, [t["id"] for t in zoo.tasks()])
+    fallback = _fallback_models(zoo, model_ids) if "finetune" in kinds and "linear_probe" not in kinds else set()
     done: set[tuple[str, str, str]] = set(failed or ())
-    for kind in kinds:
+    for kind in (*kinds, "linear_probe") if fallback else kinds:
         history = zoo.history(kind)
         done.update((history.models[int(m)], history.tasks[int(t)], kind)
-                    for m, t in zip(history.model_index, history.task_index))
-    fallback = _fallback_models(zoo, model_ids) if "finetune" in kinds and "linear_probe" not in kinds else set()
-    if fallback:
-        history = zoo.history("linear_probe")
-        done.update((history.models[int(m)], history.tasks[int(t)], "linear_probe")
                     for m, t in zip(history.model_index, history.task_index))
     jobs, present = [], 0
     for model in model_ids:
