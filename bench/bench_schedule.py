@@ -8,7 +8,7 @@ add around the models' forward passes:
    ``add_models``, ``add_tasks``), then ``plan_cells`` for 1 to ``--max-kinds`` kinds (empty
    history: every cell missing) and the grouping by model that ``measure()`` does: seconds, peak
    Python memory (tracemalloc, a second pass) and the process's peak RSS; the engine's dispatch
-   queue (``_Dispatch``) drained over the whole plan as 2 actors would drain it.
+   queue (``Dispatch``) drained over the whole plan as 2 actors would drain it.
 2. Scheduling: the real ``fennec.measure.engines.ray_results`` (its actors, ``.remote`` calls,
    object-store refs, ``ray.wait``, results back to the driver) with a no-op kernel: the
    extractor returns a fixed (images x 4) array without computing, and the kind's score is
@@ -59,7 +59,7 @@ import numpy as np
 import fennec
 from fennec.measure import _write
 from fennec.measure.cells import JobResult
-from fennec.measure.engines import _Dispatch, local_results, ray_results
+from fennec.measure.engines import Dispatch, local_results, ray_results
 from fennec.measure.inputs import ImageSource, TaskInputs
 from fennec.measure.plan import Job, plan_cells
 
@@ -176,7 +176,7 @@ def dispatch_drain(n_models: int, n_tasks: int, slots: int = 2) -> dict[str, flo
     """The engine's queue over the whole plan, drained as ``slots`` actors take jobs (no Ray)."""
     groups = _groups(n_models, n_tasks, KINDS[:1])
     start = time.perf_counter()
-    dispatch = _Dispatch(groups)
+    dispatch = Dispatch(groups)
     taken, slot = 0, 0
     while dispatch.next(slot) is not None:
         taken += 1

@@ -32,32 +32,12 @@ from fennec.evaluate import evaluate, load_zoo_eval_data  # noqa: E402
 from fennec.proxy import describe  # noqa: E402
 
 
-def _task_set(zoo_path: Path) -> list:
-    with Zoo.open(zoo_path) as zoo:
-        ids = set(zoo.history("linear_probe").tasks)
-    for tasks in demozoo.TASK_SETS.values():
-        if {t[0] for t in tasks} == ids:
-            return tasks
-    raise SystemExit(f"{zoo_path}: its tasks are not one of the demo task sets")
-
-
 def redescribe(zoo_path: Path, proxy_id: str, cache: Path, seed: int = 0) -> None:
     """Replaces every task's descriptor in the zoo at ``zoo_path`` by ``proxy_id``'s."""
-    model = next(m for m in demozoo.CATALOGUE if m.id == proxy_id)
-    datasets = {}
     with Zoo.open(zoo_path) as zoo:
-        for task_id, dataset, keep in _task_set(zoo_path):
-            if dataset not in datasets:
-                images, labels, names = demozoo.load_dataset(dataset)
-                pool = demozoo.draw_pool(labels, seed)
-                row_of, features, seconds = demozoo.pooled_features(cache, model, dataset, pool, images, {})
-                if seconds:
-                    print(f"note: {proxy_id} on {dataset} was not cached; it ran for {seconds:.1f} s",
-                          file=sys.stderr)
-                datasets[dataset] = (labels, names, pool, row_of, features)
-            labels, names, pool, row_of, features = datasets[dataset]
-            classes, train, _, y, _ = demozoo.task_split(labels, names, pool, keep)
-            zoo.set_task_descriptor(task_id, describe(features[[row_of[int(i)] for i in train]], y, len(classes)))
+        ran = demozoo.describe_tasks(zoo, [t["id"] for t in zoo.tasks()], seed=seed, cache_dir=cache, model=proxy_id)
+    for source, seconds in ran.items():
+        print(f"note: {proxy_id} on {source} was not cached; it ran for {seconds:.1f} s", file=sys.stderr)
 
 
 def main(argv=None) -> None:

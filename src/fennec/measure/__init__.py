@@ -108,7 +108,8 @@ def _heaviest_first(zoo: Zoo, groups: list[tuple[str, list[tuple[Job, TaskInputs
     return sorted(groups, key=lambda group: -float(sizes[group[0]] or 0.0))
 
 
-def _check_engine(engine: str, address: str | None, workers: int | None, threads: int | None) -> None:
+def _check_engine(engine: str, address: str | None, workers: int | None, threads: int | None,
+                  gpus: float | None, memory: int | None) -> None:
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "local" and address is not None:
@@ -116,9 +117,16 @@ def _check_engine(engine: str, address: str | None, workers: int | None, threads
     if engine == "local" and threads is not None:
         raise ValueError("threads: the CPUs of each Ray worker, so it needs engine='ray' (--engine ray); "
                          "the local engine uses this process's threads (FENNEC_THREADS, OMP_NUM_THREADS)")
-    for name, value in (("workers", workers), ("threads", threads)):
+    if engine == "local" and (gpus is not None or memory is not None):
+        raise ValueError("gpus, memory: what each Ray worker holds, so they need engine='ray' (--engine ray); "
+                         "the local engine runs torch models on FENNEC_DEVICE (default cpu)")
+    for name, value in (("workers", workers), ("threads", threads), ("memory", memory)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus > 0
+                             or gpus != gpus or gpus == float("inf")):
+        raise ValueError(f"gpus: expected a positive number of GPUs per worker (0.5 shares one between two), "
+                         f"got {gpus!r}")
     if engine == "ray":
         try:
             import ray  # noqa: F401
@@ -129,8 +137,8 @@ def _check_engine(engine: str, address: str | None, workers: int | None, threads
 
 def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Sequence[str] | None = None,
             tasks: Sequence[str] | None = None, engine: str = "local", address: str | None = None,
-            workers: int | None = None, threads: int | None = None,
-            cache_dir: str | os.PathLike[str] | None = None, seed: int = 0,
+            workers: int | None = None, threads: int | None = None, gpus: float | None = None,
+            memory: int | None = None, cache_dir: str | os.PathLike[str] | None = None, seed: int = 0,
             retry_failed: bool = False, extractors: ExtractorFactory | None = None,
             progress: Callable[[str | None], None] | None = None,
             expect_steps: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -141,7 +149,9 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     in the zoo; models that cannot be run here and tasks without images are left out, and the
     summary says why). ``engine``: ``local`` (this process) or ``ray`` (``workers`` actors,
     each holding a model loaded while it takes that model's jobs, heaviest models first, and
-    ``threads`` CPUs (default 1) with that many threads; ``address``: a running cluster, else Ray starts a local one). ``cache_dir``: models'
+    ``threads`` CPUs (default 1) with that many threads, ``gpus`` GPUs (torch models extract features
+    there; ``finetune`` trains on the CPU, where its recipe is deterministic) and ``memory`` bytes, as Ray reserves them; ``address``: a running cluster, else Ray
+    starts a local one). ``cache_dir``: models'
     weights and the feature cache (default
     :func:`fennec.proxy.proxy_cache_dir`); ``seed`` draws a demo task's images as build-demo
     does. ``extractors``: how a model id becomes a feature extractor (default
@@ -151,7 +161,7 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     from ..proxy import proxy_cache_dir
 
     chosen = check_kinds(kinds)
-    _check_engine(engine, address, workers, threads)
+    _check_engine(engine, address, workers, threads, gpus, memory)
     cache = str(proxy_cache_dir(cache_dir))
     failed = zoo.measure_failures()
     plan = plan_cells(zoo, chosen, models, tasks, failed=None if retry_failed else set(failed))
@@ -163,14 +173,18 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     groups: dict[str, list[tuple[Job, TaskInputs]]] = {}
     for job in plan.jobs:
         groups.setdefault(job.model, []).append((job, inputs[job.task]))
-    ordered = _heaviest_first(zoo, [(model, sorted(work, key=lambda w: w[1].source.name))
+    # A model's jobs come grouped by image source (the jobs of one source share its extraction),
+    # the largest sources first, so the last jobs of a model, the ones another worker may take
+    # at the end, are its smallest.
+    ordered = _heaviest_first(zoo, [(model, sorted(work, key=lambda w: (-len(w[1].source.images), w[1].source.name)))
                                     for model, work in groups.items()])
     make = extractors or ZooExtractors(zoo.path)
     summary: dict[str, Any] = {
         "kinds": list(chosen), "engine": engine, "planned_cells": plan.cells, "jobs": len(plan.jobs),
         "already_present": plan.present, "measured": 0, "failed": 0, "lost": 0, "failures": {}, "lost_jobs": {},
         "finetune_fallbacks": {},
-        "skipped_models": plan.skipped_models, "skipped_tasks": plan.skipped_tasks, "extraction_seconds": 0.0}
+        "skipped_models": plan.skipped_models, "skipped_tasks": plan.skipped_tasks, "extraction_seconds": 0.0,
+        "extraction_seconds_by_model": {}}
     if expect_steps is not None:
         expect_steps(len(plan.jobs))
     say = progress or (lambda text: None)
@@ -182,7 +196,7 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     fingerprints = _fingerprints(zoo)
     if engine == "ray":
         results = ray_results(ordered, make, cache, fingerprints, workers=workers, address=address,
-                              threads=threads or 1)
+                              threads=threads or 1, gpus=float(gpus or 0.0), memory=memory)
     else:
         results = local_results(ordered, make, cache, fingerprints)
     written: set[tuple[str, str, str]] = set()
@@ -203,6 +217,8 @@ def _write(zoo: Zoo, result: JobResult, inputs: TaskInputs, engine: str, written
         summary["lost_jobs"][f"{result.model}/{result.task}"] = result.lost
         return
     summary["extraction_seconds"] += result.extraction_seconds
+    by_model = summary["extraction_seconds_by_model"]
+    by_model[result.model] = round(by_model.get(result.model, 0.0) + result.extraction_seconds, 3)
     for kind, score in result.scores.items():
         cell = (result.model, result.task, kind)
         if cell in written:

@@ -17,7 +17,7 @@ from .cells import ExtractorFactory, JobResult, Measurer
 from .inputs import ImageSource, TaskInputs
 from .plan import Job
 
-__all__ = ["ENGINES", "local_results", "ray_results"]
+__all__ = ["ENGINES", "Dispatch", "local_results", "ray_results"]
 
 ENGINES = ("local", "ray")
 # Each job (model, task) is a call on the actor holding its model; Ray restarts an actor whose process
@@ -43,13 +43,17 @@ class _MeasureActor:
     new process (its start and imports cost seconds), and a worker Ray restarts after a crash
     loads the model of the call it retries."""
 
-    def __init__(self, make_extractor: ExtractorFactory, cache_dir: str, threads: int) -> None:
+    def __init__(self, make_extractor: ExtractorFactory, cache_dir: str, threads: int, gpus: float = 0.0) -> None:
         # Every runtime in this process uses the CPUs the actor holds and no more, so actors side
         # by side do not oversubscribe the machine: onnxruntime reads FENNEC_THREADS (its default is
         # one thread per core), BLAS and torch read OMP_NUM_THREADS (Ray sets it; set here for
-        # workers started by hand), torch again if it was imported before.
-        from ..proxy.backends import THREADS_VARIABLE
+        # workers started by hand), torch again if it was imported before. An actor given GPUs
+        # (Ray sets CUDA_VISIBLE_DEVICES to them) runs torch models there (FENNEC_DEVICE); onnxruntime
+        # takes its CUDA provider first wherever it has one.
+        from ..proxy.backends import DEVICE_VARIABLE, THREADS_VARIABLE
 
+        if gpus > 0:
+            os.environ[DEVICE_VARIABLE] = "cuda"
         os.environ[THREADS_VARIABLE] = str(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         if "torch" in sys.modules:
@@ -66,17 +70,20 @@ class _MeasureActor:
         return self.measurer.run(job, inputs)
 
 
-class _Dispatch:
+class Dispatch:
     """Which job an idle actor takes next: the next one of the model it holds; else the first model
     of the queue that no actor holds (the queue comes heaviest first, so the longest models start
-    early); else, at the end, a job of the model with the most jobs left, so no actor idles while
-    another still has a queue (that model is then loaded a second time)."""
+    early); else, at the end, the last job of the model with the most jobs left, so no actor idles
+    while another still has a queue (that model is then loaded a second time). Taking from the
+    end leaves the holder the jobs of the image source it is extracting (they share its
+    features), and the queue of a model ends with its smallest sources."""
 
     def __init__(self, groups: list[tuple[str, Work]]) -> None:
         self.left: dict[str, deque[tuple[Job, TaskInputs]]] = {model: deque(work) for model, work in groups if work}
         self.order = [model for model, work in groups if work]
         self.fresh = 0  # models before it in the order are held by an actor or have no jobs left
         self.holding: dict[int, str] = {}
+        self.taking_from_end: set[int] = set()  # actors that hold a model another actor holds too
 
     def next(self, slot: int) -> tuple[Job, TaskInputs] | None:
         """Constant work per call in the number of models (a hub has many): an actor moves on only
@@ -92,8 +99,26 @@ class _Dispatch:
                 if not busy:
                     return None
                 model = max(busy, key=lambda m: len(self.left[m]))
+                self.taking_from_end.add(slot)
             self.holding[slot] = model
-        return self.left[model].popleft()
+        return self.left[model].pop() if slot in self.taking_from_end else self.left[model].popleft()
+
+
+def _fit_workers(workers: int, threads: int, gpus: float, resources: dict[str, float]) -> int:
+    """How many actors of ``threads`` CPUs and ``gpus`` GPUs the cluster holds at once (at most
+    ``workers``); a ValueError when not one fits, rather than waiting for resources that never come."""
+    cpus, gpu_total = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
+    if gpus > gpu_total:
+        raise ValueError(f"gpus: each worker asks for {gpus:g} GPU(s) but the Ray cluster has {gpu_total:g}; "
+                         "give fewer (--gpus 0.5 shares one between two workers) or measure on the CPUs "
+                         "(leave --gpus out)")
+    if threads > cpus:
+        raise ValueError(f"threads: each worker asks for {threads} CPU(s) but the Ray cluster has {cpus:g}; "
+                         "give fewer (--threads)")
+    fits = int(cpus // threads)
+    if gpus > 0:
+        fits = min(fits, int(gpu_total // gpus))
+    return max(min(workers, fits), 1)
 
 
 def _init_ray(address: str | None, workers: int, threads: int) -> bool:
@@ -112,11 +137,13 @@ def _init_ray(address: str | None, workers: int, threads: int) -> bool:
 
 def ray_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFactory, cache_dir: str,
                 fingerprints: dict[str, str], *, workers: int | None = None, address: str | None = None,
-                threads: int = 1, max_retries: int = MAX_RETRIES) -> Iterator[JobResult]:
-    """On Ray: ``workers`` actors of ``threads`` CPUs each; an actor holds one model loaded and takes
-    its jobs one at a time, then the next model (:class:`_Dispatch`); results come back in the
-    order they finish. Ray starts here (a local cluster of ``workers * threads`` CPUs) unless it
-    runs already or ``address`` names a cluster."""
+                threads: int = 1, gpus: float = 0.0, memory: int | None = None,
+                max_retries: int = MAX_RETRIES) -> Iterator[JobResult]:
+    """On Ray: ``workers`` actors of ``threads`` CPUs, ``gpus`` GPUs and ``memory`` bytes each (Ray
+    schedules an actor only where they are free); an actor holds one model loaded and takes
+    its jobs one at a time, then the next model (:class:`Dispatch`); results come back in the
+    order they finish. Ray starts here (a local cluster of ``workers * threads`` CPUs and the
+    GPUs it finds) unless it runs already or ``address`` names a cluster."""
     try:
         import ray
         from ray.exceptions import RayError
@@ -125,14 +152,17 @@ def ray_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFactory
     workers = workers or max(os.cpu_count() or 1, 1)
     started = _init_ray(address, workers, threads)
     try:
-        if address or not started:
-            cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
-            workers = min(workers, max(int(cpus) // threads, 1))
-        dispatch = _Dispatch(groups)
+        workers = _fit_workers(workers, threads, gpus, ray.cluster_resources())  # type: ignore[no-untyped-call]
+        dispatch = Dispatch(groups)
         workers = max(min(workers, sum(len(work) for _, work in groups)), 1)
-        actor_class: Any = ray.remote(num_cpus=threads, max_restarts=max_retries, max_task_retries=max_retries)(
-            _MeasureActor)
-        actors = [actor_class.remote(make_extractor, cache_dir, threads) for _ in range(workers)]
+        options: dict[str, Any] = {"num_cpus": threads, "max_restarts": max_retries,
+                                   "max_task_retries": max_retries}
+        if gpus > 0:
+            options["num_gpus"] = gpus
+        if memory is not None:
+            options["memory"] = memory
+        actor_class: Any = ray.remote(**options)(_MeasureActor)
+        actors = [actor_class.remote(make_extractor, cache_dir, threads, gpus) for _ in range(workers)]
         refs: dict[str, Any] = {}  # each image source goes to the object store once
         pending: dict[Any, tuple[Job, int]] = {}  # call in flight -> (its job, the actor running it)
 

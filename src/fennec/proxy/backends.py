@@ -232,6 +232,19 @@ def default_threads() -> int | None:
     return int(value)
 
 
+DEVICE_VARIABLE = "FENNEC_DEVICE"
+
+
+def default_device() -> str:
+    """The device a torch model runs on when none is asked for: ``FENNEC_DEVICE`` (``cpu``,
+    ``cuda`` or ``cuda:N``; a Ray worker of ``fennec zoo measure --gpus`` sets it to ``cuda``),
+    else ``cpu``."""
+    value = os.environ.get(DEVICE_VARIABLE, "").strip() or "cpu"
+    if value not in ("cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+        raise ValueError(f"{DEVICE_VARIABLE}={value!r}: expected cpu, cuda or cuda:N; unset it to run on the CPU")
+    return value
+
+
 def _onnx_session(ort: ModuleType, path: Path, model_source: str | bytes,
                   providers: Sequence[str | tuple[str, dict[str, Any]]], threads: int | None) -> Any:
     options = ort.SessionOptions()
@@ -378,14 +391,17 @@ class TorchBackend:
     ``output`` names a submodule (as in ``module.named_modules()``) whose output
     becomes the features; the forward pass stops there. Default: the module's
     own output (the first element when it returns a tuple). ``channels_last``
-    runs the module and its input in channels-last memory format.
+    runs the module and its input in channels-last memory format. ``device``:
+    ``cpu``, ``cuda`` or ``cuda:N`` (default :func:`default_device`).
     """
 
     kind = "torch"
 
-    def __init__(self, module: Any, *, output: str | None = None, device: str = "cpu", tokens: str = "cls",
+    def __init__(self, module: Any, *, output: str | None = None, device: str | None = None, tokens: str = "cls",
                  channels_last_output: bool = False, channels_last: bool = False) -> None:
         torch = require("torch", "TorchBackend")
+        if device is None:
+            device = default_device()
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
