@@ -97,6 +97,56 @@ def test_measure_ray_2_workers(benchmark, tmp_path_factory, ray_cluster):
     _run(benchmark, tmp_path_factory, engine="ray", workers=2, threads=1)
 
 
+# The machine's own ceiling for the second worker, without Ray: the whole plan run by one plain
+# process of one thread, and by two such processes side by side (each on its own zoo and cache,
+# the same work twice). On two cores that share nothing, the pair takes as long as one and
+# two workers could at best halve the time; the pair's slowdown (memory bandwidth, a shared
+# physical core under the VM's two, anything else running) caps a 2-worker speedup at
+# 2 / slowdown, which the table prints beside the Ray ratio.
+_PLAIN = """
+import os, sys, warnings
+warnings.simplefilter("ignore")
+import fennec
+from fennec import demozoo
+from fennec.measure import measure
+root = sys.argv[1]
+sizes = {{entry.id: entry.n_params for entry in demozoo.catalogue.CATALOGUE}}
+zoo = fennec.Zoo.create(root + "/zoo")
+zoo.add_models([{{"id": m, "n_params": sizes[m]}} for m in {models!r}])
+zoo.add_tasks({tasks!r})
+summary = measure(zoo, kinds={kinds!r}, cache_dir=root + "/cache")
+assert summary["measured"] == {cells} and summary["failed"] == 0, summary
+"""
+
+
+def _plain(benchmark, tmp_path_factory, copies):
+    import os
+    import subprocess
+    import sys
+
+    _needs()
+    script = _PLAIN.format(models=MODELS, tasks=TASKS, kinds=KINDS, cells=len(MODELS) * len(TASKS) * len(KINDS))
+    env = {**os.environ, "FENNEC_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+
+    def run():
+        roots = [tmp_path_factory.mktemp("plain") for _ in range(copies)]
+        running = [subprocess.Popen([sys.executable, "-c", script, str(root)], env=env) for root in roots]
+        assert all(process.wait() == 0 for process in running)
+
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+
+
+@pytest.mark.benchmark(group="measure")
+def test_plain_1_process(benchmark, tmp_path_factory):
+    _plain(benchmark, tmp_path_factory, copies=1)
+
+
+@pytest.mark.benchmark(group="measure")
+def test_plain_2_processes_side_by_side(benchmark, tmp_path_factory):
+    _plain(benchmark, tmp_path_factory, copies=2)
+
+
 def test_demozoo_sizes_are_the_build_defaults():
     # The cells are the offline zoo's: the build's split sizes, not a smaller test split.
     assert (demozoo.task_sets.TRAIN_PER_CLASS, demozoo.task_sets.TEST_PER_CLASS) == (30, 100)

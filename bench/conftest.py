@@ -41,6 +41,8 @@ TARGETS = [
      "test_zoo_add_history_row_1k", "<=", 1.5),
     ("measure: Ray 1 worker / Ray 2 workers (2 cores)", "test_measure_ray_1_worker", "test_measure_ray_2_workers",
      ">=", 1.7),
+    ("measure: 2 plain processes side by side / 1 (the same work twice)", "test_plain_2_processes_side_by_side",
+     "test_plain_1_process", "<=", None),
     ("measure: Ray 1 worker of 2 CPUs / --engine local", "test_measure_ray_1_worker_2_threads", "test_measure_local",
      "<=", 1.1),
 ]
@@ -97,6 +99,13 @@ def pytest_terminal_summary(terminalreporter, config):
         shown = "" if target is None else f"{sense} {target}"
         terminalreporter.write_line(f"{what:58s} {ratio:7.2f}x  target {shown:8s} {verdict}")
         rows.append({"what": what, "ratio": ratio, "target": target, "sense": sense, "verdict": verdict})
+    pair, one = medians.get("test_plain_2_processes_side_by_side"), medians.get("test_plain_1_process")
+    if pair and one:
+        ceiling = 2 * one / pair
+        terminalreporter.write_line(f"{'measure: this machine caps a second worker at 2 x 1 / pair':58s} "
+                                    f"{ceiling:7.2f}x  (reported)")
+        rows.append({"what": "measure: second-worker ceiling on this machine", "ratio": ceiling, "target": None,
+                     "sense": ">=", "verdict": "(reported)"})
     for what, name, ceiling in ABSOLUTE_TARGETS:
         if name in medians:
             verdict = "meets" if medians[name] <= ceiling else "MISSES"

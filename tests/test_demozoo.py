@@ -7,6 +7,7 @@ import importlib.metadata
 import io
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -108,6 +109,39 @@ def test_small_build_stores_truth_metrics_descriptors_and_architectures(small_de
         assert related == {tuple(sorted(("digits10", "digits_even"), key=data.tasks.index))}
 
 
+
+def _cells(history):
+    return {(history.models[i], history.tasks[j]): float(score)
+            for i, j, score in zip(history.model_index, history.task_index, history.scores)}
+
+
+def test_build_demo_on_ray_measures_what_the_local_build_measured(small_demo_zoo, tmp_path, monkeypatch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pytest.importorskip("ray", reason="Ray is not installed: pip install 'fennec[ray]'")
+    from click.testing import CliRunner
+
+    from fennec import Zoo
+    from fennec.cli import cli
+
+    local_path, _ = small_demo_zoo
+    monkeypatch.setattr(demozoo.task_sets, "TRAIN_PER_CLASS", 8)  # the split is drawn by the driver
+    monkeypatch.setattr(demozoo.task_sets, "TEST_PER_CLASS", 8)
+    out = CliRunner().invoke(cli, ["zoo", "build-demo", str(tmp_path / "zoo"), "--cache", str(tmp_path / "cache"),
+                                   "--model", "mobilenet_v2", "--model", "pplcnet_x1", "--task", "digits_even",
+                                   "--task", "digits10", "--task", "faces", "--engine", "ray", "--workers", "2",
+                                   "--no-fit", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["engine"] == "ray" and "building the demo zoo (ray)" in out.stderr
+    with Zoo.open(local_path) as local, Zoo.open(tmp_path / "zoo") as on_ray:
+        for kind in local.history_kinds():
+            # the actors run their models with one thread, the local build with every core: the same
+            # numbers but for float rounding
+            assert _cells(on_ray.history(kind)) == pytest.approx(_cells(local.history(kind)), rel=1e-3, abs=1e-3)
+        for task, vector in local.task_descriptors().items():
+            np.testing.assert_allclose(on_ray.task_descriptors()[task], vector, atol=1e-5)
+    bad = CliRunner().invoke(cli, ["zoo", "build-demo", str(tmp_path / "other"), "--threads", "2"])
+    assert bad.exit_code == 2 and "--threads sets the CPUs of each Ray actor: add --engine ray" in bad.output
 
 def test_build_demo_through_measure_reproduces_the_packaged_zoo(tmp_path):
     """build-demo is a recipe on fennec.measure; at the shipped sizes and seed it gives the packaged

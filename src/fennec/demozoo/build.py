@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -13,13 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._atomic import write_atomically
-from ..history import History
 from .catalogue import CATALOGUE, INPUT_SIZE, PROXY_NAME, CatalogueModel, why_unavailable
 from .datasets import Dataset, load_dataset
 from .task_sets import TASK_SETS, Task, draw_pool, task_split
 
 if TYPE_CHECKING:
-    from ..proxy import Proxy
     from ..zoo import Zoo
 
 __all__ = ["FEATURES_REVISION", "PROBE_C", "PROXY_MODEL", "build_demo_zoo", "describe_tasks", "linear_probe_accuracy"]
