@@ -21,7 +21,7 @@ add around the models' forward passes:
    model of the hub), shapes predicted from the fit before they run. One actor's start is timed
    alone; the Measurer without Ray (``local_results``) on tmpfs and with its cache on disk.
 3. The driver's write: the same loop ``measure()`` runs (``ray_results`` feeding
-   ``fennec.measure._write``: one SQLite transaction per cell) into the hub-sized zoo of step 1,
+   ``fennec.measure.write_result``: one SQLite transaction per cell) into the hub-sized zoo of step 1,
    each write timed.
 4. With ``--extraction MODELS``: the real ``fennec.measure.measure`` (local engine) of each
    packaged model on one demo task from an empty cache: extraction seconds per image, the
@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 import fennec
-from fennec.measure import _write
+from fennec.measure import write_result
 from fennec.measure.cells import JobResult
 from fennec.measure.engines import Dispatch, local_results, ray_results
 from fennec.measure.inputs import ImageSource, TaskInputs
@@ -218,9 +218,9 @@ def actor_starts(cache_root: str, repeats: int) -> dict[str, float]:
     """One engine actor at a time: created, its first (no-op) call answered, killed."""
     import ray
 
-    from fennec.measure.engines import _MeasureActor
+    from fennec.measure.engines import MeasureActor
 
-    actor_class: Any = ray.remote(num_cpus=1)(_MeasureActor)
+    actor_class: Any = ray.remote(num_cpus=1)(MeasureActor)
     (job, inputs), = _groups(1, 1, KINDS[:1])[0][1]
     cache = tempfile.mkdtemp(prefix="cache-", dir=cache_root)
     times = []
@@ -257,7 +257,7 @@ class Model:
 # -- 3. the driver's write ------------------------------------------------------------------------
 
 def driver_loop(zoo: fennec.Zoo, n_models: int, n_tasks: int, cache_root: str, workers: int) -> dict[str, Any]:
-    """measure()'s loop: each result from ray_results written by _write, one transaction per cell."""
+    """measure()'s loop: each result from ray_results written by write_result, one transaction per cell."""
     groups = _groups(n_models, n_tasks, KINDS[:1])
     inputs = {task: work for task, work in ((w.task, w) for _, group in groups for _, w in group)}
     cache = tempfile.mkdtemp(prefix="cache-", dir=cache_root)
@@ -271,7 +271,7 @@ def driver_loop(zoo: fennec.Zoo, n_models: int, n_tasks: int, cache_root: str, w
         for result in ray_results(groups, NoOpExtractors(), cache, {}, workers=workers):
             before = time.perf_counter()
             first = first or before - start
-            _write(zoo, result, inputs[result.task], "ray", written, {}, summary)
+            write_result(zoo, result, inputs[result.task], "ray", written, {}, summary)
             writes.append(time.perf_counter() - before)
         seconds = time.perf_counter() - start
     finally:
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                     m, n = shape(args.writes)
                     out["driver"] = driver_loop(zoo, m, n, cache_root, args.workers)
                     d = out["driver"]
-                    print(f"driver loop (ray_results + _write) {m} x {n} into the {args.models} x {args.tasks} zoo: "
+                    print(f"driver loop (ray_results + write_result) {m} x {n} into the {args.models} x {args.tasks} zoo: "
                           f"{d['seconds']:.2f} s (first result {d['first_result_s']:.2f} s), after the first "
                           f"{d['steady_per_cell_ms']:.3f} ms/cell; write median "
                           f"{d['write_median_ms']:.3f} ms, mean {d['write_mean_ms']:.3f} ms, p99 {d['write_p99_ms']:.3f} ms")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..history import History
 from .cells import Extractor, ExtractorFactory, JobResult, kind_recipe
-from .engines import ENGINES, local_results, ray_results
+from .engines import ENGINES, RayEngine, local_results
 from .finetune import FALLBACK
 from .inputs import TaskInputs, task_inputs
 from .plan import KINDS, Job, Plan, check_kinds, plan_cells
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from ..zoo import Zoo
     from .finetune import TrainableSplit
 
-__all__ = ["ENGINES", "KINDS", "Extractor", "ExtractorFactory", "JobResult", "ZooExtractors", "check_kinds", "measure"]
+__all__ = ["ENGINES", "KINDS", "Extractor", "ExtractorFactory", "JobResult", "ZooExtractors", "check_kinds", "measure",
+           "write_result"]
 
 
 class ZooExtractors:
@@ -148,11 +149,11 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     metrics of :data:`fennec.metrics.METRICS`; ``models`` / ``tasks``: only these (default: all
     in the zoo; models that cannot be run here and tasks without images are left out, and the
     summary says why). ``engine``: ``local`` (this process) or ``ray`` (``workers`` actors,
-    each holding a model loaded while it takes that model's jobs, heaviest models first, and
-    ``threads`` CPUs (default 1) with that many threads, ``gpus`` GPUs (torch models extract features
-    there; ``finetune`` trains on the CPU, where its recipe is deterministic) and ``memory`` bytes, as Ray reserves them; ``address``: a running cluster, else Ray
-    starts a local one). ``cache_dir``: models'
-    weights and the feature cache (default
+    each holding a model loaded while it takes that model's jobs, heaviest models first, with
+    ``threads`` CPUs (default 1) and as many threads, ``gpus`` GPUs (torch models extract
+    features there; ``finetune`` trains on the CPU, where its recipe is deterministic) and
+    ``memory`` bytes, as Ray reserves them; ``address``: a running cluster, else Ray starts a
+    local one). ``cache_dir``: models' weights and the feature cache (default
     :func:`fennec.proxy.proxy_cache_dir`); ``seed`` draws a demo task's images as build-demo
     does. ``extractors``: how a model id becomes a feature extractor (default
     :class:`ZooExtractors`). ``progress`` is called with no text before the first job and with
@@ -160,12 +161,30 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     """
     from ..proxy import proxy_cache_dir
 
+    started = time.perf_counter()
     chosen = check_kinds(kinds)
     _check_engine(engine, address, workers, threads, gpus, memory)
     cache = str(proxy_cache_dir(cache_dir))
     failed = zoo.measure_failures()
     plan = plan_cells(zoo, chosen, models, tasks, failed=None if retry_failed else set(failed))
     _runnable(zoo, plan, extractors)
+    make = extractors or ZooExtractors(zoo.path)
+    # Ray's actors start now, while the tasks' images load
+    pool = (RayEngine(make, cache, jobs=len(plan.jobs), workers=workers, address=address, threads=threads or 1,
+                      gpus=float(gpus or 0.0), memory=memory) if engine == "ray" and plan.jobs else None)
+    try:
+        return _measure(zoo, plan, chosen, engine, pool, make, cache, seed, failed, progress, expect_steps,
+                        started)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _measure(zoo: Zoo, plan: Plan, chosen: Sequence[str], engine: str, pool: RayEngine | None,
+             make: ExtractorFactory, cache: str, seed: int, failed: dict[tuple[str, str, str], str],
+             progress: Callable[[str | None], None] | None, expect_steps: Callable[[int], None] | None,
+             started: float) -> dict[str, Any]:
+    """The rest of :func:`measure`, once the plan is made and the engine started."""
     needed = list(dict.fromkeys(job.task for job in plan.jobs))
     task_rows = [t for t in zoo.tasks() if t["id"] in set(needed)]
     inputs, plan.skipped_tasks = task_inputs(task_rows, seed, zoo.task_images())
@@ -178,7 +197,6 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
     # at the end, are its smallest.
     ordered = _heaviest_first(zoo, [(model, sorted(work, key=lambda w: (-len(w[1].source.images), w[1].source.name)))
                                     for model, work in groups.items()])
-    make = extractors or ZooExtractors(zoo.path)
     summary: dict[str, Any] = {
         "kinds": list(chosen), "engine": engine, "planned_cells": plan.cells, "jobs": len(plan.jobs),
         "already_present": plan.present, "measured": 0, "failed": 0, "lost": 0, "failures": {}, "lost_jobs": {},
@@ -189,27 +207,23 @@ def measure(zoo: Zoo, *, kinds: Iterable[str] | str | None = None, models: Seque
         expect_steps(len(plan.jobs))
     say = progress or (lambda text: None)
     say(None)
-    started = time.perf_counter()
     if not plan.jobs:
         summary["seconds"] = 0.0
         return summary
     fingerprints = _fingerprints(zoo)
-    if engine == "ray":
-        results = ray_results(ordered, make, cache, fingerprints, workers=workers, address=address,
-                              threads=threads or 1, gpus=float(gpus or 0.0), memory=memory)
-    else:
-        results = local_results(ordered, make, cache, fingerprints)
+    results = (pool.results(ordered, fingerprints) if pool is not None
+               else local_results(ordered, make, cache, fingerprints))
     written: set[tuple[str, str, str]] = set()
     for result in results:
-        _write(zoo, result, inputs[result.task], engine, written, failed, summary)
+        write_result(zoo, result, inputs[result.task], engine, written, failed, summary)
         say(f"{result.model} on {result.task}")
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["extraction_seconds"] = round(summary["extraction_seconds"], 3)
     return summary
 
 
-def _write(zoo: Zoo, result: JobResult, inputs: TaskInputs, engine: str, written: set[tuple[str, str, str]],
-           failed: dict[tuple[str, str, str], str], summary: dict[str, Any]) -> None:
+def write_result(zoo: Zoo, result: JobResult, inputs: TaskInputs, engine: str, written: set[tuple[str, str, str]],
+                 failed: dict[tuple[str, str, str], str], summary: dict[str, Any]) -> None:
     """Stores one job's cells, each in its own transaction; a cell already written (a retried job
     that came back twice) is not written again."""
     if result.lost is not None:

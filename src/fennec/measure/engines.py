@@ -6,6 +6,7 @@ Neither writes to the zoo: the driver (:func:`fennec.measure.measure`) does, one
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from .cells import ExtractorFactory, JobResult, Measurer
 from .inputs import ImageSource, TaskInputs
 from .plan import Job
 
-__all__ = ["ENGINES", "Dispatch", "local_results", "ray_results"]
+__all__ = ["ENGINES", "Dispatch", "MeasureActor", "RayEngine", "local_results", "ray_results"]
 
 ENGINES = ("local", "ray")
 # Each job (model, task) is a call on the actor holding its model; Ray restarts an actor whose process
@@ -37,7 +38,7 @@ def local_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFacto
         del measurer
 
 
-class _MeasureActor:
+class MeasureActor:
     """A Ray worker that holds one model loaded at a time and takes that model's jobs (the class Ray
     runs as an actor). Each call names its model, so a worker goes on to the next model without a
     new process (its start and imports cost seconds), and a worker Ray restarts after a crash
@@ -61,6 +62,12 @@ class _MeasureActor:
         self.make_extractor = make_extractor
         self.cache_dir = cache_dir
         self.measurer: Measurer | None = None
+        # What every job needs, imported while the driver still loads the tasks' images.
+        for module in ("onnxruntime", "sklearn.linear_model", "sklearn.preprocessing"):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
 
     def run(self, fingerprint: str, job: Job, inputs: TaskInputs, source: ImageSource) -> JobResult:
         if self.measurer is None or self.measurer.model != job.model:
@@ -135,34 +142,50 @@ def _init_ray(address: str | None, workers: int, threads: int) -> bool:
     return True
 
 
-def ray_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFactory, cache_dir: str,
-                fingerprints: dict[str, str], *, workers: int | None = None, address: str | None = None,
-                threads: int = 1, gpus: float = 0.0, memory: int | None = None,
-                max_retries: int = MAX_RETRIES) -> Iterator[JobResult]:
-    """On Ray: ``workers`` actors of ``threads`` CPUs, ``gpus`` GPUs and ``memory`` bytes each (Ray
-    schedules an actor only where they are free); an actor holds one model loaded and takes
-    its jobs one at a time, then the next model (:class:`Dispatch`); results come back in the
-    order they finish. Ray starts here (a local cluster of ``workers * threads`` CPUs and the
-    GPUs it finds) unless it runs already or ``address`` names a cluster."""
-    try:
-        import ray
+class RayEngine:
+    """A plan's jobs on Ray: ``workers`` actors of ``threads`` CPUs, ``gpus`` GPUs and ``memory``
+    bytes each (Ray schedules an actor only where they are free; at most ``jobs`` actors). An
+    actor holds one model loaded and takes its jobs one at a time, then the next model
+    (:class:`Dispatch`). Ray starts here (a local cluster of ``workers * threads`` CPUs and the
+    GPUs it finds) unless it runs already or ``address`` names a cluster.
+
+    The actors are started when the engine is made, so their start (a process, its imports)
+    overlaps whatever the driver does before :meth:`results` (loading the tasks' images);
+    :meth:`close` stops them, and Ray where it was started here."""
+
+    def __init__(self, make_extractor: ExtractorFactory, cache_dir: str, *, jobs: int, workers: int | None = None,
+                 address: str | None = None, threads: int = 1, gpus: float = 0.0, memory: int | None = None,
+                 max_retries: int = MAX_RETRIES) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("engine 'ray' needs Ray: pip install 'fennec[ray]'") from None
+        self._ray = ray
+        workers = workers or max(os.cpu_count() or 1, 1)
+        self.started = _init_ray(address, workers, threads)
+        try:
+            workers = _fit_workers(workers, threads, gpus, ray.cluster_resources())  # type: ignore[no-untyped-call]
+            workers = max(min(workers, jobs), 1)
+            options: dict[str, Any] = {"num_cpus": threads, "max_restarts": max_retries,
+                                       "max_task_retries": max_retries}
+            if gpus > 0:
+                options["num_gpus"] = gpus
+            if memory is not None:
+                options["memory"] = memory
+            actor_class: Any = ray.remote(**options)(MeasureActor)
+            self.actors = [actor_class.remote(make_extractor, cache_dir, threads, gpus) for _ in range(workers)]
+        except BaseException:
+            if self.started:
+                ray.shutdown()
+            raise
+
+    def results(self, groups: list[tuple[str, Work]], fingerprints: dict[str, str]) -> Iterator[JobResult]:
+        """Each job's result, in the order they finish; a job whose actor died past its retries
+        comes back ``lost``."""
         from ray.exceptions import RayError
-    except ImportError:
-        raise ImportError("engine 'ray' needs Ray: pip install 'fennec[ray]'") from None
-    workers = workers or max(os.cpu_count() or 1, 1)
-    started = _init_ray(address, workers, threads)
-    try:
-        workers = _fit_workers(workers, threads, gpus, ray.cluster_resources())  # type: ignore[no-untyped-call]
+
+        ray = self._ray
         dispatch = Dispatch(groups)
-        workers = max(min(workers, sum(len(work) for _, work in groups)), 1)
-        options: dict[str, Any] = {"num_cpus": threads, "max_restarts": max_retries,
-                                   "max_task_retries": max_retries}
-        if gpus > 0:
-            options["num_gpus"] = gpus
-        if memory is not None:
-            options["memory"] = memory
-        actor_class: Any = ray.remote(**options)(_MeasureActor)
-        actors = [actor_class.remote(make_extractor, cache_dir, threads, gpus) for _ in range(workers)]
         refs: dict[str, Any] = {}  # each image source goes to the object store once
         pending: dict[Any, tuple[Job, int]] = {}  # call in flight -> (its job, the actor running it)
 
@@ -177,9 +200,10 @@ def ray_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFactory
                 refs[key] = ray.put(inputs.source)
             # The images travel once, by reference; the job carries only its rows and labels.
             light = dataclasses.replace(inputs, source=ImageSource(key, b"", None))
-            pending[actors[slot].run.remote(fingerprints.get(job.model, ""), job, light, refs[key])] = (job, slot)
+            call = self.actors[slot].run.remote(fingerprints.get(job.model, ""), job, light, refs[key])
+            pending[call] = (job, slot)
 
-        for slot in range(workers):
+        for slot in range(len(self.actors)):
             give(slot)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -190,8 +214,24 @@ def ray_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFactory
                     yield ray.get(ref)
                 except RayError as error:
                     yield JobResult(job.model, job.task, lost=f"{type(error).__name__}: {error}"[:500])
-        for actor in actors:
-            ray.kill(actor)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
+        if self.started:
+            self._ray.shutdown()
+            self.started = False
+
+
+def ray_results(groups: list[tuple[str, Work]], make_extractor: ExtractorFactory, cache_dir: str,
+                fingerprints: dict[str, str], *, workers: int | None = None, address: str | None = None,
+                threads: int = 1, gpus: float = 0.0, memory: int | None = None,
+                max_retries: int = MAX_RETRIES) -> Iterator[JobResult]:
+    """The jobs of ``groups`` on a :class:`RayEngine` started for them and closed after."""
+    engine = RayEngine(make_extractor, cache_dir, jobs=sum(len(work) for _, work in groups), workers=workers,
+                       address=address, threads=threads, gpus=gpus, memory=memory, max_retries=max_retries)
+    try:
+        yield from engine.results(groups, fingerprints)
     finally:
-        if started:
-            ray.shutdown()
+        engine.close()
