@@ -377,6 +377,21 @@ def test_eval_exclude_related(tmp_path):
     assert "related tasks held out" in run("eval", "--zoo", plain, "--exclude-related").output
 
 
+def test_choose_picks_a_budgets_models_and_is_refused_without_one(tmp_path):
+    zoo = _truth_and_logme_zoo(tmp_path / "zoo", 5)
+    for command in (("eval", "--zoo", zoo), ("rank", "--zoo", zoo)):
+        alone = run(*command, "--choose", "change", code=2).output
+        assert "--choose picks the models a --budget runs; give --budget too" in alone, alone
+        bad = run(*command, "--choose", "best", code=2).output
+        assert "--choose: expected 'top'" in bad and "got 'best'" in bad, bad
+    change = json.loads(run("eval", "--zoo", zoo, "--budget", 3, "--choose", "change", "--json").output)
+    assert change["choose"] == "change" and change["budget"] == 3
+    assert {e["chosen_by"] for e in change["evidence"]["tasks"].values()} == {"change"}
+    top = json.loads(run("eval", "--zoo", zoo, "--budget", 3, "--json").output)
+    assert top["choose"] == "top"
+    assert "chosen by change" in run("eval", "--zoo", zoo, "--budget", 3, "--choose", "change").output
+
+
 @pytest.fixture
 def probe_zoo(tmp_path):
     """As the demo zoo: linear_probe results, a forward-pass metric beside them, fitted on linear_probe."""

@@ -206,6 +206,13 @@ def test_a_budget_runs_the_best_predicted_runnable_models_only(tmp_path):
     both = run_budget(zoo, space, None, images, "all", cache_dir=tmp_path)
     assert list(both.scores) == ["mobilenet_v2", "registered_onnx"] and np.isfinite(both.scores["registered_onnx"])
     assert "registered_onnx" not in run_budget(None, space, None, images, "all", cache_dir=tmp_path).scores
+    assert run.to_dict()["chosen_by"] == "top" and "chosen by fennec's own top prediction" in run.notes[-1]
+    # The change rule too runs only runnable models, within the budget, and says it chose them.
+    spreads = dataclasses.replace(space, evidence=Evidence("logme", 1.0, None, None, np.ones(len(models))))
+    changed = run_budget(zoo, spreads, None, images, 1, cache_dir=tmp_path, choose="change")
+    assert list(changed.scores) == ["mobilenet_v2"] and changed.to_dict()["chosen_by"] == "change"
+    with pytest.raises(ValueError, match="choose"):
+        run_budget(zoo, space, None, images, 1, choose="bottom")
     with pytest.raises(ValueError, match="fuses 'logme'"):
         run_budget(zoo, space, None, images, 1, metric="parc")
     without = run_budget(zoo, dataclasses.replace(space, evidence=None), None, images, 1)

@@ -1011,6 +1011,42 @@ def test_a_budget_is_validated_and_capped_by_the_server(tmp_path, monkeypatch):
         create_app(zoo, max_budget=0)
 
 
+def test_the_rule_that_chooses_a_budgets_models_is_validated_and_passed_on(tmp_path, monkeypatch):
+    import asyncio
+
+    from fennec import budget as budget_module
+    from fennec.serve import create_app
+
+    zoo = _evidence_zoo(tmp_path / "zoo")
+    rules = []
+
+    def run_budget(zoo, space, task, images, budget, *, choose=None, **options):
+        rules.append(choose)
+        return budget_module.ForwardRun("logme", choose)
+
+    monkeypatch.setattr(budget_module, "run_budget", run_budget)
+    answers = []
+
+    async def exercise(c):
+        for bad in ("best", "TOP", 1, True):
+            response = await c.post("/rank/images", json=_budget_body(2, choose=bad))
+            assert response.status_code == 422, (bad, response.text)
+            assert all(e["loc"][:2] == ["body", "choose"] for e in response.json()["detail"]), response.text
+        alone = await c.post("/rank/images", json={**_budget_body(None), "choose": "change"})
+        assert alone.status_code == 422 and "give budget too" in alone.json()["detail"], alone.text
+        for rule in ("change", "top", None):
+            response = await c.post("/rank/images", json=_budget_body(2, **({} if rule is None else {"choose": rule})))
+            assert response.status_code == 200, response.text
+            answers.append(response.json()["forward_passes"]["chosen_by"])
+
+    asyncio.run(in_process_app(create_app(zoo, image_encoder=lambda images, labels: {"n_classes": 2, "n_train": 6}),
+                               exercise))
+    assert rules == ["change", "top", "top"] and answers == ["change", "top", "top"]
+    from fennec.serve.schemas import ImageRankRequest
+
+    assert {"enum": ["top", "change"]} in ImageRankRequest.model_json_schema()["properties"]["choose"]["anyOf"]
+
+
 def test_a_budget_on_a_zoo_that_fuses_no_metric_runs_nothing_and_says_so(zoo_path):
     import asyncio
 

@@ -1,9 +1,11 @@
 """A budget of forward passes on a new task: which models to run, running them, their scores.
 
 fennec predicts every model first, then runs at most ``budget`` of them over the
-task's sampled images (its own best predicted, among the models that can be run),
-computes the forward-pass metric the zoo's fit chose to fuse (see
-:mod:`fennec.space.evidence`) from their features and the images' labels, and hands
+task's sampled images (among the models that can be run: its own best predicted, or with
+``choose="change"`` those whose forward pass is expected to change the top of the ranking
+most, see :mod:`fennec.space.choice`), computes the forward-pass metric the zoo's fit
+chose to fuse (see :mod:`fennec.space.evidence`) from their features and the images'
+labels, and hands
 those scores to the ranking, which fuses them with its prediction. A zoo whose fit
 found no forward-pass metric worth fusing runs nothing and says so.
 
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .features import place_task
-from .space import TransferSpace
+from .space import TransferSpace, check_choice, choose_models
 
 if TYPE_CHECKING:
     from .proxy.images import ImageSet
@@ -38,15 +40,20 @@ class ForwardRun:
     """What a budget was spent on: each run model's metric score, the seconds it cost."""
 
     metric: str | None
+    chosen_by: str = "top"  # the rule that chose the models (fennec.space.choice)
     scores: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # model -> why it could not be run
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "models": list(self.scores), "scores": dict(self.scores),
+        return {"metric": self.metric, "chosen_by": self.chosen_by, "models": list(self.scores),
+                "scores": dict(self.scores),
                 "seconds": dict(self.seconds), "total_seconds": float(sum(self.seconds.values())),
                 "failed": dict(self.failed)}
+
+
+_RULE_WORDS = {"top": "fennec's own top prediction", "change": "the largest expected change to the top"}
 
 
 def parse_budget(budget: int | str | None) -> int | None:
@@ -73,18 +80,22 @@ def _runnable(zoo: Zoo | None, models: Sequence[str]) -> tuple[set[str], dict[st
 
 def run_budget(zoo: Zoo | None, space: TransferSpace, task: Mapping[str, Any] | Sequence[float] | None,
                images: ImageSet, budget: int | str | None, *, metric: str | None = None,
-               cache_dir: str | os.PathLike[str] | None = None) -> ForwardRun:
-    """Runs at most ``budget`` of the best predicted models of ``space`` over ``images`` and scores
-    them with the metric the space fuses (``metric``, when given, must be that one). ``zoo`` holds
-    the models' runnable references (None: only the packaged catalogue's models can be run)."""
+               cache_dir: str | os.PathLike[str] | None = None, choose: str | None = None) -> ForwardRun:
+    """Runs at most ``budget`` models of ``space`` over ``images`` and scores them with the metric
+    the space fuses (``metric``, when given, must be that one). ``choose`` picks them among the
+    models that can be run: ``"top"`` (None), the best predicted; ``"change"``, the largest
+    expected change to the top of the ranking (:mod:`fennec.space.choice`). ``zoo`` holds the
+    models' runnable references (None: only the packaged catalogue's models can be run)."""
     from . import metrics as forward_metrics
     from .runnable import model_extractor
 
     limit = parse_budget(budget)
+    rule = check_choice(choose)
     chosen = space.evidence
     if chosen is None:
-        return ForwardRun(None, notes=["no model was run: the zoo's fit found no forward-pass metric that "
-                                       "improves its ranking on its known tasks (or the zoo stores none)"])
+        return ForwardRun(None, rule, notes=["no model was run: the zoo's fit found no forward-pass metric "
+                                             "that improves its ranking on its known tasks (or the zoo stores "
+                                             "none)"])
     if metric is not None and metric != chosen.metric:
         raise ValueError(f"metric: the zoo's fit fuses {chosen.metric!r} scores (its weight was learnt for "
                          f"that metric); give --metric {chosen.metric} or leave it out")
@@ -95,10 +106,8 @@ def run_budget(zoo: Zoo | None, space: TransferSpace, task: Mapping[str, Any] | 
     prediction = space.predict(placed.features, placed.distances)
     runnable, why = _runnable(zoo, space.models)
     rows = np.array([i for i, m in enumerate(space.models) if m in runnable], dtype=np.int64)
-    order = rows[np.argsort(-prediction[rows], kind="stable")] if len(rows) else rows
-    if limit is not None:
-        order = order[:limit]
-    run = ForwardRun(chosen.metric)
+    order = choose_models(space, prediction, rows, limit, rule)
+    run = ForwardRun(chosen.metric, rule)
     score = forward_metrics.METRICS[chosen.metric]
     for i in order.tolist():
         model = space.models[i]
@@ -116,5 +125,5 @@ def run_budget(zoo: Zoo | None, space: TransferSpace, task: Mapping[str, Any] | 
         run.notes.append(f"{len(run.failed)} model(s) failed to run and keep their prediction: "
                          + "; ".join(f"{m}: {w}" for m, w in list(run.failed.items())[:3]))
     run.notes.append(f"ran {len(run.scores)} model(s) over {len(images)} images for {chosen.metric} in "
-                     f"{sum(run.seconds.values()):.1f} s: " + ", ".join(run.scores))
+                     f"{sum(run.seconds.values()):.1f} s, chosen by {_RULE_WORDS[rule]}: " + ", ".join(run.scores))
     return run

@@ -573,6 +573,9 @@ def _kernel_bench(models: int, dim: int, k: int, fp16: bool, repeat: int, seed: 
                    "parc... kinds, or --forward-scores) of at most M of its own top models, or of all")
 @click.option("--metric", default=None, help="--budget: the forward-pass metric to fuse (default: the one "
               "inner cross-validation picks)")
+@click.option("--choose", default=None, metavar="top|change",
+              help="--budget: which models' scores fennec sees: its own top (default), or those whose forward pass "
+                   "is expected to change the top of its ranking most")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="also write one self-contained HTML page with the tables and pictures")
@@ -581,8 +584,8 @@ def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | No
                  model_col: str, task_col: str, score_col: str, models: str | None, model_key: str,
                  type_col: str | None, tasks: str | None, task_key: str, task_distance: str | None,
                  forward_scores: str | None, exclude_task: tuple[str, ...], protocol: str, shots: int, probe: str,
-                 exclude_related: bool, budget: str | None, metric: str | None, seed: int, report: str | None,
-                 as_json: bool) -> None:
+                 exclude_related: bool, budget: str | None, metric: str | None, choose: str | None, seed: int,
+                 report: str | None, as_json: bool) -> None:
     """Evaluate recommendation on a history table, with the baselines in the same run.
 
     Holds out tasks (lodo, kshot) or models (cold-model) and scores each method's
@@ -605,6 +608,7 @@ def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | No
         spend = budget if budget == "all" else int(budget)
     if metric is not None and budget is None:
         raise _usage_error("--metric names the forward-pass metric a --budget is spent on; give --budget too")
+    rule = _choice_rule(choose, budget)
 
     def zoo_data(path: str, name: str = "") -> EvalData:
         with _progress(f"reading the zoo{name}"), Zoo.open(path) as opened:
@@ -613,7 +617,8 @@ def eval_command(history: str | None, zoo_paths: tuple[str, ...], kind: str | No
     def evaluated(data: EvalData, name: str = "") -> dict[str, Any]:
         with _progress(f"evaluating{name} ({protocol}, {len(data.tasks)} tasks)"):
             return evaluate(data, protocol, shots=shots, probe=probe, seed=seed, exclude_related=exclude_related,
-                            budget=spend, metrics=None if metric is None else [metric])
+                            budget=spend, metrics=None if metric is None else [metric],
+                            choose=None if budget is None else rule)
 
     if len(zoo_paths) > 1:
         if report:
@@ -1263,13 +1268,16 @@ def _check_unlabelled_kind(opened: _Zoo, read: _History, kind: str | None, csv_p
               help="--images: run at most M of the best predicted models (or all that can be run) over the "
                    "sampled images, score them with the forward-pass metric the zoo's fit fuses, and fuse")
 @click.option("--metric", default=None, help="--budget: the forward-pass metric (must be the one the fit fuses)")
+@click.option("--choose", default=None, metavar="top|change",
+              help="--budget: which models run: the best predicted (top, the default), or those whose forward pass "
+                   "is expected to change the top of the ranking most (change)")
 @click.option("--where", multiple=True, metavar="FIELD=VALUE",
               help="keep models whose metadata match: FIELD=VALUE, FIELD=A,B (one of), FIELD<=X, FIELD>X, "
                    "FIELD!=X (repeatable; all must hold)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | None, images: str | None,
          per_class: int, seed: int, strict: bool, observed: tuple[str, ...], budget: str | None,
-         metric: str | None, where: tuple[str, ...], as_json: bool) -> None:
+         metric: str | None, choose: str | None, where: tuple[str, ...], as_json: bool) -> None:
     """Rank a fitted zoo's models for a new task."""
     from .features import NO_DESCRIPTOR_NOTE
     from .ranking import rank as rank_zoo
@@ -1281,6 +1289,7 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
         raise _usage_error("--budget runs models over the new task's images; give --images DIR")
     if metric is not None and budget is None:
         raise _usage_error("--metric names the forward-pass metric a --budget is spent on; give --budget too")
+    rule = _choice_rule(choose, budget)
     if budget is not None:
         from .budget import parse_budget
 
@@ -1317,7 +1326,8 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
         with _progress("running models over the images" if budget is not None else "ranking"):
             ranking = rank_zoo(opened, task, k=k, where=_filters(where), observed=observed_scores,
                                images=image_set if budget is not None else None, budget=budget, metric=metric,
-                               cache_dir=proxy_cache_dir() if budget is not None else None)
+                               cache_dir=proxy_cache_dir() if budget is not None else None,
+                               choose=None if budget is None else rule)
     command = click.get_current_context().command
     ranking.notes[:] = [_cli_words(note, command) + (" (give --images DIR or --descriptor FILE)"
                                                     if note.startswith(NO_DESCRIPTOR_NOTE) else "")
@@ -1328,6 +1338,19 @@ def rank(zoo_path: str, k: int, task_items: tuple[str, ...], descriptor: str | N
     for note in ranking.notes:  # notes go to stderr, so the table on stdout stays whole
         click.echo(f"fennec: note: {note}", err=True)
     click.echo(str(dataclasses.replace(ranking, notes=[])))
+
+
+def _choice_rule(choose: str | None, budget: str | None) -> str:
+    """``--choose`` of rank and eval, checked as the library checks it: it needs a ``--budget``."""
+    from .space import check_choice
+
+    try:
+        rule = check_choice(choose)
+    except ValueError as error:
+        raise _usage_error(f"--{error}") from None
+    if choose is not None and budget is None:
+        raise _usage_error("--choose picks the models a --budget runs; give --budget too")
+    return rule
 
 
 def _skipped_note(files: list[str], as_json: bool, shown: int = 3) -> str:

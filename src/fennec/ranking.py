@@ -22,7 +22,7 @@ from . import kernels
 from ._checks import integer
 from .catalog import Catalog
 from .features import check_observed, place_task
-from .space import TransferSpace
+from .space import TransferSpace, check_choice
 from .zoo import POINTER_NAME, Zoo, ZooError
 
 if TYPE_CHECKING:
@@ -173,15 +173,16 @@ class Ranker:
     def rank_on_budget(self, task: Mapping[str, Any] | Sequence[float] | None, images: ImageSet | None,
                        budget: int | str, *, k: int = 10, where: Where | None = None,
                        observed: Mapping[str, float] | None = None, metric: str | None = None,
-                       cache_dir: str | os.PathLike[str] | None = None) -> Ranking:
+                       cache_dir: str | os.PathLike[str] | None = None, choose: str | None = None) -> Ranking:
         """:meth:`rank` after spending ``budget`` forward passes over the task's ``images``
         (see :func:`rank`); ``fennec rank --budget`` and ``POST /rank/images`` both come here."""
+        rule = check_choice(choose)
         if images is None:
             raise ValueError("budget: forward passes need the task's images (images=load_images(DIR))")
         from .budget import run_budget
 
         run = run_budget(self.zoo, self.fitted().space, task, images, budget, metric=metric,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, choose=rule)
         ranking = self.rank(task, k=k, where=where, observed=observed, forward=run.scores or None)
         ranking.notes.extend(run.notes)
         ranking.forward = run.to_dict()
@@ -267,7 +268,7 @@ _RANKERS_LOCK = threading.Lock()
 def rank(zoo: Zoo, task: Mapping[str, Any] | Sequence[float] | None = None, *, k: int = 10,
          where: Where | None = None, observed: Mapping[str, float] | None = None,
          images: ImageSet | None = None, budget: int | str | None = None, metric: str | None = None,
-         cache_dir: str | os.PathLike[str] | None = None) -> Ranking:
+         cache_dir: str | os.PathLike[str] | None = None, choose: str | None = None) -> Ranking:
     """Ranks the zoo's models for a task described by features, observed scores, or nothing.
 
     ``where`` filters on model metadata: ``{"family": "resnet"}``, a list of allowed
@@ -276,16 +277,22 @@ def rank(zoo: Zoo, task: Mapping[str, Any] | Sequence[float] | None = None, *, k
     (:func:`fennec.proxy.load_images`): at most that many of the best predicted models are
     run over the images, scored by the forward-pass metric the zoo's fit fuses (``metric``
     must be that one when given), and fused into the ranking; the ranking's ``forward``
-    says which models ran and what it cost (see :mod:`fennec.budget`).
+    says which models ran, which rule chose them and what it cost (see :mod:`fennec.budget`).
+    ``choose`` (with ``budget``) is that rule: ``"top"`` (the default), fennec's best predicted
+    models; ``"change"``, those whose forward pass is expected to change the top of the ranking
+    most (:mod:`fennec.space.choice`).
     """
     key = str(zoo.path)
     with _RANKERS_LOCK:
         ranker = _RANKERS.get(key)
         if ranker is None or ranker.zoo is not zoo:
             ranker = _RANKERS[key] = Ranker(zoo)
+    rule = check_choice(choose)
     if budget is None:
         if metric is not None:
             raise ValueError("metric: names the forward-pass metric a budget is spent on; give budget too")
+        if choose is not None:
+            raise ValueError(f"choose: picks the models a budget runs ({rule!r}); give budget too")
         return ranker.rank(task, k=k, where=where, observed=observed)
     return ranker.rank_on_budget(task, images, budget, k=k, where=where, observed=observed, metric=metric,
-                                 cache_dir=cache_dir)
+                                 cache_dir=cache_dir, choose=rule)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..features import TaskPlacement
-from ..space import TransferSpace, normalize_scores, predict_cold_models, scored_rows
+from ..space import TransferSpace, check_choice, choose_models, normalize_scores, predict_cold_models, scored_rows
 from .baselines import nmf_predict, reorder_observed, type_mean
 from .data import EvalData
 from .held_out import fit_on_tasks, place_held_out
@@ -31,7 +31,7 @@ Predictions = Mapping[str, np.ndarray | list[np.ndarray]]
 
 def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: str = "top",
              seed: int = 0, exclude_related: bool = False, budget: int | str | None = None,
-             metrics: Sequence[str] | None = None) -> dict[str, Any]:
+             metrics: Sequence[str] | None = None, choose: str | None = None) -> dict[str, Any]:
     """Runs one protocol; returns ``{"mean": {method: metrics}, "tasks": {task: {method: metrics}}}``.
 
     ``exclude_related`` (lodo, kshot): every task related to the held-out one
@@ -39,11 +39,12 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
     with it, so the history holds nothing of the new task's classes.
     ``budget`` (lodo, kshot; an int or ``"all"``): fennec may see the held-out task's
     forward-pass scores (``data.forward_scores``, of ``metrics`` only when given) of at
-    most that many models, its own top ones; fused as its fit's inner cross-validation
-    chose. ``fennec_history`` is then its prediction without them, and
-    ``<metric>_top<M>`` the metric alone on the same models with the prior elsewhere.
-    The result's ``evidence`` says, per task, what the fit chose and how many forward
-    passes it spent.
+    most that many models, chosen by ``choose`` (``"top"``, the default: its own top ones;
+    ``"change"``: the largest expected change to the top, :mod:`fennec.space.choice`);
+    fused as its fit's inner cross-validation chose. ``fennec_history`` is then its
+    prediction without them, and ``<metric>_top<M>`` the metric alone on the same models
+    with the prior elsewhere. The result's ``evidence`` says, per task, what the fit chose,
+    which models' scores it saw and how many forward passes it spent.
     """
     if protocol not in ("lodo", "kshot", "cold-model"):
         raise ValueError(f"protocol must be 'lodo', 'kshot' or 'cold-model', got {protocol!r}")
@@ -61,6 +62,9 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
         if data.related is None or data.related.shape != (len(data.tasks), len(data.tasks)):
             raise ValueError("exclude_related needs which tasks are related (a zoo whose tasks record "
                              "their dataset and classes)")
+    rule = check_choice(choose)
+    if budget is None and choose is not None:
+        raise ValueError(f"choose: picks the models a budget runs ({rule!r}); give budget too")
     if budget is not None:
         if protocol == "cold-model":
             raise ValueError("budget: forward passes on a new task are for the lodo and kshot protocols")
@@ -77,11 +81,12 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
             raise ValueError("the cold-model protocol needs model side information (--models)")
         per_task, spent = _cold_model(data, seed), dict[str, dict[str, Any]]()
     else:
-        fusion = None if budget is None else _Fusion(budget, None if metrics is None else list(metrics))
+        fusion = None if budget is None else _Fusion(budget, None if metrics is None else list(metrics), rule)
         per_task, spent = _lodo(data, seed, shots if protocol == "kshot" else 0, probe, exclude_related, fusion)
     out = {"protocol": protocol, "shots": shots if protocol == "kshot" else 0,
            "probe": probe if protocol == "kshot" else None, "seed": seed, "exclude_related": exclude_related,
-           "n_models": len(data.models), "budget": budget, **_summary(per_task)}
+           "n_models": len(data.models), "budget": budget, "choose": None if budget is None else rule,
+           **_summary(per_task)}
     if budget is not None:
         passes = [e["forward_passes"] for e in spent.values()]
         out["evidence"] = {"tasks": spent, "mean_forward_passes": float(np.mean(passes)) if passes else 0.0}
@@ -94,6 +99,7 @@ class _Fusion:
 
     budget: int | str  # a number of models, or "all"
     metrics: list[str] | None
+    choose: str = "top"  # the rule that picks them (fennec.space.choice)
 
     @property
     def models(self) -> int | None:
@@ -115,12 +121,11 @@ def pool_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """
     if not results:
         raise ValueError("pool_results: no results to pool")
-    keys = ("protocol", "shots", "probe", "seed", "exclude_related", "budget")
+    keys = ("protocol", "shots", "probe", "seed", "exclude_related", "budget", "choose")
     settings = {tuple(str(r.get(k)) for k in keys) for r in results.values()}
     if len(settings) != 1:
-        raise ValueError(f"pool_results: the results differ in protocol, shots, probe, seed, exclude_related or "
-                         f"budget: "
-                         f"{sorted(settings)}")
+        raise ValueError(f"pool_results: the results differ in protocol, shots, probe, seed, exclude_related, "
+                         f"budget or choose: {sorted(settings)}")
     first = next(iter(results.values()))
     per_task = {f"{name}/{task}": rows for name, r in results.items() for task, rows in r["tasks"].items()}
     evidence: dict[str, Any] = {}
@@ -159,7 +164,11 @@ def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed:
         chosen = space.evidence
         baseline = _baseline_metric(data.forward_scores, fusion.metrics)
         column = data.forward_scores[chosen.metric if chosen is not None else baseline][:, target]
-        rows = scored_rows(column, out["fennec"], fusion.models)
+        if fusion.choose == "top":
+            rows = scored_rows(column, out["fennec"], fusion.models)
+        else:
+            rows = choose_models(space, out["fennec"], np.flatnonzero(np.isfinite(column)), fusion.models,
+                                 fusion.choose)
         out["fennec_history"] = out["fennec"]
         out["fennec"] = space.fuse(out["fennec"], rows, column[rows])
         if fusion.models is not None:
@@ -170,6 +179,7 @@ def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed:
                  "weight": None if chosen is None else chosen.weight,
                  "corrected": None if chosen is None else chosen.offsets is not None,
                  "shortlist": None if chosen is None else chosen.shortlist,
+                 "chosen_by": fusion.choose, "models": [] if chosen is None else [data.models[i] for i in rows],
                  "forward_passes": 0 if chosen is None else len(rows)}
     return out, space, placed, spent
 

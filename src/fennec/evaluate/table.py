@@ -20,7 +20,8 @@ def format_table(result: dict[str, Any]) -> str:
              + f": {result['n_tasks']} tasks, {result['n_models']} models"
              + (", related tasks held out with each" if result.get("exclude_related") else "")
              + (f", forward passes per task {result['evidence']['mean_forward_passes']:.1f} "
-                f"(budget {result['budget']})" if result.get("evidence") else ""),
+                f"(budget {result['budget']}, chosen by {result.get('choose') or 'top'})"
+                if result.get("evidence") else ""),
              f"{'method':<14}" + "".join(f"{m:>9}" for m in METRICS)]
     paired = result.get("paired", {})
     if paired:

@@ -6,7 +6,8 @@
 ``POST /rank/images``   labelled images (base64) turned into task features by the zoo's
                         proxy (or the image encoder given); 501 when there is none, 413
                         above the pixel limits, 503 (Retry-After) while the image threads
-                        are all busy; with a ``budget``, the best predicted models are run
+                        are all busy; with a ``budget``, the best predicted models (or with
+                        ``choose: "change"`` those expected to change the top most) are run
                         over the images and fused, and ``forward_passes`` says which
 ``GET  /models``        the zoo's models, paginated; ``GET /models/{id}`` one of them
 ``POST /models``        add models (bearer token)
@@ -194,16 +195,17 @@ async def rank_images(request: Request, body: ImageRankRequest) -> JSONResponse:
     """Ranks for a task given by labelled images, turned into task features by the zoo's
     proxy, as ``fennec rank --images`` does; 501 when the zoo has no proxy descriptors.
     With ``budget`` (at most the server's ``--max-budget``), as ``fennec rank --images
-    --budget`` does: that many of the best predicted models run over the images, their
-    forward-pass metric scores are fused, and ``forward_passes`` says which ran and what it
-    cost; a zoo whose fit fuses no metric runs nothing and says so in a note."""
+    --budget`` does: that many models run over the images (the best predicted, or with
+    ``choose: "change"`` those expected to change the top most), their forward-pass metric
+    scores are fused, and ``forward_passes`` says which ran, the rule that chose them and
+    what it cost; a zoo whose fit fuses no metric runs nothing and says so in a note."""
     shared = _shared(request)
     service = shared.service
     try:
         encoder = service.encoder()
     except ImagesUnavailable as err:
         raise HTTPException(501, str(err)) from None
-    _check_budget(service, body.budget, body.metric)  # before any pixel is decoded
+    _check_budget(service, body.budget, body.metric, body.choose)  # before any pixel is decoded
     encoded = [item.data for item in body.images]
     labels = [item.label for item in body.images]
 
@@ -230,11 +232,14 @@ async def rank_images(request: Request, body: ImageRankRequest) -> JSONResponse:
     return JSONResponse(await rank_answer(shared, dict(features), body.where, None, body.k))
 
 
-def _check_budget(service: Service, budget: int | str | None, metric: str | None) -> None:
-    """Refuses (422) a metric without a budget, and a budget above the server's ``max_budget``."""
+def _check_budget(service: Service, budget: int | str | None, metric: str | None, choose: str | None) -> None:
+    """Refuses (422) a metric or a choice rule without a budget, and a budget above the server's
+    ``max_budget``."""
     if budget is None:
         if metric is not None:
             raise HTTPException(422, "metric: names the forward-pass metric a budget is spent on; give budget too")
+        if choose is not None:
+            raise HTTPException(422, "choose: picks the models a budget runs; give budget too")
         return
     cap = service.max_budget
     if budget == "all":
@@ -262,7 +267,7 @@ def _ranked_on_budget(service: Service, features: Mapping[str, Any], images: lis
     with Zoo.open(service.zoo_path) as zoo:
         ranker = Ranker(zoo)
         ranking = ranker.rank_on_budget(dict(features), image_set, body.budget, k=body.k, where=_filters(body.where),
-                                        metric=body.metric, cache_dir=proxy_cache_dir())
+                                        metric=body.metric, cache_dir=proxy_cache_dir(), choose=body.choose)
         return {"version": ranker.version, **ranking.to_dict()}
 
 

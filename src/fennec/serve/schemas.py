@@ -8,6 +8,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
                       WithJsonSchema)
 
 from .._checks import MAX_ID_LENGTH, identifier
+from ..space import CHOICE_RULES, check_choice
 
 __all__ = ["MAX_K", "MAX_PAGE", "Comparison", "Finite", "ForwardPasses", "Health", "HistoryRequest", "HistoryRow",
            "ImageRankRequest", "LabelledImage", "ModelRow", "ModelsPage", "ModelsRequest", "Problem", "RankRequest",
@@ -22,6 +23,10 @@ Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
 Id = Annotated[StrictStr, AfterValidator(lambda value: identifier(value, "id")), WithJsonSchema(
     {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
      "description": "printable text (no control characters), no whitespace at either end"})]
+
+
+# The rule that picks a budget's models, checked as the library checks it.
+Choice = Annotated[StrictStr, AfterValidator(check_choice), WithJsonSchema({"enum": list(CHOICE_RULES)})]
 
 
 class Comparison(BaseModel):
@@ -67,6 +72,9 @@ class ForwardPasses(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     metric: Union[str, None] = Field(description="the forward-pass metric the zoo's fit fuses (none: nothing ran)")
+    chosen_by: str = Field(
+        description="the rule that chose them: top (the best predicted) or change (the largest expected change to "
+                    "the top of the ranking)")
     models: list[str] = Field(description="the models run over the images, best predicted first")
     scores: dict[str, float] = Field(description="each run model's metric score")
     seconds: dict[str, float] = Field(description="what each model's forward passes cost, in seconds")
@@ -101,6 +109,9 @@ class ImageRankRequest(BaseModel):
                           "at most the server's --max-budget")
     metric: Union[Annotated[StrictStr, Field(min_length=1)], None] = Field(
         None, description="with budget: the forward-pass metric (must be the one the zoo's fit fuses)")
+    choose: Union[Choice, None] = Field(
+        None, description="with budget: which models run, the best predicted ('top', the default) or those whose "
+                          "forward pass is expected to change the top of the ranking most ('change')")
 
 
 class ModelRow(BaseModel):

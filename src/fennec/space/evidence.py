@@ -19,6 +19,11 @@ spread the predictions had among them, so a model without a score keeps its
 prediction and the scored ones are reordered where the evidence says. With every
 model scored this is a full re-ranking; with a budget of the top few it re-ranks
 the shortlist.
+
+The fit also keeps each model's residual spread under the metric (the root mean
+square, over the known tasks, of its standardised metric score, less its offset when
+corrected, minus its standardised true score): how far a forward pass may move it,
+which :mod:`fennec.space.choice` uses to choose the models a budget runs.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import numpy as np
 
 from .selection import choose_simplest, weighted_tau
 
-__all__ = ["EVIDENCE_WEIGHTS", "Evidence", "choose_evidence", "fuse", "metric_offsets", "scored_rows", "standardize_tasks"]
+__all__ = ["EVIDENCE_WEIGHTS", "Evidence", "choose_evidence", "fitted_evidence", "fuse", "metric_offsets",
+           "metric_residual_spread", "scored_rows", "standardize_tasks"]
 
 EVIDENCE_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # the metric's share of the blend; 0 is "no evidence"
 # How many of its own top models the fusion re-ranks (at most the budget; None: every scored one).
@@ -68,6 +74,19 @@ def metric_offsets(metric_z: np.ndarray, truth_z: np.ndarray, exclude: int | Non
     return offsets
 
 
+def metric_residual_spread(metric_z: np.ndarray, truth_z: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """Per model, the root mean square over the known tasks of its residual as the fusion sees it
+    (standardised metric, less ``offsets`` when corrected, minus standardised truth), shrunk towards
+    the pooled one by the same pseudo-task as the offsets. Uncorrected, a model's mean residual is
+    part of its spread: the fit found that correcting it does not help."""
+    both = np.isfinite(metric_z) & np.isfinite(truth_z)
+    shift = 0.0 if offsets is None else np.asarray(offsets, dtype=float)[:, None]
+    squared = np.where(both, metric_z - shift - truth_z, 0.0) ** 2
+    pooled = squared.sum() / both.sum() if both.any() else 0.0
+    spread: np.ndarray = np.sqrt((squared.sum(1) + OFFSET_SHRINKAGE * pooled) / (both.sum(1) + OFFSET_SHRINKAGE))
+    return spread
+
+
 def fuse(prediction: np.ndarray, rows: np.ndarray, values: np.ndarray, weight: float,
          offsets: np.ndarray | None = None) -> np.ndarray:
     """``prediction`` with the models at ``rows`` re-ranked by their metric ``values`` (see the
@@ -103,6 +122,9 @@ class Evidence:
     weight: float
     offsets: np.ndarray | None
     shortlist: int | None = None  # re-rank only this many of the scored models, the best predicted
+    # Each model's residual spread under the metric (see the module's docstring); None: a fit that
+    # predates it.
+    residual_spread: np.ndarray | None = None
 
     def fuse(self, prediction: np.ndarray, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -111,6 +133,15 @@ class Evidence:
             keep = np.argsort(-np.asarray(prediction)[rows], kind="stable")[:self.shortlist]
             rows, values = rows[keep], values[keep]
         return fuse(prediction, rows, values, self.weight, self.offsets)
+
+
+def fitted_evidence(metric: str, weight: float, corrected: bool, shortlist: int | None, metric_z: np.ndarray,
+                    truth_z: np.ndarray) -> Evidence:
+    """The fusion of ``metric`` with ``weight`` and ``shortlist``, its offsets (when ``corrected``)
+    and residual spreads from the known tasks' standardised metric scores and truth (models x
+    tasks, :func:`standardize_tasks`)."""
+    offsets = metric_offsets(metric_z, truth_z) if corrected else None
+    return Evidence(metric, weight, offsets, shortlist, metric_residual_spread(metric_z, truth_z, offsets))
 
 
 def scored_rows(metric_column: np.ndarray, prediction: np.ndarray, budget: int | None) -> np.ndarray:
@@ -167,5 +198,4 @@ def choose_evidence(history: np.ndarray, normalized: np.ndarray, held_out: Seque
     if best is None:
         return None, scores
     metric, weight, corrected, shortlist = best
-    offsets = metric_offsets(metric_z[metric], truth_z) if corrected else None
-    return Evidence(metric, weight, offsets, shortlist), scores
+    return fitted_evidence(metric, weight, corrected, shortlist, metric_z[metric], truth_z), scores

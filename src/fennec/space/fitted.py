@@ -206,6 +206,8 @@ class TransferSpace:
                         evidence_shortlist=self.evidence.shortlist)
             if self.evidence.offsets is not None:
                 state["evidence_offsets"] = np.asarray(self.evidence.offsets, dtype=np.float64)
+            if self.evidence.residual_spread is not None:
+                state["evidence_residual_spread"] = np.asarray(self.evidence.residual_spread, dtype=np.float64)
         meta.update(model_columns=list(self.model_columns), task_columns=list(self.task_columns),
                     tasks=list(self.tasks), n_models=self.n_models, choices=self.choices)
         return state, meta
@@ -217,7 +219,8 @@ class TransferSpace:
         evidence = None
         if meta.get("evidence_metric") is not None:
             evidence = Evidence(str(meta["evidence_metric"]), float(meta["evidence_weight"]),
-                                state.get("evidence_offsets"), meta.get("evidence_shortlist"))
+                                state.get("evidence_offsets"), meta.get("evidence_shortlist"),
+                                state.get("evidence_residual_spread"))
         if f"{DESCRIPTOR_STATE}descriptors" in state:
             encoder = DescriptorEncoder.from_state(state, DESCRIPTOR_STATE)
         return cls(

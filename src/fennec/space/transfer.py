@@ -43,7 +43,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-from .evidence import Evidence, choose_evidence, metric_offsets, standardize_tasks
+from .evidence import Evidence, choose_evidence, fitted_evidence, standardize_tasks
 from .fitted import TransferSpace
 from .selection import choose_simplest
 from .selection import weighted_tau as _weighted_tau
@@ -361,10 +361,9 @@ def _fixed_evidence(choices: Mapping[str, Any], forward: Mapping[str, np.ndarray
     if metric not in forward:
         raise ValueError(f"choices: the evidence metric {metric!r} has no forward scores here "
                          f"(given: {sorted(forward)})")
-    offsets = None
-    if choices.get("evidence_corrected"):
-        offsets = metric_offsets(standardize_tasks(forward[metric]), standardize_tasks(normalized))
-    return Evidence(str(metric), float(choices["evidence_weight"]), offsets, choices.get("evidence_shortlist"))
+    return fitted_evidence(str(metric), float(choices["evidence_weight"]), bool(choices.get("evidence_corrected")),
+                           choices.get("evidence_shortlist"), standardize_tasks(forward[metric]),
+                           standardize_tasks(normalized))
 
 
 def _standardized_tasks(task_features: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None,
