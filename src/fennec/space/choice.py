@@ -168,11 +168,7 @@ def _unit(normalized: np.ndarray) -> float:
     prediction's units."""
     values = np.asarray(normalized, dtype=np.float64)
     seen = np.isfinite(values)
-    counts = seen.sum(0)
-    usable = counts >= 2
+    usable = seen.sum(0) >= 2
     if not usable.any():
         return 1.0
-    filled = np.where(seen, values, 0.0)
-    means = filled.sum(0) / np.maximum(counts, 1)
-    variances = (np.where(seen, values - means, 0.0) ** 2).sum(0) / np.maximum(counts, 1)
-    return float(np.sqrt(variances[usable].mean()))
+    return float(np.sqrt(np.nanvar(np.where(seen, values, np.nan)[:, usable], axis=0).mean()))
