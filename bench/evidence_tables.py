@@ -8,7 +8,11 @@ elsewhere), and of the prior, fennec's paired gaps with their standard errors, t
 forward passes spent, and the choices the fits' inner cross-validation made::
 
     python bench/evidence_tables.py --zoo Z [--zoo Z2 ...] [--exclude-related] [--budget 3 --budget all]
-        [--metric logme] [--transfergraph]
+        [--metric logme] [--transfergraph] [--choose top --choose change]
+
+With two ``--choose`` rules (which models a budget runs: fennec's own top, or where the
+expected change to the top of the ranking is largest), each budget is evaluated under
+both and fennec's paired gap between them is printed.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from source_tree import use_source_tree  # noqa: E402
 
 use_source_tree()
 
-from fennec.evaluate import evaluate, load_eval_data, load_zoo_eval_data, pool_results  # noqa: E402
+from fennec.evaluate import evaluate, load_eval_data, load_zoo_eval_data, paired_differences, pool_results  # noqa: E402
 from fennec.zoo import Zoo  # noqa: E402
 
 TG = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "transfergraph_image"
@@ -53,6 +57,17 @@ def summary(name: str, result: dict[str, Any], budget: Any, metric: str) -> None
               f"chosen (metric, weight, offsets, shortlist): {dict(chosen.most_common(6))}")
 
 
+def choice_gap(name: str, results: dict[str, dict[str, Any]]) -> None:
+    """fennec's paired gap, the second choice rule minus the first, over the tasks both ranked."""
+    (first, a), (second, b) = results.items()
+    tasks = {t: {second: b["tasks"][t]["fennec"], first: a["tasks"][t]["fennec"]}
+             for t in a["tasks"] if t in b["tasks"]}
+    gap = paired_differences(tasks, method=second)[first]
+    passes = [r["evidence"]["mean_forward_passes"] if "evidence" in r else 0.0 for r in (a, b)]
+    print(f"{name[:28]:28s} {second} - {first}: {gap['diff']:+.4f} +- {gap['se']:.4f} over {gap['n']} tasks "
+          f"({gap['wins']} wins, {gap['losses']} losses); forward passes per task {passes[0]:.2f} / {passes[1]:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", action="append", default=[], help="zoos to evaluate; several are pooled")
@@ -60,26 +75,35 @@ def main() -> int:
     parser.add_argument("--exclude-related", action="store_true")
     parser.add_argument("--budget", action="append", default=[], help="a number of models or 'all' (repeats)")
     parser.add_argument("--metric", default=None, help="restrict the fusion to this metric")
+    parser.add_argument("--choose", action="append", choices=["top", "change"], default=[],
+                        help="which models a budget runs (repeat both to compare them)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if len(args.choose) > 2 or len(set(args.choose)) < len(args.choose):
+        parser.error("--choose: give one rule, or top and change once each")
     budgets: list[Any] = [None] + [b if b == "all" else int(b) for b in args.budget or ["all"]]
     metrics = None if args.metric is None else [args.metric]
     shown = args.metric or "logme"
     out: dict[str, Any] = {}
+    names = [os.path.basename(os.path.normpath(z)) for z in args.zoo]
+    tables = ([("transfergraph", lambda: {"transfergraph": transfergraph()}, False)] if args.transfergraph else []) + \
+        ([("+".join(names), lambda: {n: load_zoo_eval_data(Zoo.open(z)) for n, z in zip(names, args.zoo)},
+           args.exclude_related)] if args.zoo else [])
     for budget in budgets:
-        if args.transfergraph:
-            result = evaluate(transfergraph(), "lodo", budget=budget, metrics=metrics)
-            summary("transfergraph", result, budget, shown)
-            out[f"transfergraph/{budget}"] = result
-        if args.zoo:
-            results = {os.path.basename(os.path.normpath(z)): evaluate(
-                load_zoo_eval_data(Zoo.open(z)), "lodo", budget=budget, metrics=metrics,
-                exclude_related=args.exclude_related) for z in args.zoo}
-            result = results[next(iter(results))] if len(results) == 1 else pool_results(results)
-            name = "+".join(results) + (" excl-related" if args.exclude_related else "")
-            summary(name[:28], result, budget, shown)
-            out[f"{name}/{budget}"] = result
-        sys.stdout.flush()
+        # History only runs no model, so it has no choice to compare.
+        rules = [None] if budget is None else (args.choose or [None])
+        for name, load, exclude_related in tables:
+            by_rule = {}
+            for rule in rules:
+                results = {n: evaluate(data, "lodo", budget=budget, metrics=metrics, choose=rule,
+                                       exclude_related=exclude_related) for n, data in load().items()}
+                result = next(iter(results.values())) if len(results) == 1 else pool_results(results)
+                label = name + (" excl-related" if exclude_related else "") + (f" {rule}" if rule else "")
+                summary(label[:28], result, budget, shown)
+                out[f"{label}/{budget}"] = by_rule[str(rule)] = result
+            if len(by_rule) == 2:
+                choice_gap(name, by_rule)
+            sys.stdout.flush()
     if args.json:
         Path(args.json).write_text(json.dumps(out, default=float))
     return 0

@@ -221,3 +221,53 @@ def test_a_budget_runs_the_best_predicted_runnable_models_only(tmp_path):
     for bad in ("0", "-1", "three", True, 2.5):
         with pytest.raises(ValueError, match="budget"):
             parse_budget(bad)
+
+
+def _twin_tasks(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tasks in related pairs (two class subsets of one dataset): a pair shares its ranking of
+    the models, which no other pair predicts; the metric is the truth plus noise. Returns the
+    history, the metric, which tasks are related and the tasks' distances (a twin is close)."""
+    rng = np.random.default_rng(seed)
+    n_models, pairs = 12, 7
+    pattern = rng.standard_normal((n_models, pairs))
+    history = 70 + 5 * np.repeat(pattern, 2, axis=1) + rng.normal(0, 0.3, (n_models, 2 * pairs))
+    metric = history + rng.normal(0, 2.5, history.shape)
+    group = np.repeat(np.arange(pairs), 2)
+    related = group[:, None] == group[None, :]
+    distances = np.where(related, 0.1, 1.0) + rng.uniform(0, 0.05, related.shape)
+    distances = (distances + distances.T) / 2
+    np.fill_diagonal(distances, 0.0)
+    return history, metric, related, distances
+
+
+def test_inner_folds_that_hold_out_related_tasks_trust_the_metric_on_new_data():
+    # A new task of new data has no twin among the known tasks. Inner folds that leave only
+    # the task out find its twin and judge the history enough; folds that hold the twin out
+    # too see what the new task will see, and lean on the metric.
+    gains = []
+    for seed in range(4):
+        history, metric, related, distances = _twin_tasks(seed)
+        known = np.arange(history.shape[1] - 2)  # the last pair plays the new data: both its tasks held out
+        new = history.shape[1] - 1
+        fits = {}
+        for name, given in (("one task", None), ("related", related[np.ix_(known, known)])):
+            fits[name] = fit_transfer(history[:, known], task_distances=distances[np.ix_(known, known)],
+                                      forward_scores={"logme": metric[:, known]}, related=given)
+        plain, aware = fits["one task"], fits["related"]
+        assert plain.evidence is None or plain.evidence.weight <= 0.5
+        assert aware.evidence is not None and aware.evidence.weight >= 0.75
+        taus = []
+        for space in (plain, aware):
+            prediction = space.predict(None, distances[new, known])
+            fused = space.fuse(prediction, np.arange(len(prediction)), metric[:, new])
+            taus.append(weighted_tau(fused, history[:, new]))
+        gains.append(taus[1] - taus[0])
+    assert np.mean(gains) > 0.1
+
+
+def test_related_must_be_a_boolean_matrix_of_the_tasks():
+    history, metric, related, distances = _twin_tasks(0)
+    with pytest.raises(ValueError, match="related: expected shape"):
+        fit_transfer(history, related=related[:3, :3])
+    with pytest.raises(ValueError, match="related: expected booleans"):
+        fit_transfer(history, related=related.astype(float))

@@ -15,11 +15,18 @@ __all__ = ["fit_on_tasks", "held_out_prediction", "place_held_out"]
 
 
 def fit_on_tasks(data: EvalData, train: np.ndarray, seed: int = 0, *, evidence: bool = False,
-                 budget: int | None = None, metrics: Sequence[str] | None = None) -> TransferSpace:
+                 budget: int | None = None, metrics: Sequence[str] | None = None,
+                 exclude_related: bool = False) -> TransferSpace:
     """The space fitted on the ``train`` tasks only (their scores and side information), as
     ``fennec.fit`` fits a zoo holding just those tasks; with ``evidence``, their forward-pass
-    scores too (for a new task with ``budget`` models scored, among ``metrics``)."""
+    scores too (for a new task with ``budget`` models scored, among ``metrics``). With
+    ``exclude_related`` (the held-out task's related tasks are not among ``train``), the fit's
+    inner folds hold out each training task's related tasks with it, as the protocol does."""
     tasks = [data.tasks[j] for j in train]
+    related = None
+    if exclude_related:
+        assert data.related is not None  # evaluate() refuses exclude_related without it
+        related = np.asarray(data.related, dtype=bool)[np.ix_(train, train)]
     forward = None
     if evidence and data.forward_scores:
         forward = {m: v[:, train] for m, v in data.forward_scores.items()}
@@ -28,12 +35,12 @@ def fit_on_tasks(data: EvalData, train: np.ndarray, seed: int = 0, *, evidence: 
         return fit_space(data.scores[:, train], data.models, tasks, model_features=data.model_features,
                          task_features=known.features, task_columns=known.columns,
                          task_descriptors=known.descriptors, seed=seed, forward_scores=forward, budget=budget,
-                         metrics=metrics)
+                         metrics=metrics, related=related)
     features, distances = data.task_features, data.task_distances
     return fit_space(data.scores[:, train], data.models, tasks, model_features=data.model_features,
                      task_features=None if features is None else features[train],
                      task_distances=None if distances is None else distances[np.ix_(train, train)], seed=seed,
-                     forward_scores=forward, budget=budget, metrics=metrics)
+                     forward_scores=forward, budget=budget, metrics=metrics, related=related)
 
 
 def place_held_out(data: EvalData, space: TransferSpace, target: int, train: np.ndarray) -> TaskPlacement:

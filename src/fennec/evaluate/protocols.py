@@ -141,12 +141,12 @@ def pool_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _zero_shot_predictions(data: EvalData, train: np.ndarray, target: int, seed: int,
-                           fusion: _Fusion | None = None,
+                           fusion: _Fusion | None = None, exclude_related: bool = False,
                            ) -> tuple[dict[str, np.ndarray], TransferSpace, TaskPlacement, dict[str, Any]]:
     scores = data.scores[:, train]
     space = fit_on_tasks(data, train, seed, evidence=fusion is not None,
                          budget=None if fusion is None else fusion.models,
-                         metrics=None if fusion is None else fusion.metrics)
+                         metrics=None if fusion is None else fusion.metrics, exclude_related=exclude_related)
     placed = place_held_out(data, space, target, train)
     with warnings.catch_warnings():  # a model measured on none of the training tasks: NaN, not ranked
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -223,7 +223,8 @@ def _lodo(data: EvalData, seed: int, shots: int, probe: str, exclude_related: bo
         if len(train) < 2:
             raise ValueError(f"task {name!r}: fewer than 2 tasks are left to fit on once its related tasks "
                              f"are held out with it")
-        zero_shot, space, placed, spent[name] = _zero_shot_predictions(data, train, target, seed, fusion)
+        zero_shot, space, placed, spent[name] = _zero_shot_predictions(data, train, target, seed, fusion,
+                                                                       exclude_related)
         predictions: Predictions = zero_shot
         if shots:
             predictions = _with_observations(truth, zero_shot, space, placed, shots, probe, rng)

@@ -63,9 +63,9 @@ def standardize_tasks(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
-def metric_offsets(metric_z: np.ndarray, truth_z: np.ndarray, exclude: int | None = None) -> np.ndarray:
+def metric_offsets(metric_z: np.ndarray, truth_z: np.ndarray, exclude: int | np.ndarray | None = None) -> np.ndarray:
     """Per model, the shrunk mean of (standardised metric - standardised truth) over the known
-    tasks where both are measured (``exclude``: a task left out)."""
+    tasks where both are measured (``exclude``: a task, or tasks, left out)."""
     both = np.isfinite(metric_z) & np.isfinite(truth_z)
     if exclude is not None:
         both[:, exclude] = False
@@ -156,13 +156,16 @@ def scored_rows(metric_column: np.ndarray, prediction: np.ndarray, budget: int |
 def choose_evidence(history: np.ndarray, normalized: np.ndarray, held_out: Sequence[int],
                     predictions: Mapping[int, np.ndarray], forward: Mapping[str, np.ndarray], *,
                     budget: int | None = None, metrics: Sequence[str] | None = None,
+                    dropped: Mapping[int, np.ndarray] | None = None,
                     ) -> tuple[Evidence | None, dict[str, float]]:
     """The fusion inner cross-validation picks, and every candidate's mean inner weighted tau.
 
     ``predictions`` are the held-out known tasks' predictions (each from the other known
     tasks), ``forward`` the metrics' scores on the known tasks (models x tasks, NaN where
     absent), ``budget`` how many models the fusion will see on a new task (None: all
-    scored), ``metrics`` the metrics allowed (None: every one stored). Candidates: no
+    scored), ``metrics`` the metrics allowed (None: every one stored), ``dropped`` per held-out
+    task the tasks its fold left out (None: itself; its offsets are learned without them
+    too, as its prediction was). Candidates: no
     evidence; then per metric, each weight (lightest first), without and with offsets, each
     shortlist.
     """
@@ -187,7 +190,8 @@ def choose_evidence(history: np.ndarray, normalized: np.ndarray, held_out: Seque
                 metric, weight, corrected, shortlist = candidate
                 column = np.asarray(forward[metric], dtype=float)[:, t]
                 rows = scored_rows(column, prediction, budget)
-                offsets = metric_offsets(metric_z[metric], truth_z, exclude=t) if corrected else None
+                gone = t if dropped is None else dropped[t]
+                offsets = metric_offsets(metric_z[metric], truth_z, exclude=gone) if corrected else None
                 prediction = Evidence(metric, weight, offsets, shortlist).fuse(prediction, rows, column[rows])
             out.append(weighted_tau(prediction, history[:, t]))
         return np.array(out, dtype=float)

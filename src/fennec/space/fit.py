@@ -36,7 +36,7 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
               task_descriptors: np.ndarray | None = None, task_distances: np.ndarray | None = None,
               seed: int = 0, choices: Mapping[str, Any] | None = None,
               forward_scores: Mapping[str, np.ndarray] | None = None, budget: int | None = None,
-              metrics: Sequence[str] | None = None) -> TransferSpace:
+              metrics: Sequence[str] | None = None, related: np.ndarray | None = None) -> TransferSpace:
     """The transfer space of ``scores`` (models x tasks, NaN where not measured).
 
     ``task_features`` (tasks x q, named by ``task_columns``) are numeric task side
@@ -46,7 +46,8 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
     descriptors. ``choices`` (``ridge``, ``sharpness``, ``bandwidth``, ``cold_ridge``
     of an earlier fit) skip the inner cross-validation. ``forward_scores`` (metric ->
     models x tasks), ``budget`` and ``metrics``: forward-pass evidence, as
-    :func:`~fennec.space.transfer.fit_transfer` takes it.
+    :func:`~fennec.space.transfer.fit_transfer` takes it, as it takes ``related`` (tasks x
+    tasks: the inner folds hold out each task's related tasks with it).
     """
     scores = np.asarray(scores, dtype=float)
     task_columns = list(task_columns)
@@ -63,7 +64,8 @@ def fit_space(scores: np.ndarray, models: Sequence[str], tasks: Sequence[str], *
                                  "evidence_shortlist")
            if k in choices}}
     space = fit_transfer(scores, model_features, task_features, task_distances=task_distances, seed=seed,
-                         choices=transfer_choices, forward_scores=forward_scores, budget=budget, metrics=metrics)
+                         choices=transfer_choices, forward_scores=forward_scores, budget=budget, metrics=metrics,
+                         related=related)
 
     vectors = space.model_vectors.astype(np.float64)
     measured = (~np.isnan(scores)).sum(1)

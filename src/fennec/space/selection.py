@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
 from scipy.stats import weightedtau
 
-__all__ = ["choose_simplest", "weighted_tau"]
+__all__ = ["choose_simplest", "held_with", "weighted_tau"]
 
 _Candidate = TypeVar("_Candidate")
+
+
+def held_with(n_tasks: int, held_out: Sequence[int] | np.ndarray,
+              related: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Per inner held-out task, the known tasks its fold leaves out: itself and, with ``related``
+    (tasks x tasks, True where two tasks share data), every task related to it. An inner fold
+    so mirrors an outer protocol that holds a new task's related tasks out of the fit."""
+    out = {}
+    for t in np.asarray(held_out, dtype=np.int64).tolist():
+        dropped = np.zeros(n_tasks, dtype=bool) if related is None else np.array(related[t], dtype=bool)
+        dropped[t] = True
+        out[int(t)] = np.flatnonzero(dropped)
+    return out
 
 
 def weighted_tau(prediction: np.ndarray, truth: np.ndarray) -> float:

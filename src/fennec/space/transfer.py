@@ -45,7 +45,7 @@ from scipy.stats import rankdata
 
 from .evidence import Evidence, choose_evidence, fitted_evidence, standardize_tasks
 from .fitted import TransferSpace
-from .selection import choose_simplest
+from .selection import choose_simplest, held_with
 from .selection import weighted_tau as _weighted_tau
 from .vectors import neighbour_weights, row_sums, seen_and_values, update_with_observations
 
@@ -176,14 +176,17 @@ class _InnerFolds:
     """The inner leave-one-task-out folds of a fit: each held-out task's zero-shot prediction
     (per ridge strength) and neighbour shift (per bandwidth), computed once and shared by every
     candidate that needs them. ``model_x``/``task_x`` are None when side information is not
-    used; every sum is taken over all models once, and a fold subtracts its task's share."""
+    used; every sum is taken over all models once, and a fold subtracts its tasks' share (the
+    held-out task's, and with ``related`` those of the tasks related to it, as a new task of new
+    data would find none of them known)."""
 
     def __init__(self, history: np.ndarray, normalized: np.ndarray, model_x: np.ndarray | None,
                  task_x: np.ndarray | None, task_distances: np.ndarray | None, held_out: np.ndarray,
-                 scored: np.ndarray | slice, probe_shots: int) -> None:
+                 scored: np.ndarray | slice, probe_shots: int, related: np.ndarray | None = None) -> None:
         self.history, self.normalized = history, normalized
         self.model_x, self.task_x, self.task_distances = model_x, task_x, task_distances
         self.held_out, self.scored, self.probe_shots = held_out, scored, probe_shots
+        self.dropped = held_with(history.shape[1], held_out, related)
         self.filled = seen_and_values(normalized)
         self.sums = row_sums(self.filled)
         self.all_tasks = np.arange(history.shape[1])
@@ -195,20 +198,23 @@ class _InnerFolds:
 
     def _prior_without(self, t: int) -> np.ndarray:
         count, total = self.sums
-        prior: np.ndarray = (total - self.filled[1][:, t]) / (count - self.filled[0][:, t] + PRIOR_SHRINKAGE)
+        dropped = self.dropped[t]
+        prior: np.ndarray = ((total - self.filled[1][:, dropped].sum(1))
+                             / (count - self.filled[0][:, dropped].sum(1) + PRIOR_SHRINKAGE))
         return prior
 
     def zero_shot(self, t: int, ridge: float | None) -> np.ndarray:
         if (t, ridge) not in self._zero_shot:
-            seen_t = self.filled[0][:, t]
+            dropped = self.dropped[t]
             prior = self._prior_without(t)
             self._zero_shot[(t, None)] = prior
             if self.full_statistics is not None:
-                # Leaving task t out changes the leave-one-out priors of the models measured on t only.
+                # Leaving tasks out changes the leave-one-out priors of the models measured on them only.
                 assert self.task_x is not None  # the statistics exist only with side information
-                rows = np.flatnonzero(seen_t)
+                rows = np.flatnonzero(self.filled[0][:, dropped].any(1))
                 tasks = self.all_tasks
-                without = _ridge_statistics(*self.filled, self.model_x, self.task_x, tasks[tasks != t], rows)
+                without = _ridge_statistics(*self.filled, self.model_x, self.task_x,
+                                            np.setdiff1d(tasks, dropped), rows)
                 with_t = _ridge_statistics(*self.filled, self.model_x, self.task_x, tasks, rows)
                 gram = self.full_statistics[0] - with_t[0] + without[0]
                 rhs = self.full_statistics[1] - with_t[1] + without[1]
@@ -221,7 +227,7 @@ class _InnerFolds:
         """The models' residuals on the tasks near t (t left out), relative to their priors without t."""
         if (t, bandwidth) not in self._shifts:
             assert self.task_distances is not None  # a bandwidth is a candidate only with distances
-            others = self.all_tasks[self.all_tasks != t]
+            others = np.setdiff1d(self.all_tasks, self.dropped[t])
             weights = neighbour_weights(self.task_distances[t, others], bandwidth)
             filled = self.filled
             self._shifts[(t, bandwidth)] = (filled[1][:, others] @ weights
@@ -242,7 +248,7 @@ class _InnerFolds:
                 seen = np.flatnonzero(~np.isnan(truth))
                 probe = seen[np.argsort(-prediction[seen], kind="stable")[:self.probe_shots]]
                 prediction = update_with_observations(prediction, self.normalized, probe, truth[probe], sharpness,
-                                                      filled=self.filled, exclude=t, sums=self.sums)
+                                                      filled=self.filled, exclude=self.dropped[t], sums=self.sums)
             taus.append(_weighted_tau(prediction[self.scored], truth[self.scored]))
         return np.array(taus, dtype=float)
 
@@ -251,7 +257,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                  task_features: np.ndarray | None = None, *, task_distances: np.ndarray | None = None,
                  seed: int = 0, probe_shots: int = 3, choices: dict[str, Any] | None = None,
                  forward_scores: Mapping[str, np.ndarray] | None = None, budget: int | None = None,
-                 metrics: Sequence[str] | None = None) -> TransferSpace:
+                 metrics: Sequence[str] | None = None, related: np.ndarray | None = None) -> TransferSpace:
     """Fits the transfer space on a models x tasks matrix of scores (NaN = not measured).
 
     ``model_features`` (n_models x p) and ``task_features`` (n_tasks x q) are
@@ -268,6 +274,10 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     metrics on the known tasks: inner cross-validation chooses whether and how to fuse one
     with a new task's prediction (:mod:`fennec.space.evidence`), for a new task on which
     ``budget`` models (None: every one) are scored, among ``metrics`` (None: any).
+
+    ``related`` (n_tasks x n_tasks, True where two tasks share data): every inner fold holds
+    out with its task the tasks related to it, for a fit whose new tasks will have no
+    related task known (an evaluation that holds them out, new classes); None: one task a fold.
     """
     history = np.asarray(history, dtype=float)
     n_models, n_tasks = history.shape
@@ -281,6 +291,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     use_side = model_x is not None and task_x is not None and n_tasks >= 3
     task_distances = _checked_distances(task_distances, n_tasks)
     use_neighbours = task_distances is not None and n_tasks >= 3
+    related = _checked_related(related, n_tasks)
 
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
     scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
@@ -291,10 +302,10 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         # The prior alone is cheap to score, so its choice sees more held-out tasks than the rest.
         tasks_seen = held_out if n_tasks <= MAX_INNER_TASKS else np.sort(
             np.random.default_rng(seed + 1).permutation(n_tasks)[:MAX_NORMALIZATION_TASKS])
-        normalization, normalization_taus = choose_normalization(history, tasks_seen, scored)
+        normalization, normalization_taus = choose_normalization(history, tasks_seen, scored, related)
     normalized = normalize_scores(history, normalization)
     folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
-                        task_distances, held_out, scored, probe_shots)
+                        task_distances, held_out, scored, probe_shots, related)
     if choices is not None:
         ridge, sharpness, bandwidth = choices.get("ridge"), float(choices.get("sharpness", 0.0)), choices.get("bandwidth")
         if ridge is not None and not use_side:
@@ -319,7 +330,8 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
                                                                 if bandwidth is not None else 0.0)
                            for t in held_out}
             evidence, inner["inner_wtau_evidence"] = choose_evidence(
-                history, normalized, held_out.tolist(), predictions, forward, budget=budget, metrics=metrics)
+                history, normalized, held_out.tolist(), predictions, forward, budget=budget, metrics=metrics,
+                dropped=folds.dropped)
 
     count, total = folds.sums
     prior = total / (count + PRIOR_SHRINKAGE)  # each model's shrunk mean, from the sums already taken
@@ -378,6 +390,17 @@ def _standardized_tasks(task_features: np.ndarray | None) -> tuple[np.ndarray | 
     return task_features, task_mean, task_scale, (task_features - task_mean) / task_scale
 
 
+def _checked_related(related: np.ndarray | None, n_tasks: int) -> np.ndarray | None:
+    if related is None:
+        return None
+    related = np.asarray(related)
+    if related.shape != (n_tasks, n_tasks):
+        raise ValueError(f"related: expected shape ({n_tasks}, {n_tasks}), got {related.shape}")
+    if related.dtype != bool:
+        raise ValueError(f"related: expected booleans (True where two tasks share data), got {related.dtype}")
+    return related
+
+
 def _checked_distances(task_distances: np.ndarray | None, n_tasks: int) -> np.ndarray | None:
     if task_distances is None:
         return None
@@ -389,23 +412,26 @@ def _checked_distances(task_distances: np.ndarray | None, n_tasks: int) -> np.nd
     return task_distances
 
 
-def choose_normalization(history: np.ndarray, held_out: np.ndarray,
-                         scored: np.ndarray | slice = slice(None)) -> tuple[str, dict[str, float]]:
+def choose_normalization(history: np.ndarray, held_out: np.ndarray, scored: np.ndarray | slice = slice(None),
+                         related: np.ndarray | None = None) -> tuple[str, dict[str, float]]:
     """The normalisation whose prior ranks the inner held-out tasks best (each task's truth
-    against the prior of the other tasks), and every candidate's mean inner weighted tau.
+    against the prior of the other tasks, less its ``related`` ones), and every candidate's
+    mean inner weighted tau.
 
     The best mean, not the one-standard-error rule: the candidates are equally simple, and
     the prior is what every other term of the space is added to.
     """
     if len(held_out) < 2:
         return NORMALIZATION, {}
+    dropped = held_with(history.shape[1], held_out, related)
 
     def taus(method: str) -> np.ndarray:
         filled = seen_and_values(normalize_scores(history, method))
         count, total = row_sums(filled)
         out = []
         for t in held_out:
-            prior = (total - filled[1][:, t]) / (count - filled[0][:, t] + PRIOR_SHRINKAGE)
+            gone = dropped[int(t)]
+            prior = (total - filled[1][:, gone].sum(1)) / (count - filled[0][:, gone].sum(1) + PRIOR_SHRINKAGE)
             out.append(_weighted_tau(prior[scored], history[scored, t]))
         return np.array(out, dtype=float)
 

@@ -80,11 +80,11 @@ def _agreement(normalized: np.ndarray, observed: np.ndarray, scores: np.ndarray)
 
 def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed: np.ndarray, scores: np.ndarray,
                              sharpness: float, filled: tuple[np.ndarray, np.ndarray] | None = None,
-                             exclude: int | None = None,
+                             exclude: int | np.ndarray | None = None,
                              sums: tuple[np.ndarray, np.ndarray] | None = None,
                              placed: np.ndarray | None = None) -> np.ndarray:
-    """Re-weights the known tasks by their agreement with the observed scores (``exclude``: a task
-    left out). The observed models then take ``placed`` (their measured scores in the prediction's
+    """Re-weights the known tasks by their agreement with the observed scores (``exclude``: a task,
+    or tasks, left out). The observed models then take ``placed`` (their measured scores in the prediction's
     units) or, without it, the predicted values of their group in measured order."""
     observed = np.asarray(observed, dtype=np.int64)
     scores = np.asarray(scores, dtype=float)
@@ -94,8 +94,9 @@ def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed:
         seen_all, values = filled if filled is not None else seen_and_values(normalized)
         count, total = sums if sums is not None else row_sums((seen_all, values))
         if exclude is not None:
+            exclude = np.atleast_1d(exclude)
             weights[exclude] = 0.0
-            count, total = count - seen_all[:, exclude], total - values[:, exclude]
+            count, total = count - seen_all[:, exclude].sum(1), total - values[:, exclude].sum(1)
         mass = seen_all @ weights
         weighted = values @ weights / np.maximum(mass, 1e-12)
         # Keep the prior's own scale so the shift from side information still applies.
