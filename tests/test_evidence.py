@@ -271,3 +271,16 @@ def test_related_must_be_a_boolean_matrix_of_the_tasks():
         fit_transfer(history, related=related[:3, :3])
     with pytest.raises(ValueError, match="related: expected booleans"):
         fit_transfer(history, related=related.astype(float))
+
+
+def test_an_evaluation_that_holds_out_related_tasks_fits_its_folds_the_same_way():
+    # The protocol's exclude_related reaches the fit: each fold's inner cross-validation
+    # also holds related tasks out, so it fuses the metric that the new data needs.
+    history, metric, related, distances = _twin_tasks(0)
+    data = EvalData(scores=history, models=[f"m{i}" for i in range(history.shape[0])],
+                    tasks=[f"t{j}" for j in range(history.shape[1])], task_distances=distances,
+                    forward_scores={"logme": metric}, related=related)
+    result = evaluate(data, "lodo", exclude_related=True, budget="all")
+    weights = [e["weight"] or 0.0 for e in result["evidence"]["tasks"].values()]
+    assert np.mean(weights) >= 0.75
+    assert result["paired"]["fennec_history"]["diff"] > 0.3
