@@ -10,7 +10,14 @@ in noise, in ties, in failures). Prints, per table, the mean weighted tau of eac
 fennec's paired gap to the better prior with its standard error, and the normalisation
 the full fit chose::
 
-    python bench/prior_tables.py --zoo /path/to/zoo ... [--json out.json]
+    python bench/prior_tables.py --zoo /path/to/zoo ... [--json out.json] [--rules]
+
+``--rules`` also scores other ways of choosing the prior on the same tables and folds
+(each held-out task's prior from the other tasks, the choice made by leave-one-out over
+those tasks): the best of the three normalisations (fennec's rule), the best of the two
+plain priors, one of them unless another is one standard error better, and the mean
+of the three standardised; it prints how many tables each leaves more than 0.005
+below the better plain prior.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ use_source_tree()
 
 from fennec.evaluate import EvalData, evaluate, load_eval_data, load_zoo_eval_data  # noqa: E402
 from fennec.space import fit_transfer  # noqa: E402
+from fennec.space.selection import weighted_tau  # noqa: E402
+from fennec.space.transfer import NORMALIZATIONS, PRIOR_SHRINKAGE, normalize_scores  # noqa: E402
 from fennec.zoo import Zoo  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -88,21 +97,88 @@ def row(name: str, data: EvalData) -> dict[str, object]:
             "gap": gap["diff"], "se": gap["se"], "normalization": chosen}
 
 
+def _prior(history: np.ndarray, method: str) -> np.ndarray:
+    normalized = normalize_scores(history, method)
+    seen = ~np.isnan(normalized)
+    prior: np.ndarray = np.where(seen, normalized, 0.0).sum(1) / (seen.sum(1) + PRIOR_SHRINKAGE)
+    return prior
+
+
+def _standardized(values: np.ndarray) -> np.ndarray:
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 0 else values * 0.0
+
+
+def _one_se_better(taus: dict[str, np.ndarray], default: str) -> str:
+    """``default`` unless another normalisation's inner mean beats it by one paired standard error."""
+    pick = default
+    for other in NORMALIZATIONS:
+        diff = taus[other] - taus[default]
+        diff = diff[~np.isnan(diff)]
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) >= 2 else np.inf
+        if other != default and diff.mean() > se and np.nanmean(taus[other]) >= np.nanmean(taus[pick]):
+            pick = other
+    return pick
+
+
+RULES = ("best of 3", "best of raw/std", "std unless 1 SE", "raw unless 1 SE", "mean of 3")
+
+
+def rule_row(scores: np.ndarray) -> dict[str, float]:
+    """Each rule's mean weighted tau over the held-out tasks, and the two plain priors'."""
+    n_tasks = scores.shape[1]
+    out: dict[str, list[float]] = {r: [] for r in (*RULES, "raw", "std")}
+    for t in range(n_tasks):
+        if np.sum(~np.isnan(scores[:, t])) < 2:
+            continue
+        train = [u for u in range(n_tasks) if u != t]
+        inner = {m: np.array([weighted_tau(_prior(scores[:, [w for w in train if w != u]], m), scores[:, u])
+                              for u in train]) for m in NORMALIZATIONS}
+        means = {m: np.nanmean(v) for m, v in inner.items()}
+        priors = {m: _prior(scores[:, train], m) for m in NORMALIZATIONS}
+        chosen = {"best of 3": priors[max(NORMALIZATIONS, key=means.get)],
+                  "best of raw/std": priors[max(("center", "z"), key=means.get)],
+                  "std unless 1 SE": priors[_one_se_better(inner, "z")],
+                  "raw unless 1 SE": priors[_one_se_better(inner, "center")],
+                  "mean of 3": sum(_standardized(p) for p in priors.values()),
+                  "raw": priors["center"], "std": priors["z"]}
+        for name, prediction in chosen.items():
+            out[name].append(weighted_tau(prediction, scores[:, t]))
+    return {name: float(np.nanmean(v)) for name, v in out.items()}
+
+
+def print_rules(tables: list[tuple[str, np.ndarray]]) -> None:
+    gaps: dict[str, list[float]] = {r: [] for r in RULES}
+    print(f"\n{'table':28s} " + " ".join(f"{r:>16s}" for r in RULES))
+    for name, scores in tables:
+        row = rule_row(scores)
+        better = max(row["raw"], row["std"])
+        for r in RULES:
+            gaps[r].append(row[r] - better)
+        print(f"{name[:28]:28s} " + " ".join(f"{row[r] - better:+16.3f}" for r in RULES))
+    for r in RULES:
+        g = np.array(gaps[r])
+        print(f"{r:16s}: {int(np.sum(g < -0.005))} of {len(g)} tables more than 0.005 below the better plain "
+              f"prior, worst {g.min():+.3f}, mean {g.mean():+.4f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", action="append", default=[], help="an offline zoo whose history to add")
     parser.add_argument("--kind", default=None, help="the zoos' history kind (default: the fit's)")
     parser.add_argument("--seeds", type=int, default=5, help="synthetic tables per structure")
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--rules", action="store_true", help="also score other ways of choosing the prior")
     args = parser.parse_args()
-    rows = [row(name, data) for name, data in development_tables()]
+    tables = list(development_tables())
     for path in args.zoo:
-        data = load_zoo_eval_data(Zoo.open(path), kind=args.kind)
-        rows.append(row(f"zoo:{os.path.basename(os.path.normpath(path))}", data))
+        tables.append((f"zoo:{os.path.basename(os.path.normpath(path))}",
+                       load_zoo_eval_data(Zoo.open(path), kind=args.kind)))
     for name, table in synthetic_tables(args.seeds):
         models = [f"m{i}" for i in range(table.shape[0])]
         tasks = [f"t{j}" for j in range(table.shape[1])]
-        rows.append(row(f"synthetic:{name}", EvalData(scores=table, models=models, tasks=tasks)))
+        tables.append((f"synthetic:{name}", EvalData(scores=table, models=models, tasks=tasks)))
+    rows = [row(name, data) for name, data in tables]
     print(f"{'table':28s} {'tasks':>5s} {'fennec':>7s} {'prior':>7s} {'p_std':>7s}  "
           f"{'gap to better':>16s}  normalisation")
     for r in rows:
@@ -112,6 +188,8 @@ def main() -> int:
     gaps = np.array([r["gap"] for r in rows], dtype=float)
     print(f"\n{len(rows)} tables: mean gap to the better prior {gaps.mean():+.4f}, worst {gaps.min():+.4f}, "
           f"{int(np.sum(gaps < -0.005))} below -0.005")
+    if args.rules:
+        print_rules([(name, data.scores) for name, data in tables])
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
