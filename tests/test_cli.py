@@ -377,6 +377,27 @@ def test_eval_exclude_related(tmp_path):
     assert "related tasks held out" in run("eval", "--zoo", plain, "--exclude-related").output
 
 
+def test_fit_holds_tasks_sharing_data_out_together_unless_told_new_tasks_may_share_it(tmp_path):
+    zoo = _truth_and_logme_zoo(tmp_path / "zoo", 4)
+    fitted = json.loads(run("zoo", "fit", zoo, "--json").output)  # no task records its data
+    assert fitted["tasks_sharing_data"] == 0 and not fitted["held_out_together"]
+    assert "no known tasks share data" in run("zoo", "fit", zoo).output
+    with Zoo.open(zoo) as opened:  # t0 and t1 share a class; t2 and t3 are datasets of their own
+        opened.add_tasks([{"id": "t0", "dataset": "d", "classes": "a,b"}, {"id": "t1", "dataset": "d", "classes": "b,c"},
+                          {"id": "t2", "dataset": "e"}, {"id": "t3", "dataset": "f", "classes": "a"}], replace=True)
+    fitted = json.loads(run("zoo", "fit", zoo, "--json").output)
+    assert fitted["new_data"] and fitted["held_out_together"] and fitted["tasks_sharing_data"] == 2
+    assert "2 known tasks share data, held out together" in run("zoo", "fit", zoo).output
+    same = json.loads(run("zoo", "fit", zoo, "--same-data", "--json").output)
+    assert not same["new_data"] and not same["held_out_together"]
+    assert "held out one at a time (--same-data)" in run("zoo", "fit", zoo, "--same-data").output
+    with Zoo.open(zoo) as opened:  # every task a part of one dataset: nothing is left to hold them out against
+        opened.add_tasks([{"id": t, "dataset": "d"} for t in ("t0", "t1", "t2", "t3")], replace=True)
+    crowded = json.loads(run("zoo", "fit", zoo, "--json").output)
+    assert crowded["new_data"] and not crowded["held_out_together"] and crowded["tasks_sharing_data"] == 4
+    assert "too few are unrelated to hold them out together" in run("zoo", "fit", zoo).output
+
+
 def test_choose_picks_a_budgets_models_and_is_refused_without_one(tmp_path):
     zoo = _truth_and_logme_zoo(tmp_path / "zoo", 5)
     for command in (("eval", "--zoo", zoo), ("rank", "--zoo", zoo)):

@@ -742,20 +742,37 @@ def zoo_import(path: str, history: str, wide: bool, strict: bool, model_col: str
                              "results or more tasks)")
 @click.option("--lock-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="seconds to wait for another process writing a fitted state, then give up")
+@click.option("--same-data", is_flag=True,
+              help="the tasks to rank may be other class subsets of the known tasks' datasets (default: new data, "
+                   "so the cross-validation holds each known task out with the tasks sharing its data)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def zoo_fit(path: str, seed: int, fold_in: bool, kind: str | None, lock_timeout: float, as_json: bool) -> None:
+def zoo_fit(path: str, seed: int, fold_in: bool, kind: str | None, lock_timeout: float, same_data: bool,
+            as_json: bool) -> None:
     """Fit the transfer space on the zoo's history; a running service picks it up."""
     from .fitting import fit
     from .zoo import Zoo
 
     started = time.perf_counter()
     with Zoo.open(path) as opened, _progress("fitting the transfer space"):
-        summary = fit(opened, seed=seed, kind=kind, fold_in=fold_in, lock_timeout=lock_timeout)
+        summary = fit(opened, seed=seed, kind=kind, fold_in=fold_in, lock_timeout=lock_timeout,
+                      new_data=not same_data)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     _emit(as_json, summary, f"fitted version {summary['version']} on {summary['results']} {summary['kind']} "
                             f"result(s): {summary['n_models']} models, "
                             f"{summary['n_tasks']} tasks, side information: {summary['ridge'] is not None}, "
-                            f"neighbour tasks: {summary['bandwidth'] is not None} ({summary['seconds']:.1f} s)")
+                            f"neighbour tasks: {summary['bandwidth'] is not None}, "
+                            f"{_new_data_note(summary)} ({summary['seconds']:.1f} s)")
+
+
+def _new_data_note(summary: dict[str, Any]) -> str:
+    sharing = summary["tasks_sharing_data"]
+    if not sharing:
+        return "no known tasks share data"
+    if summary["held_out_together"]:
+        return f"{sharing} known tasks share data, held out together (new tasks taken as new data; --same-data)"
+    if summary["new_data"]:
+        return f"{sharing} known tasks share data, held out one at a time (too few are unrelated to hold them out together)"
+    return f"{sharing} known tasks share data, held out one at a time (--same-data)"
 
 
 @zoo.command("build-demo", epilog="\b\nExample:\n  fennec zoo build-demo demo-zoo                       # builds and fits\n"

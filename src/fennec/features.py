@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EMBEDDING_DIMS", "EXTRAPOLATION_MIN_DECADES", "EXTRAPOLATION_SPANS", "GROUND_TRUTH_KINDS", "KnownTasks",
            "TASK_NUMERIC_FEATURES", "TaskPlacement", "check_observed", "check_task", "fitted_feature_range",
-           "identifier_like", "known_tasks", "model_side_information", "place_task", "stored_forward_scores"]
+           "identifier_like", "known_tasks", "model_side_information", "place_task", "related_tasks",
+           "stored_forward_scores"]
 
 TASK_NUMERIC_FEATURES = ("n_classes", "n_train")  # log10 of each, when every known task has it
 EMBEDDING_DIMS = 3  # archi2vec embeddings enter the transfer space as this many principal components
@@ -86,12 +87,15 @@ def model_side_information(zoo: Zoo, models: Sequence[str], *,
 class KnownTasks:
     """The known tasks' side information: the named features as stored (``values``, tasks x
     len(columns), None when no feature is known for every task) and the proxy descriptors
-    (tasks x D, None unless every task has one of the same width and there are enough)."""
+    (tasks x D, None unless every task has one of the same width and there are enough), and
+    which of them share data."""
 
     tasks: tuple[str, ...]
     columns: tuple[str, ...]
     values: np.ndarray | None
     descriptors: np.ndarray | None
+    # tasks x tasks, True where two tasks share data (:func:`related_tasks`); None: not recorded
+    related: np.ndarray | None = None
 
     @property
     def features(self) -> np.ndarray | None:
@@ -102,7 +106,8 @@ class KnownTasks:
         """These tasks' information, for the tasks at ``rows`` only."""
         return KnownTasks(tuple(self.tasks[i] for i in rows), self.columns,
                           None if self.values is None else self.values[rows],
-                          None if self.descriptors is None else self.descriptors[rows])
+                          None if self.descriptors is None else self.descriptors[rows],
+                          None if self.related is None else self.related[np.ix_(rows, rows)])
 
     def as_new_task(self, row: int) -> dict[str, Any]:
         """Task ``row`` described as a new task would be given to :func:`fennec.rank`."""
@@ -126,7 +131,33 @@ def known_tasks(zoo: Zoo, tasks: Sequence[str]) -> KnownTasks:
     if len(tasks) >= MIN_DESCRIBED_TASKS and all(t in stored for t in tasks) and \
             len({stored[t].shape for t in tasks}) == 1:
         descriptors = np.stack([stored[t] for t in tasks])
-    return KnownTasks(tasks, names, values, descriptors)
+    return KnownTasks(tasks, names, values, descriptors, related_tasks([rows.get(t, {"id": t}) for t in tasks]))
+
+
+def related_tasks(rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """Which tasks share data, from each task's ``dataset`` and ``classes`` (comma-separated).
+
+    Two tasks are related when they come from the same dataset and share a class, or one
+    of them has no class list (the whole dataset); a task without a dataset is related to
+    itself only. None when no task records a dataset: then nothing is known.
+    """
+    def meta(row: Mapping[str, Any]) -> tuple[Any, set[str] | None]:
+        extra = row.get("extra") or {}
+        dataset = row.get("dataset", extra.get("dataset"))
+        classes = row.get("classes", extra.get("classes"))
+        names = None if classes in (None, "") else {c.strip() for c in str(classes).split(",") if c.strip()}
+        return dataset, names
+
+    info = [meta(row) for row in rows]
+    if all(dataset is None for dataset, _ in info):
+        return None
+    out = np.eye(len(rows), dtype=bool)
+    for i, (dataset_i, classes_i) in enumerate(info):
+        for j, (dataset_j, classes_j) in enumerate(info[:i]):
+            if dataset_i is not None and dataset_i == dataset_j and \
+                    (classes_i is None or classes_j is None or bool(classes_i & classes_j)):
+                out[i, j] = out[j, i] = True
+    return out
 
 
 @dataclass(frozen=True)

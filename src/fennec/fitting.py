@@ -13,6 +13,7 @@ from typing import Any
 from .features import GROUND_TRUTH_KINDS, known_tasks, model_side_information, stored_forward_scores
 from .space import fit_space
 from .space.fit import descriptor_columns
+from .space.selection import usable_related
 from .zoo import DEFAULT_LOCK_TIMEOUT, Zoo, ZooError, _check_lock_timeout
 
 __all__ = ["DEFAULT_FIT_KINDS", "default_fit_kind", "fit"]
@@ -22,7 +23,7 @@ DEFAULT_FIT_KINDS = GROUND_TRUTH_KINDS
 
 
 def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = False,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> dict[str, Any]:
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT, new_data: bool = True) -> dict[str, Any]:
     """Fits the transfer space on the zoo's history and stores it; returns the fit's summary.
 
     ``kind``: the results to learn from. Left as None, it is the kind of the
@@ -42,6 +43,16 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = Fal
 
     ``lock_timeout``: the seconds to wait for another process writing a fitted state
     (see :meth:`Zoo.write_fitted`; default 300), after which the fit is refused.
+
+    ``new_data`` (the default): the tasks to be ranked are new data, sharing no images
+    with the known tasks. Where the zoo's tasks record which of them share data (their
+    ``dataset`` and ``classes``), each inner fold of the cross-validation then holds a
+    known task out with every task related to it, so every choice is made on predictions
+    as good as a new dataset's will be. ``new_data=False``: new tasks may be other class
+    subsets of the known datasets; each inner fold holds one task out, as it does when too
+    few known tasks are unrelated to hold related ones out (fewer than two tasks would keep
+    two others). The summary's ``tasks_sharing_data`` counts the known tasks that share data
+    with another, ``held_out_together`` says whether the folds held them out together.
     """
     lock_timeout = _check_lock_timeout(lock_timeout)  # before the fit's work, not after it
     if kind is None:
@@ -60,15 +71,19 @@ def fit(zoo: Zoo, *, seed: int = 0, kind: str | None = None, fold_in: bool = Fal
         task_columns += descriptor_columns(len(tasks.tasks))
     previous, refit = _previous_choices(zoo, kind, model_columns, task_columns) if fold_in else (None, "full")
     forward = stored_forward_scores(zoo, history.models, history.tasks, kind)
+    held_together = usable_related(tasks.related) if new_data else None
     space = fit_space(history.matrix(), history.models, history.tasks, model_features=model_features,
                       model_columns=model_columns, task_features=tasks.features, task_columns=tasks.columns,
-                      task_descriptors=tasks.descriptors, seed=seed, choices=previous, forward_scores=forward)
+                      task_descriptors=tasks.descriptors, seed=seed, choices=previous, forward_scores=forward,
+                      related=held_together)
     state, meta = space.to_arrays()
-    meta.update(kind=kind, seed=seed, refit=refit)
+    meta.update(kind=kind, seed=seed, refit=refit, new_data=new_data)
+    sharing = 0 if tasks.related is None else int(((tasks.related.sum(1) - 1) > 0).sum())
     version = zoo.write_fitted(state, meta, lock_timeout=lock_timeout)
     return {"version": version, "normalization": space.normalization, "ridge": space.ridge,
             "sharpness": space.sharpness, "bandwidth": space.bandwidth, "n_models": space.n_models,
             "refit": refit, "kind": kind, "results": len(history), "n_tasks": history.n_tasks,
+            "new_data": new_data, "tasks_sharing_data": sharing, "held_out_together": held_together is not None,
             "model_columns": len(model_columns),
             "evidence": None if space.evidence is None else {
                 "metric": space.evidence.metric, "weight": space.evidence.weight,

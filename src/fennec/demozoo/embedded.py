@@ -101,7 +101,7 @@ def load_embedded(folder: str | os.PathLike[str] | None = None) -> EmbeddedZoo:
 
 def _left_out(embedded: EmbeddedZoo, task: str) -> list[str]:
     """``task`` and every task that shares images with it (same dataset, a class in common)."""
-    from ..evaluate.data import related_tasks
+    from ..features import related_tasks
 
     rows = embedded.meta["tasks"]
     related = related_tasks(rows)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..features import (GROUND_TRUTH_KINDS, KnownTasks, identifier_like, known_tasks, model_side_information,
-                        stored_forward_scores)
+                        related_tasks, stored_forward_scores)
 from ..history import read_distance_matrix, read_history, read_model_table, read_task_table
 from ..space import DescriptorEncoder, DistanceEmbedding
 
@@ -48,32 +48,6 @@ class EvalData:
     # tasks x tasks, True where two tasks share data (a class of the same dataset): with
     # exclude_related, a held-out task's related tasks leave the fit with it
     related: np.ndarray | None = None
-
-
-def related_tasks(rows: list[dict[str, Any]]) -> np.ndarray | None:
-    """Which tasks share data, from each task's ``dataset`` and ``classes`` (comma-separated).
-
-    Two tasks are related when they come from the same dataset and share a class, or one
-    of them has no class list (the whole dataset); a task without a dataset is related to
-    itself only. None when no task records a dataset: then nothing is known.
-    """
-    def meta(row: Mapping[str, Any]) -> tuple[Any, set[str] | None]:
-        extra = row.get("extra") or {}
-        dataset = row.get("dataset", extra.get("dataset"))
-        classes = row.get("classes", extra.get("classes"))
-        names = None if classes in (None, "") else {c.strip() for c in str(classes).split(",") if c.strip()}
-        return dataset, names
-
-    info = [meta(row) for row in rows]
-    if all(dataset is None for dataset, _ in info):
-        return None
-    out = np.eye(len(rows), dtype=bool)
-    for i, (dataset_i, classes_i) in enumerate(info):
-        for j, (dataset_j, classes_j) in enumerate(info[:i]):
-            if dataset_i is not None and dataset_i == dataset_j and \
-                    (classes_i is None or classes_j is None or bool(classes_i & classes_j)):
-                out[i, j] = out[j, i] = True
-    return out
 
 
 FORWARD_METHOD_NAMES = {"log_me": "logme", "logme": "logme", "reg_h_score": "hscore_reg",
@@ -212,9 +186,8 @@ def load_zoo_eval_data(zoo: Zoo, *, kind: str | None = None, exclude_tasks: Iter
     families: dict[str, Any] = {row["id"]: row.get("family") for row in zoo.models()}
     if all(families.get(m) for m in models):
         data.model_types = [families[m] for m in models]
-    rows = {row["id"]: row for row in zoo.tasks()}
-    data.related = related_tasks([rows.get(t, {"id": t}) for t in tasks])  # None: exclude_related refuses
     data.known_tasks = known_tasks(zoo, tasks)
+    data.related = data.known_tasks.related  # None: exclude_related refuses
     blocks = [] if data.known_tasks.features is None else [data.known_tasks.features]
     if data.known_tasks.descriptors is not None:
         encoder = DescriptorEncoder.fit(data.known_tasks.descriptors)

@@ -19,9 +19,13 @@ def fit_on_tasks(data: EvalData, train: np.ndarray, seed: int = 0, *, evidence: 
                  exclude_related: bool = False) -> TransferSpace:
     """The space fitted on the ``train`` tasks only (their scores and side information), as
     ``fennec.fit`` fits a zoo holding just those tasks; with ``evidence``, their forward-pass
-    scores too (for a new task with ``budget`` models scored, among ``metrics``). With
-    ``exclude_related`` (the held-out task's related tasks are not among ``train``), the fit's
-    inner folds hold out each training task's related tasks with it, as the protocol does."""
+    scores too (for a new task with ``budget`` models scored, among ``metrics``).
+
+    The fit is told what the protocol makes of the held-out task: with ``exclude_related``
+    its related tasks are not among ``train`` (new data), and the inner folds hold out each
+    training task's related tasks with it, as ``fennec.fit(zoo)`` does by default; without,
+    the held-out task's related tasks are known, and each inner fold holds one task out, as
+    ``fennec.fit(zoo, new_data=False)`` does."""
     tasks = [data.tasks[j] for j in train]
     related = None
     if exclude_related:

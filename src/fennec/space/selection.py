@@ -8,7 +8,9 @@ from typing import TypeVar
 import numpy as np
 from scipy.stats import weightedtau
 
-__all__ = ["choose_simplest", "held_with", "weighted_tau"]
+__all__ = ["MIN_FOLD_TASKS", "choose_simplest", "held_with", "usable_related", "weighted_tau"]
+
+MIN_FOLD_TASKS = 2  # an inner fold predicts its task from at least this many others
 
 _Candidate = TypeVar("_Candidate")
 
@@ -24,6 +26,21 @@ def held_with(n_tasks: int, held_out: Sequence[int] | np.ndarray,
         dropped[t] = True
         out[int(t)] = np.flatnonzero(dropped)
     return out
+
+
+def fold_sizes(related: np.ndarray) -> np.ndarray:
+    """Per task, how many tasks its fold keeps when it is held out with its related tasks."""
+    sizes: np.ndarray = len(related) - np.asarray(related, dtype=bool).sum(1)
+    return sizes
+
+
+def usable_related(related: np.ndarray | None) -> np.ndarray | None:
+    """``related`` where at least two tasks keep :data:`MIN_FOLD_TASKS` unrelated ones to be
+    predicted from once held out with their related tasks; else None (too few tasks are
+    unrelated to choose anything on: each fold holds one task out)."""
+    if related is None or np.sum(fold_sizes(related) >= MIN_FOLD_TASKS) < 2:
+        return None
+    return related
 
 
 def weighted_tau(prediction: np.ndarray, truth: np.ndarray) -> float:

@@ -45,7 +45,7 @@ from scipy.stats import rankdata
 
 from .evidence import Evidence, choose_evidence, fitted_evidence, standardize_tasks
 from .fitted import TransferSpace
-from .selection import choose_simplest, held_with
+from .selection import MIN_FOLD_TASKS, choose_simplest, fold_sizes, held_with, usable_related
 from .selection import weighted_tau as _weighted_tau
 from .vectors import neighbour_weights, row_sums, seen_and_values, update_with_observations
 
@@ -291,9 +291,11 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
     use_side = model_x is not None and task_x is not None and n_tasks >= 3
     task_distances = _checked_distances(task_distances, n_tasks)
     use_neighbours = task_distances is not None and n_tasks >= 3
-    related = _checked_related(related, n_tasks)
+    related = usable_related(_checked_related(related, n_tasks))
 
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
+    if related is not None:  # a task with too few unrelated ones is not held out
+        held_out = held_out[fold_sizes(related)[held_out] >= MIN_FOLD_TASKS]
     scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
     normalization_taus: dict[str, float] = {}
     if choices is not None and "normalization" in choices:
@@ -302,6 +304,8 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         # The prior alone is cheap to score, so its choice sees more held-out tasks than the rest.
         tasks_seen = held_out if n_tasks <= MAX_INNER_TASKS else np.sort(
             np.random.default_rng(seed + 1).permutation(n_tasks)[:MAX_NORMALIZATION_TASKS])
+        if related is not None:
+            tasks_seen = tasks_seen[fold_sizes(related)[tasks_seen] >= MIN_FOLD_TASKS]
         normalization, normalization_taus = choose_normalization(history, tasks_seen, scored, related)
     normalized = normalize_scores(history, normalization)
     folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
