@@ -567,7 +567,9 @@ def _kernel_bench(models: int, dim: int, k: int, fp16: bool, repeat: int, seed: 
               help="kshot: which models were fine-tuned (the method's own top, or random)")
 @click.option("--exclude-related", is_flag=True,
               help="--zoo, lodo or kshot: hold out with each task every task sharing a class of its dataset "
-                   "(the zoo's task metadata), so the new task's classes are new to the history")
+                   "(the zoo's task metadata), so the new task's classes are new to the history; each fold's fit "
+                   "then holds related tasks out together as `zoo fit` does (without: one task a fold, as "
+                   "`zoo fit --same-data`)")
 @click.option("--budget", default=None, metavar="M|all",
               help="lodo or kshot: fennec may use the held-out task's forward-pass scores (the zoo's logme, "
                    "parc... kinds, or --forward-scores) of at most M of its own top models, or of all")

@@ -18,7 +18,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"protocol {result['protocol']}"
              + (f", {result['shots']} shots, probe {result['probe']}" if result["protocol"] == "kshot" else "")
              + f": {result['n_tasks']} tasks, {result['n_models']} models"
-             + (", related tasks held out with each" if result.get("exclude_related") else "")
+             + (", related tasks held out with each (and in the fit's inner folds)" if result.get("exclude_related")
+                else "")
              + (f", forward passes per task {result['evidence']['mean_forward_passes']:.1f} "
                 f"(budget {result['budget']}, chosen by {result.get('choose') or 'top'})"
                 if result.get("evidence") else ""),
