@@ -773,7 +773,8 @@ def _new_data_note(summary: dict[str, Any]) -> str:
     if summary["held_out_together"]:
         return f"{sharing} known tasks share data, held out together (new tasks taken as new data; --same-data)"
     if summary["new_data"]:
-        return f"{sharing} known tasks share data, held out one at a time (too few are unrelated to hold them out together)"
+        return (f"{sharing} known tasks share data, held out one at a time "
+                f"(too few are unrelated to hold them out together)")
     return f"{sharing} known tasks share data, held out one at a time (--same-data)"
 
 

@@ -8,7 +8,7 @@ from typing import TypeVar
 import numpy as np
 from scipy.stats import weightedtau
 
-__all__ = ["MIN_FOLD_TASKS", "choose_simplest", "held_with", "usable_related", "weighted_tau"]
+__all__ = ["MIN_FOLD_TASKS", "choose_simplest", "fold_sizes", "held_with", "usable_related", "weighted_tau"]
 
 MIN_FOLD_TASKS = 2  # an inner fold predicts its task from at least this many others
 
@@ -30,7 +30,8 @@ def held_with(n_tasks: int, held_out: Sequence[int] | np.ndarray,
 
 def fold_sizes(related: np.ndarray) -> np.ndarray:
     """Per task, how many tasks its fold keeps when it is held out with its related tasks."""
-    sizes: np.ndarray = len(related) - np.asarray(related, dtype=bool).sum(1)
+    held = np.asarray(related, dtype=bool) | np.eye(len(related), dtype=bool)
+    sizes: np.ndarray = len(related) - held.sum(1)
     return sizes
 
 

@@ -277,7 +277,9 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
 
     ``related`` (n_tasks x n_tasks, True where two tasks share data): every inner fold holds
     out with its task the tasks related to it, for a fit whose new tasks will have no
-    related task known (an evaluation that holds them out, new classes); None: one task a fold.
+    related task known (new data: ``fennec.fit``'s default, and an evaluation that holds
+    related tasks out); None, or too few unrelated tasks to hold any out against
+    (:func:`~fennec.space.selection.usable_related`): one task a fold.
     """
     history = np.asarray(history, dtype=float)
     n_models, n_tasks = history.shape
