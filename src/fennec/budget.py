@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .proxy.images import ImageSet
     from .zoo import Zoo
 
-__all__ = ["ForwardRun", "parse_budget", "run_budget"]
+__all__ = ["ForwardRun", "check_budget_request", "parse_budget", "run_budget"]
 
 
 @dataclass
@@ -54,6 +54,19 @@ class ForwardRun:
 
 
 _RULE_WORDS = {"top": "fennec's own top prediction", "change": "the largest expected change to the top"}
+
+
+def check_budget_request(budget: int | str | None, metric: str | None, choose: object) -> str:
+    """The rule that picks a budget's models (:func:`~fennec.space.check_choice`), after refusing
+    a forward-pass metric or a rule given without a budget; ``fennec.rank``, ``fennec.evaluate``
+    and ``POST /rank/images`` all check a request here."""
+    rule = check_choice(choose)
+    if budget is None:
+        if metric is not None:
+            raise ValueError("metric: names the forward-pass metric a budget is spent on; give budget too")
+        if choose is not None:
+            raise ValueError(f"choose: picks the models a budget runs ({rule!r}); give budget too")
+    return rule
 
 
 def parse_budget(budget: int | str | None) -> int | None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import kernels
 from ._checks import integer
+from .budget import check_budget_request
 from .catalog import Catalog
 from .features import check_observed, place_task
 from .space import TransferSpace, check_choice
@@ -287,12 +288,8 @@ def rank(zoo: Zoo, task: Mapping[str, Any] | Sequence[float] | None = None, *, k
         ranker = _RANKERS.get(key)
         if ranker is None or ranker.zoo is not zoo:
             ranker = _RANKERS[key] = Ranker(zoo)
-    rule = check_choice(choose)
+    rule = check_budget_request(budget, metric, choose)
     if budget is None:
-        if metric is not None:
-            raise ValueError("metric: names the forward-pass metric a budget is spent on; give budget too")
-        if choose is not None:
-            raise ValueError(f"choose: picks the models a budget runs ({rule!r}); give budget too")
         return ranker.rank(task, k=k, where=where, observed=observed)
     return ranker.rank_on_budget(task, images, budget, k=k, where=where, observed=observed, metric=metric,
                                  cache_dir=cache_dir, choose=rule)

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ..budget import check_budget_request
 from ..features import TaskPlacement
-from ..space import TransferSpace, check_choice, choose_models, normalize_scores, predict_cold_models, scored_rows
+from ..space import TransferSpace, choose_models, normalize_scores, predict_cold_models, scored_rows
 from .baselines import nmf_predict, reorder_observed, type_mean
 from .data import EvalData
 from .held_out import fit_on_tasks, place_held_out
@@ -62,9 +63,7 @@ def evaluate(data: EvalData, protocol: str = "lodo", *, shots: int = 3, probe: s
         if data.related is None or data.related.shape != (len(data.tasks), len(data.tasks)):
             raise ValueError("exclude_related needs which tasks are related (a zoo whose tasks record "
                              "their dataset and classes)")
-    rule = check_choice(choose)
-    if budget is None and choose is not None:
-        raise ValueError(f"choose: picks the models a budget runs ({rule!r}); give budget too")
+    rule = check_budget_request(budget, None, choose)
     if budget is not None:
         if protocol == "cold-model":
             raise ValueError("budget: forward passes on a new task are for the lodo and kshot protocols")

@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope, Send
 
 from .. import __version__
+from ..budget import check_budget_request
 from ..history import History
 from ..ranking import Ranker
 from ..zoo import Zoo, ZooError
@@ -235,11 +236,11 @@ async def rank_images(request: Request, body: ImageRankRequest) -> JSONResponse:
 def _check_budget(service: Service, budget: int | str | None, metric: str | None, choose: str | None) -> None:
     """Refuses (422) a metric or a choice rule without a budget, and a budget above the server's
     ``max_budget``."""
+    try:
+        check_budget_request(budget, metric, choose)
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from None
     if budget is None:
-        if metric is not None:
-            raise HTTPException(422, "metric: names the forward-pass metric a budget is spent on; give budget too")
-        if choose is not None:
-            raise HTTPException(422, "choose: picks the models a budget runs; give budget too")
         return
     cap = service.max_budget
     if budget == "all":
