@@ -8,7 +8,7 @@ from typing import TypeVar
 import numpy as np
 from scipy.stats import weightedtau
 
-__all__ = ["MIN_FOLD_TASKS", "choose_simplest", "fold_sizes", "held_with", "usable_related", "weighted_tau"]
+__all__ = ["MIN_FOLD_TASKS", "choose_simplest", "foldable", "held_with", "usable_related", "weighted_tau"]
 
 MIN_FOLD_TASKS = 2  # an inner fold predicts its task from at least this many others
 
@@ -28,18 +28,19 @@ def held_with(n_tasks: int, held_out: Sequence[int] | np.ndarray,
     return out
 
 
-def fold_sizes(related: np.ndarray) -> np.ndarray:
-    """Per task, how many tasks its fold keeps when it is held out with its related tasks."""
+def foldable(tasks: Sequence[int] | np.ndarray, related: np.ndarray) -> np.ndarray:
+    """The tasks among ``tasks`` whose fold, once each is held out with its ``related`` tasks,
+    keeps at least :data:`MIN_FOLD_TASKS` others to predict it from."""
+    tasks = np.asarray(tasks, dtype=np.int64)
     held = np.asarray(related, dtype=bool) | np.eye(len(related), dtype=bool)
-    sizes: np.ndarray = len(related) - held.sum(1)
-    return sizes
+    kept: np.ndarray = tasks[len(related) - held[tasks].sum(1) >= MIN_FOLD_TASKS]
+    return kept
 
 
 def usable_related(related: np.ndarray | None) -> np.ndarray | None:
-    """``related`` where at least two tasks keep :data:`MIN_FOLD_TASKS` unrelated ones to be
-    predicted from once held out with their related tasks; else None (too few tasks are
+    """``related`` where at least two tasks are :func:`foldable`; else None (too few tasks are
     unrelated to choose anything on: each fold holds one task out)."""
-    if related is None or np.sum(fold_sizes(related) >= MIN_FOLD_TASKS) < 2:
+    if related is None or len(foldable(np.arange(len(related)), related)) < 2:
         return None
     return related
 

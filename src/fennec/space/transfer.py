@@ -45,9 +45,9 @@ from scipy.stats import rankdata
 
 from .evidence import Evidence, choose_evidence, fitted_evidence, standardize_tasks
 from .fitted import TransferSpace
-from .selection import MIN_FOLD_TASKS, choose_simplest, fold_sizes, held_with, usable_related
+from .selection import choose_simplest, foldable, held_with, usable_related
 from .selection import weighted_tau as _weighted_tau
-from .vectors import neighbour_weights, row_sums, seen_and_values, update_with_observations
+from .vectors import neighbour_weights, row_sums, row_sums_without, seen_and_values, update_with_observations
 
 __all__ = [
     "choose_normalization",
@@ -197,10 +197,8 @@ class _InnerFolds:
         self._shifts: dict[tuple[int, float], np.ndarray] = {}  # (held-out task, bandwidth) -> neighbour shift
 
     def _prior_without(self, t: int) -> np.ndarray:
-        count, total = self.sums
-        dropped = self.dropped[t]
-        prior: np.ndarray = ((total - self.filled[1][:, dropped].sum(1))
-                             / (count - self.filled[0][:, dropped].sum(1) + PRIOR_SHRINKAGE))
+        count, total = row_sums_without(self.filled, self.sums, self.dropped[t])
+        prior: np.ndarray = total / (count + PRIOR_SHRINKAGE)
         return prior
 
     def zero_shot(self, t: int, ridge: float | None) -> np.ndarray:
@@ -297,7 +295,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
 
     held_out = _inner_tasks(n_tasks, rng) if n_tasks >= 3 else np.array([], dtype=int)
     if related is not None:  # a task with too few unrelated ones is not held out
-        held_out = held_out[fold_sizes(related)[held_out] >= MIN_FOLD_TASKS]
+        held_out = foldable(held_out, related)
     scored = np.sort(rng.permutation(n_models)[:MAX_INNER_MODELS]) if n_models > MAX_INNER_MODELS else slice(None)
     normalization_taus: dict[str, float] = {}
     if choices is not None and "normalization" in choices:
@@ -307,7 +305,7 @@ def fit_transfer(history: np.ndarray, model_features: np.ndarray | None = None,
         tasks_seen = held_out if n_tasks <= MAX_INNER_TASKS else np.sort(
             np.random.default_rng(seed + 1).permutation(n_tasks)[:MAX_NORMALIZATION_TASKS])
         if related is not None:
-            tasks_seen = tasks_seen[fold_sizes(related)[tasks_seen] >= MIN_FOLD_TASKS]
+            tasks_seen = foldable(tasks_seen, related)
         normalization, normalization_taus = choose_normalization(history, tasks_seen, scored, related)
     normalized = normalize_scores(history, normalization)
     folds = _InnerFolds(history, normalized, model_x if use_side else None, task_x if use_side else None,
@@ -433,11 +431,11 @@ def choose_normalization(history: np.ndarray, held_out: np.ndarray, scored: np.n
 
     def taus(method: str) -> np.ndarray:
         filled = seen_and_values(normalize_scores(history, method))
-        count, total = row_sums(filled)
+        sums = row_sums(filled)
         out = []
         for t in held_out:
-            gone = dropped[int(t)]
-            prior = (total - filled[1][:, gone].sum(1)) / (count - filled[0][:, gone].sum(1) + PRIOR_SHRINKAGE)
+            count, total = row_sums_without(filled, sums, dropped[int(t)])
+            prior = total / (count + PRIOR_SHRINKAGE)
             out.append(_weighted_tau(prior[scored], history[scored, t]))
         return np.array(out, dtype=float)
 

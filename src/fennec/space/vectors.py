@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["neighbour_weights", "row_sums", "seen_and_values", "task_vector", "update_with_observations"]
+__all__ = ["neighbour_weights", "row_sums", "row_sums_without", "seen_and_values", "task_vector",
+           "update_with_observations"]
 
 
 def neighbour_weights(distances: np.ndarray, bandwidth: float) -> np.ndarray:
@@ -96,7 +97,7 @@ def update_with_observations(base: np.ndarray, normalized: np.ndarray, observed:
         if exclude is not None:
             exclude = np.atleast_1d(exclude)
             weights[exclude] = 0.0
-            count, total = count - seen_all[:, exclude].sum(1), total - values[:, exclude].sum(1)
+            count, total = row_sums_without((seen_all, values), (count, total), exclude)
         mass = seen_all @ weights
         weighted = values @ weights / np.maximum(mass, 1e-12)
         # Keep the prior's own scale so the shift from side information still applies.
@@ -121,3 +122,11 @@ def row_sums(filled: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndar
     counts: np.ndarray = filled[0].sum(1)
     totals: np.ndarray = filled[1].sum(1)
     return counts, totals
+
+
+def row_sums_without(filled: tuple[np.ndarray, np.ndarray], sums: tuple[np.ndarray, np.ndarray],
+                     dropped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`row_sums` of ``filled`` with the tasks at ``dropped`` left out, from ``sums`` (those of
+    every task)."""
+    count, total = sums
+    return count - filled[0][:, dropped].sum(1), total - filled[1][:, dropped].sum(1)
